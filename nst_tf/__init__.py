@@ -1,0 +1,64 @@
+"""nst_tf: neural style transfer for TensorFlow / Keras 3.
+
+Two ways to stylize an image:
+
+* :func:`transfer` optimizes the image itself (Gatys et al.) against a VGG / ResNet / Inception
+  feature extractor, with Gram, sliced-Wasserstein, Gaussian-W2 or mean-std style losses.
+* :func:`stylize` runs a feed-forward conditional-instance-norm network (Dumoulin et al.), including
+  Magenta's pretrained "varied" (32 styles) and "monet" (10 styles) checkpoints, with style mixing.
+
+Example:
+    >>> import nst_tf
+    >>> out = nst_tf.transfer("content.jpg", ["style.jpg"], size=256, steps=100)  # doctest: +SKIP
+    >>> nst_tf.save_image("out.png", out)                                         # doctest: +SKIP
+
+Importing ``nst_tf`` is cheap: TensorFlow loads on first use of a name that needs it, and nothing is
+ever downloaded at import time.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Modules never share a name with a function they define
+# (gatys.transfer, pastiche.stylize, reconstruction.reconstruct), so `nst_tf.stylize` is always
+# the function, whatever was imported before.
+# Resolved lazily (PEP 562) so `import nst_tf` stays fast.
+_EXPORTS = {
+    # errors
+    "NSTError": "errors", "ImageError": "errors", "LayerError": "errors",
+    "StyleWeightsError": "errors", "CheckpointError": "errors",
+    "WeightsUnavailableError": "errors", "OptimizationError": "errors", "ConfigError": "errors",
+    # images
+    "load_image": "images", "save_image": "images",
+    # features, objective, optimization
+    "FeatureExtractor": "features",
+    "StyleObjective": "objective",
+    "optimize_image": "optimize",
+    "transfer": "gatys",
+    "reconstruct": "reconstruction",
+    # feed-forward networks
+    "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers",
+    "pastiche_network": "networks", "johnson_network": "networks",
+    "stylize": "pastiche",
+}
+_SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
+               "gatys", "reconstruction", "layers", "networks", "pastiche", "data",
+               "training", "export", "device", "io"}
+
+__all__ = sorted(_EXPORTS) + ["losses"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"nst_tf.{_EXPORTS[name]}")
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"nst_tf.{name}")
+    raise AttributeError(f"module 'nst_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

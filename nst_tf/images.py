@@ -1,0 +1,261 @@
+"""Image files in and out, resizing, and colour-space helpers.
+
+Images are float32 arrays in [0, 1], shape ``[H, W, 3]`` (one image) or ``[B, H, W, 3]`` (a batch).
+uint8 appears only at file boundaries, and uint8 → float is a true division by 255, which is what
+Magenta's ``load_np_image`` computes (multiplying by ``1/255`` differs in the last bit for 126 of
+the 256 values).
+
+Example:
+    >>> import numpy as np, os, tempfile
+    >>> from nst_tf import images
+    >>> path = os.path.join(tempfile.mkdtemp(), "grey.png")
+    >>> images.save_image(path, np.full((8, 8, 3), 0.5, np.float32))
+    >>> images.load_image(path).shape
+    (8, 8, 3)
+"""
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from nst_tf.errors import ImageError
+from nst_tf.io import atomic_write, check_output_dir
+
+#: Largest image, in pixels, that :func:`load_image` decodes (a decompression-bomb guard).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF",
+            ".tiff": "TIFF", ".webp": "WEBP"}
+
+
+def uint8_to_float(array):
+    """uint8 → float32 in [0, 1] by true division, bit-identical to Magenta's loader."""
+    return np.asarray(array, np.uint8).astype(np.float32) / np.float32(255.0)
+
+
+def float_to_uint8(image, rounding="round"):
+    """float in [0, 1] → uint8. ``rounding="truncate"`` reproduces Magenta's ``uint8(x * 255)``."""
+    image = np.clip(np.asarray(image, np.float32), 0.0, 1.0) * np.float32(255.0)
+    if rounding == "round":
+        image = np.round(image)
+    elif rounding != "truncate":
+        raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}")
+    return image.astype(np.uint8)
+
+
+def _pil_to_float(img, path):
+    """Convert any PIL mode to float32 RGB in [0, 1]."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: PIL keeps the full range in mode "I".
+        data = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or data.max(initial=0) > 255 else 255.0
+        grey = np.clip(data / top, 0.0, 1.0).astype(np.float32)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if mode == "F":
+        grey = np.asarray(img, dtype=np.float32)
+        if grey.size and (np.nanmin(grey) < 0.0 or np.nanmax(grey) > 1.0):
+            grey = grey / max(float(np.nanmax(grey)), 1.0)
+        return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        # Composite onto white: transparent areas become white, not black.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    if mode == "L":
+        grey = uint8_to_float(np.asarray(img))
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return uint8_to_float(np.asarray(img.convert("RGB")))
+
+
+def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
+    """Load an image file as float32 RGB ``[H, W, 3]`` in [0, 1].
+
+    Handles EXIF orientation, grayscale (tiled to 3 channels, as Magenta does), RGBA/LA/transparent
+    palettes (composited on white), palette images, and 16-bit images (scaled by 1/65535).
+
+    Args:
+        path: file path.
+        max_size: if given, downscale so the longer side is at most this many pixels.
+        max_pixels: refuse images with more pixels than this (decompression-bomb guard).
+
+    Raises:
+        ImageError: the file is missing, empty, not an image, corrupt, or too large.
+
+    Example:
+        >>> from nst_tf.images import load_image
+        >>> load_image("../shared/data/images/style/La_forma.jpg", max_size=64).shape
+        (64, 49, 3)
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ImageError(f"image file not found: {path}")
+    if os.path.isdir(path):
+        raise ImageError(f"expected an image file but {path} is a folder")
+    if os.path.getsize(path) == 0:
+        raise ImageError(f"image file is empty: {path}")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if img.width * img.height > max_pixels:
+                raise ImageError(f"image {path} is {img.width}x{img.height} = "
+                                 f"{img.width * img.height} pixels, more than max_pixels={max_pixels}")
+            img.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image file (unknown format): {path}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"image {path} is too large to decode safely: {e}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"corrupt or truncated image file {path}: {e}") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a broken EXIF block should not make a good image unreadable
+        pass
+    image = _pil_to_float(img, path)
+    if max_size is not None:
+        image = resize_max_side(image, max_size)
+    return image
+
+
+def save_image(path, image, quality=95):
+    """Save a float image in [0, 1] (``[H,W,3]`` or ``[1,H,W,3]``) atomically.
+
+    The format comes from the extension (``.png``, ``.jpg``...). The file appears complete or not
+    at all: it is written to a temporary file in the same folder and renamed.
+
+    Raises:
+        ImageError: the array has the wrong shape or the extension is unknown.
+        OutputPathError: the folder does not exist.
+    """
+    path = os.fspath(path)
+    array = np.asarray(image)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3):
+        raise ImageError(f"cannot save an array of shape {np.shape(image)} as an image to {path}; "
+                         "expected [H, W, 3] or [1, H, W, 3]")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in _FORMATS:
+        raise ImageError(f"unknown image extension {ext!r} for {path}; use one of {sorted(_FORMATS)}")
+    check_output_dir(path)
+    if array.dtype != np.uint8:
+        if not np.all(np.isfinite(array)):
+            raise ImageError(f"refusing to save {path}: the image contains NaN or inf")
+        array = float_to_uint8(array)
+    if array.shape[-1] == 1:
+        array = array[..., 0]
+    encoded = io.BytesIO()
+    options = {"quality": quality} if _FORMATS[ext] in ("JPEG", "WEBP") else {}
+    Image.fromarray(array).save(encoded, format=_FORMATS[ext], **options)
+    with atomic_write(path) as f:
+        f.write(encoded.getvalue())
+
+
+def resize(image, size, method="bicubic"):
+    """Resize ``[H,W,3]`` or ``[B,H,W,3]`` float images to ``size=(height, width)``, antialiased."""
+    import tensorflow as tf
+
+    out = tf.image.resize(image, size, method=method, antialias=True)
+    return np.clip(out.numpy(), 0.0, 1.0).astype(np.float32)
+
+
+def resize_max_side(image, max_size, method="bicubic"):
+    """Downscale so that the longer side is at most ``max_size``; smaller images are unchanged."""
+    height, width = np.shape(image)[-3:-1]
+    longest = max(height, width)
+    if max_size is None or longest <= max_size:
+        return np.asarray(image, np.float32)
+    scale = max_size / longest
+    new = (max(1, round(height * scale)), max(1, round(width * scale)))
+    return resize(image, new, method=method)
+
+
+def check_min_size(image, min_size, what="image"):
+    """Raise :class:`ImageError` if either side of ``image`` is below ``min_size`` pixels."""
+    height, width = np.shape(image)[-3:-1]
+    if height < min_size or width < min_size:
+        raise ImageError(f"{what} is {width}x{height} pixels; at least {min_size}x{min_size} is needed")
+
+
+def as_float_image(image, what="image"):
+    """Validate an array image: float32 ``[H,W,3]`` or ``[B,H,W,3]``; uint8 is converted."""
+    array = np.asarray(image)
+    if array.dtype == np.uint8:
+        array = uint8_to_float(array)
+    array = array.astype(np.float32, copy=False)
+    if array.ndim not in (3, 4) or array.shape[-1] != 3:
+        raise ImageError(f"{what} must have shape [H, W, 3] or [B, H, W, 3], got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ImageError(f"{what} contains NaN or inf values")
+    return array
+
+
+def load_or_validate(image, max_size=None, what="image"):
+    """A path is loaded with :func:`load_image`; an array is validated with :func:`as_float_image`."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image, max_size=max_size)
+    array = as_float_image(image, what=what)
+    if max_size is not None:
+        array = resize_max_side(array, max_size)
+    return array
+
+
+# --- Colour -------------------------------------------------------------------------------------
+
+# NTSC YIQ, as in tf.image.rgb_to_yiq.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.59590059, -0.27455667, -0.32134392],
+                        [0.21153661, -0.52273617, 0.31119955]], np.float64)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+def rgb_to_yiq(image):
+    """RGB → YIQ (Y is luminance in [0, 1]); works on ``[..., 3]`` arrays."""
+    return (np.asarray(image, np.float64) @ _RGB_TO_YIQ.T).astype(np.float32)
+
+
+def yiq_to_rgb(image):
+    """YIQ → RGB, the exact inverse of :func:`rgb_to_yiq` (not clipped)."""
+    return (np.asarray(image, np.float64) @ _YIQ_TO_RGB.T).astype(np.float32)
+
+
+def luminance(image):
+    """The Y channel of :func:`rgb_to_yiq`, shape ``[..., H, W]``."""
+    return rgb_to_yiq(image)[..., 0]
+
+
+def match_histograms(source, reference):
+    """Remap the values of ``source`` so their histogram matches ``reference`` (any shapes).
+
+    Exact quantile matching: the k-th smallest source value becomes the reference value at the
+    same quantile (linear interpolation between reference samples).
+    """
+    source = np.asarray(source, np.float64)
+    reference = np.asarray(reference, np.float64).ravel()
+    order = np.argsort(source, axis=None, kind="stable")
+    quantiles = (np.arange(source.size) + 0.5) / source.size
+    ref_sorted = np.sort(reference)
+    ref_quantiles = (np.arange(reference.size) + 0.5) / reference.size
+    matched = np.empty(source.size, np.float64)
+    matched[order] = np.interp(quantiles, ref_quantiles, ref_sorted)
+    return matched.reshape(source.shape).astype(np.float32)
+
+
+def transfer_luminance(stylized, content):
+    """Keep the luminance of ``stylized`` and the chroma (I, Q) of ``content`` (same size)."""
+    out = rgb_to_yiq(content)
+    out[..., 0] = luminance(stylized)
+    return np.clip(yiq_to_rgb(out), 0.0, 1.0)
+
+
+def grey_to_rgb(luma):
+    """A luminance map ``[..., H, W]`` → a grey RGB image ``[..., H, W, 3]``."""
+    return np.repeat(np.asarray(luma, np.float32)[..., None], 3, axis=-1)
