@@ -1,0 +1,369 @@
+"""Training input: content images through ``tf.data``, style images and their Gram targets.
+
+:func:`content_dataset` turns image files (glob patterns, folders) or ImageNet-layout TFRecords
+into an endless stream of ``[batch, size, size, 3]`` float32 batches in [0, 1]::
+
+    list files ─▶ shuffle (seeded, per epoch) ─▶ repeat ─▶ skip(start) ─▶ read + decode
+        ─▶ resize short side ─▶ crop ─▶ drop unreadable ─▶ batch (static shape) ─▶ prefetch
+
+* Decoding uses ``tf.io.decode_image(channels=3, expand_animations=False)``: grayscale becomes RGB,
+  an alpha channel is dropped, a GIF gives its first frame. uint8 → float is a division by 255.
+* Resizing: the short side is scaled to ``resize_short_side`` (default ``image_size``, so the crop
+  keeps the whole short side; Magenta used ``image_size + 2`` and a central crop, which is
+  ``resize_short_side=image_size + 2, crop_mode="center"``), bilinear with antialiasing.
+* Determinism: the file order comes from ``seed`` and each crop from ``(seed, element index)``
+  with stateless random ops, so the same seed gives the same batches regardless of parallelism,
+  and ``start_batch=k`` continues exactly where batch ``k`` of an uninterrupted run starts (when no
+  file is corrupt; each skipped corrupt file shifts later batches by one image).
+* A corrupt or unreadable file is dropped and counted, never a crash mid-epoch: read the count
+  from ``dataset.decode_counter.skipped`` (see :class:`DecodeCounter`). A source with no images,
+  or whose files are all unreadable, is a :class:`DatasetError` before training starts.
+
+Example:
+    >>> from nst_tf.data import content_dataset
+    >>> ds = content_dataset("../shared/data/images/content", image_size=64, batch_size=2)
+    >>> next(iter(ds)).shape
+    TensorShape([2, 64, 64, 3])
+"""
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from nst_tf.errors import ImageError
+
+#: File name endings treated as images when a folder is listed.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+#: Feature holding the encoded image in ImageNet (slim / inception) TFRecords.
+TFRECORD_IMAGE_KEY = "image/encoded"
+
+
+class DatasetError(ImageError):
+    """A content source with no usable images (nothing matched, empty folder, all unreadable)."""
+
+
+class DecodeCounter:
+    """Counts images read and images dropped because they could not be decoded.
+
+    The counts are ``tf.Variable`` s updated by the input pipeline itself, so they are exact once
+    the consumer has caught up (a few prefetched elements may be in flight while training runs).
+
+    Example:
+        >>> c = DecodeCounter()
+        >>> c.attempted, c.skipped
+        (0, 0)
+    """
+
+    def __init__(self):
+        self._attempted = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_attempted")
+        self._decoded = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_decoded")
+
+    @property
+    def attempted(self):
+        """Images the pipeline tried to read."""
+        return int(self._attempted.numpy())
+
+    @property
+    def decoded(self):
+        """Images read and decoded successfully."""
+        return int(self._decoded.numpy())
+
+    @property
+    def skipped(self):
+        """Images dropped because reading or decoding failed."""
+        return max(0, self.attempted - self.decoded)
+
+    def __repr__(self):
+        return f"DecodeCounter(attempted={self.attempted}, skipped={self.skipped})"
+
+
+# --- Listing sources ------------------------------------------------------------------------------
+
+def _is_tfrecord_name(path):
+    name = os.path.basename(path)
+    return name.endswith((".tfrecord", ".tfrecords")) or name.startswith("train-") \
+        or ".tfrecord-" in name
+
+
+def list_files(sources, recursive=True, format="auto"):
+    """Expand glob patterns and folders into a sorted list of files and their format.
+
+    Args:
+        sources: a path, glob pattern or folder, or a list of them (a comma-separated string is
+            also accepted, as on the command line).
+        recursive: list folders recursively.
+        format: ``"auto"`` (TFRecord when every file is named ``*.tfrecord`` / ``train-*``),
+            ``"images"`` or ``"tfrecord"``.
+
+    Returns:
+        ``(files, format)`` with ``format`` either ``"images"`` or ``"tfrecord"``.
+
+    Raises:
+        DatasetError: nothing matched, or a folder holds no image files.
+    """
+    if format not in ("auto", "images", "tfrecord"):
+        raise DatasetError(f"format must be 'auto', 'images' or 'tfrecord', got {format!r}")
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [s for s in os.fspath(sources).split(",") if s.strip()]
+    sources = [os.path.expanduser(os.fspath(s).strip()) for s in sources]
+    if not sources:
+        raise DatasetError("no content image source given")
+    files = []
+    for source in sources:
+        if os.path.isdir(source):
+            pattern = os.path.join(source, "**", "*") if recursive else os.path.join(source, "*")
+            found = [f for f in glob.glob(pattern, recursive=recursive)
+                     if os.path.isfile(f) and (f.lower().endswith(IMAGE_EXTENSIONS)
+                                               or (format != "images" and _is_tfrecord_name(f)))]
+            if not found:
+                raise DatasetError(f"folder {source} holds no image files "
+                                   f"({', '.join(IMAGE_EXTENSIONS)}) or TFRecords")
+        else:
+            found = [f for f in glob.glob(source, recursive=recursive) if os.path.isfile(f)]
+            if not found:
+                raise DatasetError(f"no files match {source!r}")
+        files.extend(found)
+    files = sorted(set(files))
+    if format == "auto":
+        format = "tfrecord" if all(_is_tfrecord_name(f) for f in files) else "images"
+    return files, format
+
+
+# --- Decoding and cropping ------------------------------------------------------------------------
+
+def decode_to_float(encoded):
+    """Encoded JPEG/PNG/BMP/GIF bytes → float32 ``[H, W, 3]`` in [0, 1] (division by 255)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    return tf.cast(image, tf.float32) / 255.0
+
+
+def scale_short_side(image, size):
+    """Bilinear, antialiased resize of ``[H, W, 3]`` so that its shorter side is ``size``."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float64)
+    scale = tf.cast(size, tf.float64) / tf.reduce_min(shape)
+    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    return tf.image.resize(image, new, method="bilinear", antialias=True)
+
+
+def crop(image, size, seed, mode="random"):
+    """Crop ``[H, W, 3]`` (both sides ≥ ``size``) to ``[size, size, 3]``.
+
+    ``mode="random"`` draws the offset from the stateless ``seed`` (shape [2] int), ``"center"``
+    takes the middle.
+    """
+    if mode == "center":
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        top, left = (height - size) // 2, (width - size) // 2
+        return image[top:top + size, left:left + size, :]
+    return tf.image.stateless_random_crop(image, [size, size, 3], seed=seed)
+
+
+# --- Content dataset ------------------------------------------------------------------------------
+
+def _first_decodable(files, format):
+    """Index of the first file (or record) that decodes, or None: fails fast if all are broken."""
+    for i, path in enumerate(files):
+        try:
+            if format == "tfrecord":
+                record = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+                if record is None:
+                    continue
+                encoded = tf.io.parse_single_example(
+                    record, {TFRECORD_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)})
+                decode_to_float(encoded[TFRECORD_IMAGE_KEY])
+            else:
+                decode_to_float(tf.io.read_file(path))
+            return i
+        except (tf.errors.OpError, ValueError):
+            continue
+    return None
+
+
+def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed=0, repeat=True,
+                    resize_short_side=None, crop_mode="random", format="auto", recursive=True,
+                    start_batch=0, shuffle_buffer=1024, num_parallel_calls=tf.data.AUTOTUNE):
+    """Batches of content images for training: float32 ``[batch_size, image_size, image_size, 3]``.
+
+    Args:
+        sources: glob pattern(s), folder(s) or TFRecord file(s); see :func:`list_files`.
+        image_size: side of the square crops.
+        batch_size: images per batch; the last partial batch is dropped so shapes are static.
+        shuffle: shuffle the files each epoch (and the records, for TFRecords).
+        seed: makes file order and crops reproducible.
+        repeat: loop forever (training); ``False`` gives one pass.
+        resize_short_side: the short side is resized to this before cropping
+            (default ``image_size``); must be ≥ ``image_size``.
+        crop_mode: ``"random"`` or ``"center"``.
+        format: ``"auto"``, ``"images"`` or ``"tfrecord"`` (ImageNet ``image/encoded`` layout).
+        recursive: list folders recursively.
+        start_batch: skip this many batches (cheaply, before decoding) to resume a run.
+        shuffle_buffer: record-level shuffle buffer for TFRecords.
+
+    Returns:
+        A ``tf.data.Dataset`` with a ``decode_counter`` attribute (:class:`DecodeCounter`).
+
+    Raises:
+        DatasetError: nothing matched, a folder is empty, or no file can be decoded.
+        ImageError: a bad size or crop option.
+
+    Example:
+        >>> ds = content_dataset("photos/*.jpg", image_size=256, batch_size=16)  # doctest: +SKIP
+    """
+    image_size = int(image_size)
+    batch_size = int(batch_size)
+    short_side = image_size if resize_short_side is None else int(resize_short_side)
+    if image_size < 8:
+        raise ImageError(f"image_size must be at least 8 pixels, got {image_size}")
+    if batch_size < 1:
+        raise ImageError(f"batch_size must be at least 1, got {batch_size}")
+    if short_side < image_size:
+        raise ImageError(f"resize_short_side={short_side} is smaller than image_size={image_size}")
+    if crop_mode not in ("random", "center"):
+        raise ImageError(f"crop_mode must be 'random' or 'center', got {crop_mode!r}")
+    files, format = list_files(sources, recursive=recursive, format=format)
+    if _first_decodable(files, format) is None:
+        shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
+        raise DatasetError(f"none of the {len(files)} content files could be decoded as images "
+                           f"({shown})")
+
+    counter = DecodeCounter()
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    if format == "tfrecord":
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                           num_parallel_calls=num_parallel_calls, deterministic=True)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
+        spec = {TFRECORD_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
+        read = lambda record: tf.io.parse_single_example(record, spec)[TFRECORD_IMAGE_KEY]  # noqa: E731
+    else:
+        read = tf.io.read_file
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.enumerate()
+    if start_batch:
+        ds = ds.skip(int(start_batch) * batch_size)
+
+    def load(index, item):
+        with tf.control_dependencies([counter._attempted.assign_add(1)]):
+            image = decode_to_float(read(item))
+        image = scale_short_side(image, short_side)
+        image = crop(image, image_size, tf.stack([tf.cast(seed, tf.int64), index]), crop_mode)
+        with tf.control_dependencies([image]):  # count only after a successful decode
+            counted = counter._decoded.assign_add(1)
+        with tf.control_dependencies([counted]):
+            return tf.identity(image)
+
+    ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
+    ds = ds.ignore_errors()
+    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.decode_counter = counter
+    ds.files = files
+    return ds
+
+
+def with_style_labels(dataset, num_styles, seed=0, start_batch=0):
+    """Pair every batch with one random style label per example: ``(images, labels[B] int32)``.
+
+    Labels come from ``(seed, batch index)`` with a stateless generator, so styles are mixed
+    within a batch (as in Magenta's training) and a resumed run (``start_batch``) draws the same
+    labels as an uninterrupted one.
+
+    Example:
+        >>> ds = with_style_labels(tf.data.Dataset.from_tensors(tf.zeros([4, 8, 8, 3])), 3)
+        >>> next(iter(ds))[1].shape
+        TensorShape([4])
+    """
+    num_styles = int(num_styles)
+    if num_styles < 1:
+        raise DatasetError(f"num_styles must be at least 1, got {num_styles}")
+
+    def add_labels(index, images):
+        labels = tf.random.stateless_uniform(
+            [tf.shape(images)[0]], seed=tf.stack([tf.cast(seed, tf.int64) + 7919, index]),
+            minval=0, maxval=num_styles, dtype=tf.int32)
+        return images, labels
+
+    counter = getattr(dataset, "decode_counter", None)
+    labelled = dataset.enumerate(start=int(start_batch)).map(add_labels)
+    labelled.decode_counter = counter
+    return labelled
+
+
+# --- Style images ---------------------------------------------------------------------------------
+
+def style_images(paths, style_size=None):
+    """Load style images as float32 ``[H, W, 3]`` arrays in [0, 1].
+
+    Args:
+        paths: a path, a glob pattern, a comma-separated string or a list of them. Patterns are
+            expanded and sorted (the label of a style is its index in the result, as in Magenta's
+            glob order).
+        style_size: if given, resize so the *shorter* side is ``style_size`` (Johnson et al.'s
+            convention); ``None`` keeps the native resolution (Magenta's).
+
+    Raises:
+        DatasetError: nothing matched. ImageError: a file cannot be read.
+
+    Example:
+        >>> imgs = style_images("../shared/data/images/style/*_sq.jpg", style_size=64)
+        >>> [im.shape for im in imgs][0]
+        (64, 64, 3)
+    """
+    from nst_tf import images
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [p for p in os.fspath(paths).split(",") if p.strip()]
+    expanded = []
+    for p in paths:
+        p = os.path.expanduser(os.fspath(p).strip())
+        if glob.has_magic(p):
+            matched = sorted(f for f in glob.glob(p) if os.path.isfile(f))
+            if not matched:
+                raise DatasetError(f"no style images match {p!r}")
+            expanded.extend(matched)
+        else:
+            expanded.append(p)
+    if not expanded:
+        raise DatasetError("no style images given")
+    loaded = []
+    for p in expanded:
+        image = images.load_image(p)
+        if style_size is not None:
+            image = scale_short_side(tf.constant(image), int(style_size)).numpy()
+            image = np.clip(image, 0.0, 1.0).astype(np.float32)
+        loaded.append(image)
+    return loaded
+
+
+def style_gram_targets(extractor, styles, layers=None):
+    """Gram matrices of each style image, computed once: ``{layer: float32 [N, C, C]}``.
+
+    Row ``i`` belongs to ``styles[i]``. ``G = FᵀF / (H·W)`` per image (Magenta's normalization,
+    :func:`nst_tf.losses.gram_matrix`), so styles of different sizes can be stacked.
+
+    Args:
+        extractor: a :class:`nst_tf.features.FeatureExtractor` (float32, frozen).
+        styles: list of ``[H, W, 3]`` float images (different sizes allowed).
+        layers: layer names to keep (default: all of the extractor's layers).
+
+    Example:
+        >>> from nst_tf.features import FeatureExtractor      # doctest: +SKIP
+        >>> fx = FeatureExtractor("vgg16", layers=["block1_conv2"], weights=None)  # doctest: +SKIP
+        >>> style_gram_targets(fx, [np.zeros((32, 32, 3), np.float32)])["block1_conv2"].shape  # doctest: +SKIP
+        TensorShape([1, 64, 64])
+    """
+    from nst_tf.losses import gram_matrix
+
+    per_layer = {}
+    for image in styles:
+        features = extractor(tf.convert_to_tensor(np.asarray(image, np.float32)[None]))
+        for name in (layers if layers is not None else features):
+            per_layer.setdefault(name, []).append(
+                tf.cast(gram_matrix(tf.cast(features[name], tf.float32)), tf.float32)[0])
+    return {name: tf.stack(grams) for name, grams in per_layer.items()}
