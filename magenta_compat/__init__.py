@@ -1,0 +1,42 @@
+"""Compatibility with Magenta's ``image_stylization`` model (Dumoulin et al. 2017).
+
+* :mod:`magenta_compat.checkpoint`: read Magenta checkpoints (V1 single file or V2 bundle) into
+  :func:`nst_tf.networks.pastiche_network`, and write networks back under Magenta's names.
+* :mod:`magenta_compat.pretrained`: the released "varied" (32 styles) and "monet" (10) checkpoints.
+* :mod:`magenta_compat.which_styles`: Magenta's ``--which_styles`` syntax.
+
+Example:
+    >>> import magenta_compat
+    >>> net = magenta_compat.load_pastiche_network("varied")     # doctest: +SKIP
+
+Names are imported lazily (PEP 562): ``import magenta_compat`` does not load TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    "read_checkpoint": "checkpoint",
+    "write_checkpoint": "checkpoint",
+    "load_pastiche_network": "checkpoint",
+    "infer_pastiche_config": "checkpoint",
+    "network_variables": "checkpoint",
+    "resolve_checkpoint_path": "checkpoint",
+    "parse_which_styles": "which_styles",
+}
+_SUBMODULES = {"checkpoint", "pretrained", "which_styles"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"magenta_compat.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"magenta_compat.{name}")
+    raise AttributeError(f"module 'magenta_compat' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
