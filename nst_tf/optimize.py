@@ -1,0 +1,307 @@
+"""Optimize an image against a differentiable objective: Adam or L-BFGS, one compiled step.
+
+``objective(image) -> (total, parts)`` is any function of TF ops (a
+:class:`nst_tf.objective.StyleObjective`, or a test function). :func:`optimize_image` runs it in a
+single ``tf.function`` that does forward + backward + update in-graph; with
+``steps_per_call > 1`` several steps run inside one call (a ``tf.while_loop``), so Python only
+touches the loop to fetch the loss for progress and callbacks.
+
+The image is optimized **unconstrained** (values may leave [0, 1] during the run, as in the
+original Gatys / neural-style implementations: clipping inside the loop would break the L-BFGS
+curvature pairs); the returned image is clipped to [0, 1]. Adam and L-BFGS live in
+:mod:`nst_tf.lbfgs`; L-BFGS keeps its ``(s, y)`` history across calls.
+
+Ctrl-C stops cleanly: the run returns the current image with ``result.interrupted = True``
+(callbacks see ``on_end``). To resume, pass that image (or a file saved by :class:`SaveEvery`) as
+the initial image (``init=...`` in :func:`nst_tf.transfer`, ``--init=path`` in the CLI); the
+L-BFGS memory restarts, which costs a few steps.
+
+Example:
+    >>> import tensorflow as tf
+    >>> from nst_tf.optimize import optimize_image
+    >>> target = tf.fill([1, 8, 8, 3], 0.25)
+    >>> objective = lambda x: (tf.reduce_sum((x - target) ** 2), {})
+    >>> result = optimize_image(objective, tf.fill([1, 8, 8, 3], 0.9), steps=20)
+    >>> round(float(result.image.max()), 4)
+    0.25
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from nst_tf import images
+from nst_tf.device import resolve_jit_compile
+from nst_tf.errors import ConfigError, ImageError, OptimizationError
+from nst_tf.lbfgs import LBFGS, Adam
+
+OPTIMIZERS = ("lbfgs", "adam")
+
+#: Default learning rate per optimizer: the first step length (L2) for L-BFGS, the Adam step size.
+DEFAULT_LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
+
+INITS = ("content", "style", "noise")
+
+
+@dataclasses.dataclass
+class OptimizeResult:
+    """What :func:`optimize_image` returns.
+
+    Attributes:
+        image: float32 ``[1, H, W, C]`` in [0, 1] — the best image (L-BFGS: lowest loss seen).
+        losses: float64 array, the total loss evaluated at each step.
+        parts: the loss parts (``{"content": .., ...}``) of the last evaluated step.
+        steps: steps run (less than asked if interrupted).
+        interrupted: True when stopped by Ctrl-C (KeyboardInterrupt).
+    """
+
+    image: np.ndarray
+    losses: np.ndarray
+    parts: dict
+    steps: int
+    interrupted: bool = False
+
+
+# --- Callbacks -------------------------------------------------------------------------------
+
+class Callback:
+    """Base class of the callback protocol; override what you need.
+
+    ``image`` is the current best image as a tensor ``[1, H, W, C]`` (not clipped); ``loss`` a
+    float; ``parts`` a dict of floats.
+    """
+
+    def on_begin(self, steps):
+        pass
+
+    def on_step(self, step, image, loss, parts):
+        pass
+
+    def on_end(self, step, image, loss, parts):
+        pass
+
+
+class Progbar(Callback):
+    """A ``keras.utils.Progbar`` showing the total loss and its parts."""
+
+    def __init__(self, verbose=1):
+        self.verbose = verbose
+        self.steps = None
+        self._bar = None
+
+    def on_begin(self, steps):
+        self.steps = steps
+        self._bar = None
+
+    def on_step(self, step, image, loss, parts):
+        values = [("loss", loss)] + [(k, v) for k, v in parts.items()]
+        if self._bar is None:
+            import keras
+
+            # Stateful metrics: show the current values, not running averages.
+            self._bar = keras.utils.Progbar(self.steps, verbose=self.verbose, unit_name="step",
+                                            stateful_metrics=[name for name, _ in values])
+        self._bar.update(step, values=values)
+
+
+class SaveEvery(Callback):
+    """Save the current image every ``every`` steps (and at the end) with :func:`images.save_image`.
+
+    Args:
+        every: steps between saves.
+        pattern: file name, formatted with ``step`` (``"out_{step:05d}.png"``); a pattern without
+            a field overwrites one file. Each write is atomic.
+        postprocess: optional ``f(np.ndarray [1,H,W,C]) -> [H,W,3]`` (colour recombination...).
+        offset: added to the step number in file names (for multi-scale levels).
+    """
+
+    def __init__(self, every, pattern, postprocess=None, offset=0):
+        if int(every) < 1:
+            raise ConfigError(f"save_every must be a positive number of steps, got {every}")
+        self.every = int(every)
+        self.pattern = os.fspath(pattern)
+        self.postprocess = postprocess
+        self.offset = offset
+        self.saved = []
+
+    def path(self, step):
+        return self.pattern.format(step=step + self.offset)
+
+    def _save(self, step, image):
+        array = np.asarray(image)
+        array = self.postprocess(array) if self.postprocess else np.clip(array, 0.0, 1.0)
+        path = self.path(step)
+        images.save_image(path, array)
+        self.saved.append(path)
+
+    def on_step(self, step, image, loss, parts):
+        if step % self.every == 0:
+            self._save(step, image)
+
+    def on_end(self, step, image, loss, parts):
+        if step % self.every != 0 and step > 0:
+            self._save(step, image)
+
+
+# --- Initial image ---------------------------------------------------------------------------
+
+def initial_image(init, content=None, style=None, seed=0, shape=None):
+    """The starting image ``[H, W, 3]`` (float32).
+
+    Args:
+        init: ``"content"``, ``"style"`` (resized to the content size), ``"noise"`` (uniform in
+            [0, 1], seeded), an array, or an image path (resized to the content size if needed).
+        content: the content image ``[H, W, 3]`` (defines the size).
+        style: the (first) style image.
+        seed: seed for ``"noise"``.
+        shape: ``(H, W)`` when there is no content image.
+    """
+    if content is not None:
+        shape = np.shape(content)[:2]
+    if isinstance(init, str) and init in INITS:
+        if init == "content":
+            if content is None:
+                raise ConfigError("init='content' needs a content image")
+            return np.asarray(content, np.float32)
+        if init == "style":
+            if style is None:
+                raise ConfigError("init='style' needs a style image")
+            return images.resize(np.asarray(style, np.float32), tuple(shape))
+        rng = np.random.default_rng(seed)
+        return rng.uniform(0.0, 1.0, size=tuple(shape) + (3,)).astype(np.float32)
+    if isinstance(init, str) and not os.path.exists(init) and "." not in os.path.basename(init):
+        raise ConfigError(f"init must be one of {INITS}, an array or an image path; got {init!r}")
+    image = images.load_or_validate(init, what="init image")
+    if image.ndim == 4:
+        if image.shape[0] != 1:
+            raise ImageError(f"init image must be a single image, got shape {image.shape}")
+        image = image[0]
+    if shape is not None and tuple(image.shape[:2]) != tuple(shape):
+        image = images.resize(image, tuple(shape))
+    return image
+
+
+# --- The loop --------------------------------------------------------------------------------
+
+def make_optimizer(name, init_image, learning_rate=None, memory=10):
+    """An :class:`nst_tf.lbfgs.LBFGS` or :class:`nst_tf.lbfgs.Adam` starting at ``init_image``."""
+    name = str(name).lower()
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
+    rate = DEFAULT_LEARNING_RATES[name] if learning_rate is None else float(learning_rate)
+    if not np.isfinite(rate) or rate <= 0:
+        raise ConfigError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
+    if name == "lbfgs":
+        return LBFGS(init_image, memory=memory, initial_step=rate)
+    return Adam(init_image, learning_rate=rate)
+
+
+def make_step(objective, optimizer, jit_compile="auto"):
+    """The compiled step: ``step(n) -> (losses[n], parts, ok, done)`` runs up to ``n`` steps.
+
+    Forward, backward and the optimizer update all run in one ``tf.function``; the first step is
+    written out once and the rest run in a ``tf.while_loop`` (which stops early on NaN/inf).
+    """
+
+    def one_step():
+        x = optimizer.trial.read_value()
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, parts = objective(x)
+        grad = tape.gradient(loss, x)
+        ok = optimizer.apply(loss, grad)
+        return tf.cast(loss, tf.float32), {k: tf.cast(v, tf.float32) for k, v in parts.items()}, ok
+
+    @tf.function(jit_compile=resolve_jit_compile(jit_compile))
+    def step(n):
+        loss, parts, ok = one_step()
+        losses = tf.tensor_scatter_nd_update(tf.zeros([n]), [[0]], [loss])
+
+        def cond(i, losses, parts, ok):
+            return tf.logical_and(i < n, ok)
+
+        def body(i, losses, parts, ok):
+            loss, parts, ok = one_step()
+            return i + 1, tf.tensor_scatter_nd_update(losses, [[i]], [loss]), parts, ok
+
+        done, losses, parts, ok = tf.while_loop(cond, body, (tf.constant(1), losses, parts, ok))
+        return losses, parts, ok, done
+
+    return step
+
+
+def _nan_message(step, loss, optimizer_name):
+    hint = ("lower the learning_rate" if optimizer_name == "adam"
+            else "try optimizer='adam' or a different init")
+    return (f"optimization diverged at step {step}: the loss or its gradient became {loss} "
+            f"(non-finite). Lower the content/style/tv weights, or {hint}.")
+
+
+def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learning_rate=None,
+                   jit_compile="auto", callbacks=(), steps_per_call=1, memory=10):
+    """Minimize ``objective`` over the pixels of an image.
+
+    Args:
+        objective: ``f(image [1,H,W,C]) -> (total scalar, {name: scalar})``, TF ops only.
+        init_image: ``[H,W,C]`` or ``[1,H,W,C]`` float array (see :func:`initial_image`).
+        optimizer: ``"lbfgs"`` (default) or ``"adam"``.
+        steps: number of steps; each is one forward + backward pass.
+        learning_rate: Adam's step size (default 0.02) or L-BFGS's first step length (default 1).
+        jit_compile: ``"auto"`` (XLA on GPU/TPU only), True or False.
+        callbacks: objects following the :class:`Callback` protocol (``on_step`` required;
+            ``on_begin`` / ``on_end`` optional).
+        steps_per_call: steps run per compiled call; callbacks see every ``steps_per_call``-th
+            step (and the last one).
+        memory: L-BFGS history size.
+
+    Returns:
+        :class:`OptimizeResult`; ``result.image`` is float32 ``[1, H, W, C]`` clipped to [0, 1].
+
+    Raises:
+        OptimizationError: the loss or gradient became NaN/inf (the message names the step).
+        ConfigError: unknown optimizer, non-positive steps or learning rate.
+    """
+    if int(steps) != steps or steps < 1:
+        raise ConfigError(f"steps must be a positive integer, got {steps!r}")
+    if int(steps_per_call) != steps_per_call or steps_per_call < 1:
+        raise ConfigError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
+    steps, steps_per_call = int(steps), int(steps_per_call)
+    init = np.asarray(init_image, np.float32)
+    if init.ndim == 3:
+        init = init[None]
+    if init.ndim != 4 or init.shape[0] != 1:
+        raise ImageError(f"init_image must be [H,W,C] or [1,H,W,C], got shape {init.shape}")
+    if not np.all(np.isfinite(init)):
+        raise ImageError("init_image contains NaN or inf")
+    name = str(optimizer).lower()
+    opt = make_optimizer(name, init, learning_rate, memory)
+    step_fn = make_step(objective, opt, jit_compile)
+
+    callbacks = list(callbacks or ())
+    for cb in callbacks:
+        if hasattr(cb, "on_begin"):
+            cb.on_begin(steps)
+    history, parts, done, interrupted = [], {}, 0, False
+    try:
+        while done < steps:
+            n = min(steps_per_call, steps - done)
+            losses, parts_t, ok, ran = step_fn(tf.constant(n))
+            ran = int(ran)
+            history.extend(losses.numpy()[:ran].tolist())
+            done += ran
+            parts = {k: float(v) for k, v in parts_t.items()}
+            if not bool(ok):
+                raise OptimizationError(_nan_message(done, history[-1], name))
+            for cb in callbacks:
+                cb.on_step(done, opt.result(), history[-1], parts)
+    except KeyboardInterrupt:
+        interrupted = True
+    final = opt.result()
+    for cb in callbacks:
+        if hasattr(cb, "on_end"):
+            cb.on_end(done, final, history[-1] if history else float("nan"), parts)
+    image = np.clip(final.numpy(), 0.0, 1.0).astype(np.float32)
+    return OptimizeResult(image=image, losses=np.asarray(history, np.float64), parts=parts,
+                          steps=done, interrupted=interrupted)

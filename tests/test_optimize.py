@@ -1,0 +1,150 @@
+"""optimize_image on generic objectives: compiled loop, callbacks, NaN handling, interrupts."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nst_tf import images
+from nst_tf.errors import ConfigError, ImageError, OptimizationError
+from nst_tf.optimize import (Callback, Progbar, SaveEvery, initial_image, optimize_image)
+
+
+def quadratic_objective(target):
+    target = tf.constant(target[None], tf.float32)
+
+    def objective(x):
+        diff = x - target
+        data = tf.reduce_sum(diff ** 2)
+        smooth = tf.reduce_sum(tf.square(x[:, 1:] - x[:, :-1]))
+        return data + 0.1 * smooth, {"data": data, "smooth": smooth}
+    return objective
+
+
+@pytest.fixture
+def target(rng):
+    return rng.uniform(0.2, 0.8, (12, 10, 3)).astype(np.float32)
+
+
+@pytest.mark.parametrize("optimizer, steps", [("lbfgs", 30), ("adam", 150)])
+def test_converges_and_returns_clipped_image(target, optimizer, steps):
+    objective = quadratic_objective(target)
+    init = np.full(target.shape, 0.5, np.float32)
+    result = optimize_image(objective, init, optimizer=optimizer, steps=steps, learning_rate=None)
+    assert result.image.shape == (1,) + target.shape
+    assert result.image.dtype == np.float32
+    assert result.image.min() >= 0.0 and result.image.max() <= 1.0
+    assert len(result.losses) == steps == result.steps
+    # Exact minimum in float64: (I + 0.1·DᵀD) x = t, D the first difference along H.
+    height = target.shape[0]
+    diff = np.diff(np.eye(height), axis=0)
+    x_star = np.linalg.solve(np.eye(height) + 0.1 * diff.T @ diff,
+                             target.reshape(height, -1).astype(np.float64))
+    f_star = np.sum((x_star - target.reshape(height, -1)) ** 2) + 0.1 * np.sum(
+        np.diff(x_star, axis=0) ** 2)
+    final = float(objective(tf.constant(result.image))[0])
+    assert final - f_star < 1e-3 * (result.losses[0] - f_star)
+    assert set(result.parts) == {"data", "smooth"}
+
+
+def test_steps_per_call_gives_the_same_run(target):
+    objective = quadratic_objective(target)
+    init = np.full(target.shape, 0.5, np.float32)
+    one = optimize_image(objective, init, steps=7, steps_per_call=1)
+    many = optimize_image(objective, init, steps=7, steps_per_call=3)
+    np.testing.assert_allclose(many.losses, one.losses, rtol=1e-6)
+    np.testing.assert_allclose(many.image, one.image, atol=1e-6)
+
+
+def test_lbfgs_loss_of_result_is_the_best_seen(target):
+    objective = quadratic_objective(target)
+    result = optimize_image(objective, np.zeros_like(target), steps=12)
+    final = float(objective(tf.constant(result.image))[0])
+    assert final <= min(result.losses) * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_nan_raises_optimization_error_naming_the_step(optimizer):
+    def objective(x):  # NaN once a pixel goes below 0; Adam walks there in a few steps
+        return tf.reduce_sum(tf.sqrt(x)), {}
+
+    init = np.full((4, 4, 3), 0.3 if optimizer == "adam" else -0.1, np.float32)
+    with pytest.raises(OptimizationError, match=r"step \d+"):
+        optimize_image(objective, init, optimizer=optimizer, steps=50, learning_rate=0.1)
+
+
+def test_bad_arguments():
+    objective = quadratic_objective(np.zeros((4, 4, 3), np.float32))
+    init = np.zeros((4, 4, 3), np.float32)
+    with pytest.raises(ConfigError, match="optimizer"):
+        optimize_image(objective, init, optimizer="sgd")
+    with pytest.raises(ConfigError, match="steps"):
+        optimize_image(objective, init, steps=0)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        optimize_image(objective, init, learning_rate=float("nan"))
+    with pytest.raises(ImageError, match="NaN"):
+        optimize_image(objective, np.full((4, 4, 3), np.nan, np.float32))
+
+
+class Recorder(Callback):
+    def __init__(self, stop_at=None):
+        self.steps, self.ended, self.stop_at = [], None, stop_at
+
+    def on_step(self, step, image, loss, parts):
+        self.steps.append((step, loss))
+        if step == self.stop_at:
+            raise KeyboardInterrupt
+
+    def on_end(self, step, image, loss, parts):
+        self.ended = (step, np.asarray(image).copy())
+
+
+def test_callbacks_and_save_every(target, tmp_path):
+    objective = quadratic_objective(target)
+    pattern = str(tmp_path / "out_{step:03d}.png")
+    saver = SaveEvery(4, pattern)
+    recorder = Recorder()
+    result = optimize_image(objective, np.full(target.shape, 0.5, np.float32), steps=10,
+                            callbacks=[saver, recorder, Progbar(verbose=0)])
+    assert [s for s, _ in recorder.steps] == list(range(1, 11))
+    np.testing.assert_allclose([l for _, l in recorder.steps], result.losses, rtol=1e-6)
+    assert sorted(os.listdir(tmp_path)) == ["out_004.png", "out_008.png", "out_010.png"]
+    saved = images.load_image(tmp_path / "out_010.png")
+    np.testing.assert_allclose(saved, result.image[0], atol=0.5 / 255 + 1e-6)
+
+
+def test_keyboard_interrupt_returns_current_image(target):
+    objective = quadratic_objective(target)
+    recorder = Recorder(stop_at=3)
+    result = optimize_image(objective, np.full(target.shape, 0.5, np.float32), steps=20,
+                            callbacks=[recorder])
+    assert result.interrupted and result.steps == 3
+    assert recorder.ended[0] == 3
+    np.testing.assert_allclose(np.clip(recorder.ended[1], 0, 1), result.image)
+
+
+def test_progbar_prints_loss_parts(target, capsys):
+    objective = quadratic_objective(target)
+    optimize_image(objective, np.full(target.shape, 0.5, np.float32), steps=3,
+                   callbacks=[Progbar()])
+    out = capsys.readouterr().out
+    assert "loss" in out and "data" in out and "3/3" in out
+
+
+def test_initial_image(rng, tmp_path):
+    content = rng.uniform(0, 1, (20, 30, 3)).astype(np.float32)
+    style = rng.uniform(0, 1, (40, 40, 3)).astype(np.float32)
+    np.testing.assert_array_equal(initial_image("content", content), content)
+    assert initial_image("style", content, style).shape == (20, 30, 3)
+    a = initial_image("noise", content, seed=3)
+    np.testing.assert_array_equal(a, initial_image("noise", content, seed=3))
+    assert not np.array_equal(a, initial_image("noise", content, seed=4))
+    assert a.shape == (20, 30, 3) and 0 <= a.min() and a.max() <= 1
+    path = tmp_path / "init.png"
+    images.save_image(path, style)
+    assert initial_image(str(path), content).shape == (20, 30, 3)
+    with pytest.raises(ConfigError, match="init"):
+        initial_image("cotent", content)
+    with pytest.raises(ImageError):
+        initial_image(str(tmp_path / "missing.png"), content)
