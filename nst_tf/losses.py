@@ -1,0 +1,385 @@
+"""Loss functions for style transfer: pure TensorFlow functions on feature maps.
+
+Every function takes feature maps of shape ``[B, H, W, C]`` (or images ``[B, H, W, 3]`` for the
+total-variation loss), uses TF ops only, and works inside ``tf.function`` and XLA. Batches are
+averaged: the loss of a batch is the mean of the per-example losses. Targets broadcast over the
+batch (a target computed from one style image serves a batch of any size).
+
+=====================  ====================================================================
+loss                   definition (per example, F = features reshaped to ``[N = H·W, C]``)
+=====================  ====================================================================
+content_loss           ``mean((F − P)²)`` over all H·W·C entries
+gram_loss              ``mean((G − T)²)`` over the C·C entries, ``G = FᵀF / (H·W)``
+total_variation_loss   L2: ``mean((x[i+1,j] − x[i,j])²) + mean((x[i,j+1] − x[i,j])²)``;
+                       L1: the same with ``|·|`` instead of ``(·)²`` (means over B, rows, cols, channels)
+sliced_wasserstein     ``mean_k mean_n (sort(F·d_k)[n] − Q_k(n))²``: F projected on unit
+                       directions ``d_k``, sorted, compared with the target's sorted
+                       projections ``Q_k`` resampled to N quantiles
+gaussian_w2_loss       ``|μ₁−μ₂|² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½)`` (squared W2 distance
+                       of the Gaussians with the features' channel means and covariances)
+mean_std_loss          ``mean_c (μ₁−μ₂)² + mean_c (σ₁−σ₂)²`` (per-channel mean and std)
+=====================  ====================================================================
+
+Style losses also exist as small objects in :data:`STYLE_LOSSES` with ``.target(features)``
+(statistics of the style features, computed once) and ``.loss(features, stats)``. A new style loss
+is one class with those two methods.
+
+Example:
+    >>> import tensorflow as tf
+    >>> from nst_tf import losses
+    >>> f = tf.random.stateless_normal([1, 8, 8, 4], seed=[1, 2])
+    >>> losses.gram_matrix(f).shape
+    TensorShape([1, 4, 4])
+    >>> gram = losses.STYLE_LOSSES["gram"]
+    >>> float(gram.loss(f, gram.target(f)))
+    0.0
+"""
+
+import tensorflow as tf
+
+__all__ = [
+    "gram_matrix", "content_loss", "gram_loss", "total_variation_loss",
+    "random_directions", "sorted_projections", "resample_sorted",
+    "sliced_wasserstein_loss", "sliced_wasserstein_loss_from_sorted",
+    "feature_moments", "psd_sqrt", "gaussian_w2_loss", "gaussian_w2_loss_from_stats",
+    "channel_mean_std", "mean_std_loss",
+    "StyleLoss", "GramStyleLoss", "SlicedWassersteinStyleLoss", "GaussianW2StyleLoss",
+    "MeanStdStyleLoss", "STYLE_LOSSES", "get_style_loss",
+]
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+def _flatten(features):
+    """``[B, H, W, C]`` → ``[B, H·W, C]``."""
+    shape = tf.shape(features)
+    return tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
+
+
+def _num_pixels(features, dtype):
+    shape = tf.shape(features)
+    return tf.cast(shape[1] * shape[2], dtype)
+
+
+# --- Content, Gram, total variation -------------------------------------------------------------
+
+def gram_matrix(features):
+    """Gram matrix ``G = FᵀF / (H·W)`` of ``[B, H, W, C]`` features → ``[B, C, C]``.
+
+    Divided by the number of pixels only, not by C (Magenta's convention), so it is the matrix of
+    uncentred second moments of the channels over pixel positions.
+    """
+    flat = _flatten(features)
+    return tf.matmul(flat, flat, transpose_a=True) / _num_pixels(features, features.dtype)
+
+
+def content_loss(features, target):
+    """Mean squared error between feature maps (same shape, or a target that broadcasts)."""
+    return tf.reduce_mean(tf.math.squared_difference(features, tf.cast(target, features.dtype)))
+
+
+def gram_loss(features, target_gram):
+    """``mean((G(features) − T)²)`` with T of shape ``[C, C]`` or ``[B or 1, C, C]``."""
+    gram = gram_matrix(features)
+    return tf.reduce_mean(tf.math.squared_difference(gram, tf.cast(target_gram, gram.dtype)))
+
+
+def total_variation_loss(image, kind="l2"):
+    """Total variation of ``[B, H, W, C]`` images, as the sum of two means.
+
+    ``kind="l2"``: ``mean((x[:, 1:, :] − x[:, :-1, :])²) + mean((x[:, :, 1:] − x[:, :, :-1])²)``,
+    i.e. the mean squared vertical difference plus the mean squared horizontal difference.
+    ``kind="l1"``: the same with absolute values (its gradient is ``sign(d)``, 0 where d = 0).
+    Both are independent of the image size, so one weight serves every resolution.
+    """
+    if kind not in ("l1", "l2"):
+        raise ValueError(f"total variation kind must be 'l1' or 'l2', got {kind!r}")
+    down = image[:, 1:, :, :] - image[:, :-1, :, :]
+    right = image[:, :, 1:, :] - image[:, :, :-1, :]
+    if kind == "l2":
+        return tf.reduce_mean(tf.square(down)) + tf.reduce_mean(tf.square(right))
+    return tf.reduce_mean(tf.abs(down)) + tf.reduce_mean(tf.abs(right))
+
+
+# --- Sliced Wasserstein -------------------------------------------------------------------------
+
+def random_directions(channels, num_projections=None, seed=0, dtype=tf.float32):
+    """``[C, P]`` matrix of unit column vectors, uniformly distributed on the sphere, seeded.
+
+    ``num_projections=None`` uses P = C. The same ``seed`` gives the same directions on every run
+    (stateless random numbers, drawn in float32 and then cast, so float32 and float64 agree).
+    """
+    num_projections = channels if num_projections is None else int(num_projections)
+    if num_projections < 1:
+        raise ValueError(f"num_projections must be >= 1, got {num_projections}")
+    normal = tf.random.stateless_normal([channels, num_projections], seed=[int(seed), 7919],
+                                        dtype=tf.float32)
+    directions = normal / tf.norm(normal, axis=0, keepdims=True)
+    return tf.cast(directions, dtype)
+
+
+def sorted_projections(features, directions):
+    """Project ``[B, H, W, C]`` features on ``[C, P]`` directions and sort: → ``[B, P, H·W]``."""
+    projected = tf.matmul(_flatten(features), tf.cast(directions, features.dtype))  # [B, N, P]
+    return tf.sort(tf.transpose(projected, [0, 2, 1]), axis=-1)
+
+
+def resample_sorted(sorted_values, num):
+    """Resample sorted samples ``[..., M]`` at ``num`` quantiles → ``[..., num]``.
+
+    Sample j of M sits at quantile ``(j + ½)/M``; output k is the linear interpolation at
+    quantile ``(k + ½)/num``, clamped to the first / last sample (as ``numpy.interp``). The
+    position is computed in exact integer arithmetic, so ``num == M`` returns the input unchanged.
+    """
+    m = tf.shape(sorted_values, out_type=tf.int64)[-1]
+    num = tf.cast(num, tf.int64)
+    k = tf.range(num, dtype=tf.int64)
+    # Position in target-sample units: ((k + ½)·M/num − ½) = ((2k + 1)·M − num) / (2·num).
+    numerator = (2 * k + 1) * m - num
+    denominator = 2 * num
+    low = tf.math.floordiv(numerator, denominator)
+    frac = tf.cast(numerator - low * denominator, sorted_values.dtype) / tf.cast(
+        denominator, sorted_values.dtype)
+    below = low < 0
+    above = low >= m - 1
+    low = tf.clip_by_value(low, 0, m - 1)
+    high = tf.minimum(low + 1, m - 1)
+    frac = tf.where(below | above, tf.zeros_like(frac), frac)
+    lo_values = tf.gather(sorted_values, low, axis=-1)
+    hi_values = tf.gather(sorted_values, high, axis=-1)
+    return lo_values + frac * (hi_values - lo_values)
+
+
+def sliced_wasserstein_loss_from_sorted(features, target_sorted, directions):
+    """Sliced Wasserstein loss against precomputed sorted target projections ``[B or 1, P, M]``.
+
+    The image's N = H·W sorted projections are compared with the target's resampled to N
+    quantiles, so image and target may have different spatial sizes.
+    """
+    projected = sorted_projections(features, directions)                      # [B, P, N]
+    target = resample_sorted(tf.cast(target_sorted, projected.dtype), tf.shape(projected)[-1])
+    return tf.reduce_mean(tf.math.squared_difference(projected, target))
+
+
+def sliced_wasserstein_loss(features, target_features, num_projections=None, seed=0):
+    """Sliced (squared) Wasserstein-2 distance between the pixel distributions of two feature maps.
+
+    Each of P seeded unit directions (see :func:`random_directions`) projects the C-dimensional
+    feature vectors of every pixel to a number; sorting gives the 1-D quantile function, and the
+    loss is the mean squared difference of the quantile functions over pixels and directions.
+    ``features`` and ``target_features`` may have different H, W.
+    """
+    directions = random_directions(features.shape[-1], num_projections, seed, features.dtype)
+    target_sorted = sorted_projections(tf.cast(target_features, features.dtype), directions)
+    return sliced_wasserstein_loss_from_sorted(features, target_sorted, directions)
+
+
+# --- Gaussian W2 --------------------------------------------------------------------------------
+
+def feature_moments(features):
+    """Channel means ``[B, C]`` and (biased, divide-by-N) covariances ``[B, C, C]``.
+
+    The covariance is computed from centred features, which keeps float32 accurate when the
+    means are large compared with the spread.
+    """
+    flat = _flatten(features)
+    mean = tf.reduce_mean(flat, axis=1)
+    centred = flat - mean[:, None, :]
+    cov = tf.matmul(centred, centred, transpose_a=True) / _num_pixels(features, features.dtype)
+    return mean, cov
+
+
+def psd_sqrt(matrix):
+    """Square root of symmetric positive semi-definite matrices ``[..., C, C]``.
+
+    Eigen-decomposition with negative eigenvalues (round-off) clamped to 0:
+    ``V diag(√max(λ, 0)) Vᵀ``. Used for targets only (no gradient needed).
+    """
+    matrix = 0.5 * (matrix + tf.linalg.matrix_transpose(matrix))
+    values, vectors = tf.linalg.eigh(matrix)
+    roots = tf.sqrt(tf.maximum(values, 0.0))
+    return tf.matmul(vectors * roots[..., None, :], vectors, transpose_b=True)
+
+
+def _trace_sqrt(matrix):
+    """``tr(M^½)`` for symmetric PSD ``M`` with a finite gradient.
+
+    ``tr(M^½) = Σ √λᵢ``. The derivative of √λ is infinite at λ = 0, and covariances of features
+    with fewer pixels than channels always have zero eigenvalues. So eigenvalues below a floor
+    (``1e-6`` × the largest in float32, ``1e-12`` × in float64, i.e. below round-off) count as
+    0 with a zero gradient; the others get the exact gradient ``V diag(1/(2√λ)) Vᵀ``. Only the
+    eigenvalues are used, so the gradient does not involve ``1/(λᵢ − λⱼ)`` and stays finite
+    when eigenvalues repeat. (Newton–Schulz iterations would be XLA-friendlier but converge
+    slowly for the small eigenvalues that dominate near-singular covariances.)
+    """
+    matrix = 0.5 * (matrix + tf.linalg.matrix_transpose(matrix))
+    values = tf.linalg.eigvalsh(matrix)
+    relative = 1e-12 if matrix.dtype == tf.float64 else 1e-6
+    floor = tf.stop_gradient(relative * tf.reduce_max(tf.abs(values), axis=-1, keepdims=True))
+    floor = tf.maximum(floor, tf.constant(1e-30, values.dtype))
+    kept = values > floor
+    roots = tf.where(kept, tf.sqrt(tf.maximum(values, floor)), tf.zeros_like(values))
+    return tf.reduce_sum(roots, axis=-1)
+
+
+def gaussian_w2_loss_from_stats(features, target_mean, target_cov_sqrt, target_cov_trace):
+    """Squared W2 distance to a Gaussian given by its mean ``[B|1, C]``, ``Σ₂^½`` and ``tr(Σ₂)``."""
+    mean, cov = feature_moments(features)
+    target_mean = tf.cast(target_mean, mean.dtype)
+    root = tf.cast(target_cov_sqrt, cov.dtype)
+    mean_term = tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
+    cross = tf.matmul(tf.matmul(root, cov), root)
+    cov_term = (tf.linalg.trace(cov) + tf.cast(target_cov_trace, cov.dtype)
+                - 2.0 * _trace_sqrt(cross))
+    return tf.reduce_mean(mean_term + cov_term)
+
+
+def gaussian_w2_loss(features, target_features):
+    """Squared Wasserstein-2 distance between Gaussian fits of two feature maps' pixel vectors.
+
+    ``W2² = |μ₁ − μ₂|² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½)``, with μ, Σ the channel means and
+    biased covariances over pixels. Not divided by C: it grows with the channel count. See
+    :func:`_trace_sqrt` for how the matrix square root is kept differentiable.
+    """
+    target_mean, target_cov = feature_moments(tf.cast(target_features, features.dtype))
+    return gaussian_w2_loss_from_stats(features, target_mean, psd_sqrt(target_cov),
+                                       tf.linalg.trace(target_cov))
+
+
+# --- Mean / std ---------------------------------------------------------------------------------
+
+def channel_mean_std(features, eps=1e-5):
+    """Per-channel mean and standard deviation over pixels, each ``[B, C]``.
+
+    ``std = √(var + eps)`` so the gradient stays finite for constant channels.
+    """
+    flat = _flatten(features)
+    mean = tf.reduce_mean(flat, axis=1)
+    var = tf.reduce_mean(tf.square(flat - mean[:, None, :]), axis=1)
+    return mean, tf.sqrt(var + eps)
+
+
+def mean_std_loss(features, target_features, eps=1e-5):
+    """``mean_c (μ₁ − μ₂)² + mean_c (σ₁ − σ₂)²`` with per-channel statistics over pixels."""
+    mean, std = channel_mean_std(features, eps)
+    target_mean, target_std = channel_mean_std(tf.cast(target_features, features.dtype), eps)
+    return (tf.reduce_mean(tf.math.squared_difference(mean, target_mean))
+            + tf.reduce_mean(tf.math.squared_difference(std, target_std)))
+
+
+# --- Style-loss objects: targets computed once -------------------------------------------------
+
+class StyleLoss:
+    """A style loss split in two: ``target(style_features)`` once, ``loss(features, stats)`` often.
+
+    Subclasses set ``name`` and implement both methods with TF ops. ``stats`` is any nest of
+    tensors (tuple or dict); it must not depend on the size of the image being optimized.
+    """
+
+    name = "style"
+
+    def target(self, features):
+        raise NotImplementedError
+
+    def loss(self, features, stats):
+        raise NotImplementedError
+
+    def __call__(self, features, target_features):
+        """The loss between two feature maps, computing the target on the fly."""
+        return self.loss(features, self.target(target_features))
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class GramStyleLoss(StyleLoss):
+    """Gatys et al.: mean squared difference of Gram matrices (:func:`gram_loss`)."""
+
+    name = "gram"
+
+    def target(self, features):
+        return gram_matrix(features)
+
+    def loss(self, features, stats):
+        return gram_loss(features, stats)
+
+
+class SlicedWassersteinStyleLoss(StyleLoss):
+    """Sliced Wasserstein distance of the pixel feature distributions (Heitz et al. 2021).
+
+    The directions are fixed by ``seed`` (not redrawn each step), so the target's sorted
+    projections are computed once; ``num_projections=None`` uses as many directions as channels.
+    """
+
+    name = "sliced_wasserstein"
+
+    def __init__(self, num_projections=None, seed=0):
+        self.num_projections = num_projections
+        self.seed = seed
+
+    def target(self, features):
+        directions = random_directions(features.shape[-1], self.num_projections, self.seed,
+                                       features.dtype)
+        return {"directions": directions, "sorted": sorted_projections(features, directions)}
+
+    def loss(self, features, stats):
+        return sliced_wasserstein_loss_from_sorted(features, stats["sorted"], stats["directions"])
+
+    def __repr__(self):
+        return f"{type(self).__name__}(num_projections={self.num_projections}, seed={self.seed})"
+
+
+class GaussianW2StyleLoss(StyleLoss):
+    """Squared W2 distance between Gaussian fits (:func:`gaussian_w2_loss`), as in CKB's W2 loss."""
+
+    name = "gaussian_w2"
+
+    def target(self, features):
+        # The square root is computed once, in float64 for accuracy.
+        mean, cov = feature_moments(tf.cast(features, tf.float64))
+        dtype = features.dtype
+        return {"mean": tf.cast(mean, dtype), "cov_sqrt": tf.cast(psd_sqrt(cov), dtype),
+                "cov_trace": tf.cast(tf.linalg.trace(cov), dtype)}
+
+    def loss(self, features, stats):
+        return gaussian_w2_loss_from_stats(features, stats["mean"], stats["cov_sqrt"],
+                                           stats["cov_trace"])
+
+
+class MeanStdStyleLoss(StyleLoss):
+    """Per-channel mean and std matching (:func:`mean_std_loss`), the statistics AdaIN uses."""
+
+    name = "mean_std"
+
+    def __init__(self, eps=1e-5):
+        self.eps = eps
+
+    def target(self, features):
+        mean, std = channel_mean_std(features, self.eps)
+        return {"mean": mean, "std": std}
+
+    def loss(self, features, stats):
+        mean, std = channel_mean_std(features, self.eps)
+        return (tf.reduce_mean(tf.math.squared_difference(mean, stats["mean"]))
+                + tf.reduce_mean(tf.math.squared_difference(std, stats["std"])))
+
+
+#: Style losses by name. Values are ready-to-use instances with default settings.
+STYLE_LOSSES = {
+    "gram": GramStyleLoss(),
+    "sliced_wasserstein": SlicedWassersteinStyleLoss(),
+    "gaussian_w2": GaussianW2StyleLoss(),
+    "mean_std": MeanStdStyleLoss(),
+}
+
+
+def get_style_loss(style_loss):
+    """A :class:`StyleLoss` from a name in :data:`STYLE_LOSSES` or an instance (returned as is)."""
+    from nst_tf.errors import ConfigError
+
+    if isinstance(style_loss, StyleLoss):
+        return style_loss
+    if isinstance(style_loss, str) and style_loss in STYLE_LOSSES:
+        return STYLE_LOSSES[style_loss]
+    raise ConfigError(f"unknown style loss {style_loss!r}; choose one of {sorted(STYLE_LOSSES)} "
+                      "or pass a nst_tf.losses.StyleLoss instance")
