@@ -78,7 +78,7 @@ def _open_reader(path):
     resolved = resolve_checkpoint_path(path)
     try:
         reader = tf.train.load_checkpoint(resolved)
-    except (tf.errors.OpError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001  TF raises DataLossError, NotFoundError, ...
         raise CheckpointError(f"cannot read checkpoint {resolved}: "
                               f"{_first_line(exc)}") from None
     return resolved, reader
@@ -107,7 +107,6 @@ def read_checkpoint(path, names=None):
     Raises:
         CheckpointError: missing, unreadable or corrupt checkpoint (the message names the path).
     """
-    tf = _tf()
     resolved, reader = _open_reader(path)
     available = reader.get_variable_to_shape_map()
     wanted = sorted(available) if names is None else sorted(set(names) & set(available))
@@ -115,9 +114,9 @@ def read_checkpoint(path, names=None):
     for name in wanted:
         try:
             values[name] = np.asarray(reader.get_tensor(name))
-        except (tf.errors.OpError, ValueError) as exc:
-            raise CheckpointError(f"cannot read tensor {name!r} from checkpoint {resolved}: "
-                                  f"{_first_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001  TF raises OpError, IndexError (truncated), ...
+            raise CheckpointError(f"cannot read tensor {name!r} from checkpoint {resolved} "
+                                  f"(truncated or corrupt?): {_first_line(exc)}") from None
     return values
 
 

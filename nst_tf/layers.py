@@ -35,16 +35,17 @@ def instance_norm(x, gamma, beta, epsilon=1e-5):
     ``gamma`` and ``beta`` broadcast against ``[B,1,1,C]``. The op order is the one of
     ``tf.nn.moments`` + ``tf.nn.batch_normalization`` (two-pass variance, ``rsqrt(var + eps) *
     gamma``, then ``x * inv + (beta - mean * inv)``), so results match Magenta bit for bit on the
-    same kernels. Statistics are computed in float32 whatever the input dtype; the result has the
-    dtype of ``x``.
+    same kernels. Statistics are computed in float32 for float16/bfloat16 inputs (float64 stays
+    float64); the result has the dtype of ``x``.
     """
     dtype = x.dtype
-    x = tf.cast(x, tf.float32)
+    stat_dtype = tf.float64 if dtype == tf.float64 else tf.float32
+    x = tf.cast(x, stat_dtype)
     mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
     variance = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)),
                               axis=[1, 2], keepdims=True)
-    inv = tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, tf.float32)
-    out = x * inv + (tf.cast(beta, tf.float32) - mean * inv)
+    inv = tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, stat_dtype)
+    out = x * inv + (tf.cast(beta, stat_dtype) - mean * inv)
     return tf.cast(out, dtype)
 
 
