@@ -1,0 +1,259 @@
+"""Stylize images with a Magenta-compatible multi-style ("pastiche") network.
+
+:func:`stylize` runs a conditional-instance-norm transformer (:func:`nst_tf.networks.pastiche_network`)
+on one image or a batch, with one style, a mixture of styles, or several styles at once.
+
+Weights (``N`` = number of styles of the model):
+
+* an int ``k``: style ``k`` alone (the same numbers as the one-hot vector);
+* a dict ``{index: weight}``: one mixture ``Σ wᵢ·γᵢ``, ``Σ wᵢ·βᵢ``; weights are **not**
+  normalized (Magenta's semantics);
+* a length-N vector: the same mixture, given densely;
+* a ``[K, N]`` array: K mixtures → K outputs per image;
+* a string: Magenta's ``--which_styles`` syntax. ``"[0, 3]"`` (list mode) gives one output per
+  listed style, ``"{0: 0.5, 3: 0.5}"`` one mixture.
+
+A plain Python list is read as a length-N vector, never as a list of style indices; for
+"one output per style" pass the string ``"[0, 3]"`` or a ``[K, N]`` array.
+
+Shapes. The output has Magenta's size ``4·ceil(H/4) × 4·ceil(W/4)`` (up to 3 px larger than the
+input; Magenta does not crop). Pass ``crop=True`` to cut it back to ``H × W``.
+
+==========================  ==========================  ================================
+content                     one weight spec             several (list-mode string, [K,N])
+==========================  ==========================  ================================
+path or ``[H, W, 3]``       ``[H', W', 3]``             ``[K, H', W', 3]``
+``[B, H, W, 3]``            ``[B, H', W', 3]``          ``[B, K, H', W', 3]``
+==========================  ==========================  ================================
+
+Models: ``"varied"`` / ``"monet"`` (Magenta's released checkpoints, downloaded once, see
+:mod:`magenta_compat.pretrained`), a checkpoint path (file, V2 prefix or folder), or a Keras network
+from :func:`~nst_tf.networks.pastiche_network`. Loaded networks are kept in a small LRU cache, and
+the compiled forward function is cached per network, so repeated calls do not reload or retrace.
+
+Example:
+    >>> import nst_tf
+    >>> out = nst_tf.stylize("photo.jpg", {3: 0.7, 17: 0.3}, model="varied")  # doctest: +SKIP
+    >>> nst_tf.save_image("photo_mix.png", out)                              # doctest: +SKIP
+"""
+
+import collections
+import functools
+import numbers
+import os
+
+import numpy as np
+
+from nst_tf import images
+from nst_tf.device import resolve_jit_compile
+from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
+from nst_tf.networks import check_pastiche_input, pastiche_config
+
+_NETWORK_CACHE_SIZE = 2
+_FUNCTION_CACHE_SIZE = 4
+_functions = collections.OrderedDict()   # (id(network), jit) -> (network, tf.function)
+
+
+def num_styles_of(network):
+    """N of a pastiche network built by :func:`nst_tf.networks.pastiche_network`."""
+    try:
+        config = pastiche_config(network)
+    except (ValueError, AttributeError, IndexError) as e:
+        raise ConfigError(f"model {getattr(network, 'name', network)!r} is not a pastiche "
+                          f"network from nst_tf.networks.pastiche_network ({e})") from None
+    if config["style_input"] != "weights":
+        raise ConfigError(f"model {network.name!r} takes integer style labels; stylize() needs "
+                          "a network built with pastiche_network(..., style_input='weights')")
+    return config["num_styles"]
+
+
+def style_vectors(weights, num_styles):
+    """Turn any accepted ``weights`` into float32 mixing vectors ``[K, N]``.
+
+    Returns:
+        ``(vectors, several)``: ``several`` is True when the caller asked for one output per row
+        (a list-mode string or a 2-D array), which adds a style axis to the result of
+        :func:`stylize`.
+
+    Raises:
+        StyleWeightsError: wrong length (naming it and N), an index out of range, NaN or inf.
+    """
+    from magenta_compat.which_styles import check_style_index, parse_which_styles
+
+    if isinstance(weights, str):
+        selection = parse_which_styles(weights, num_styles)
+        return selection.vectors, selection.mode == "list"
+    if isinstance(weights, dict):
+        return parse_which_styles(weights, num_styles).vectors, False
+    if isinstance(weights, numbers.Integral) and not isinstance(weights, (bool, np.bool_)):
+        vector = np.zeros([1, num_styles], np.float32)
+        vector[0, check_style_index(weights, num_styles)] = 1.0
+        return vector, False
+    try:
+        array = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise StyleWeightsError(
+            f"style weights must be an int, a dict {{index: weight}}, a length-{num_styles} "
+            f"vector, a [K, {num_styles}] array or a which_styles string; got "
+            f"{type(weights).__name__} {weights!r}") from None
+    if array.ndim not in (1, 2) or array.shape[-1] != num_styles or array.size == 0:
+        raise StyleWeightsError(
+            f"got style weights of shape {array.shape} but the model has num_styles="
+            f"{num_styles}: give a vector of {num_styles} weights (or a [K, {num_styles}] "
+            "array, an int, or a dict {index: weight})")
+    if not np.all(np.isfinite(array)):
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise StyleWeightsError(f"style weights contain {array[tuple(bad)]} at position "
+                                f"{tuple(int(i) for i in bad)}; weights must be finite")
+    return np.atleast_2d(array).astype(np.float32), array.ndim == 2
+
+
+def _path_key(path):
+    """Cache key of a checkpoint: its resolved path plus size and mtime of the file holding it."""
+    from magenta_compat.checkpoint import resolve_checkpoint_path
+
+    resolved = os.path.realpath(resolve_checkpoint_path(path))
+    probe = resolved if os.path.isfile(resolved) else resolved + ".index"
+    stat = os.stat(probe)
+    return resolved, stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
+def _load_cached(path, mtime_ns, size):
+    from magenta_compat.checkpoint import load_pastiche_network
+
+    del mtime_ns, size  # part of the cache key only: a rewritten checkpoint is reloaded
+    return load_pastiche_network(path)
+
+
+def load_model(model, num_styles=None, alpha=None):
+    """A pastiche network from a preset name, a checkpoint path or a network (returned as is).
+
+    ``num_styles`` / ``alpha``, when given, must match the model (Magenta's transform script
+    required ``--num_styles``; here it is only a check): a mismatch raises ``CheckpointError``.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        from magenta_compat import pretrained
+
+        path = pretrained.resolve(model) if pretrained.is_preset(model) else model
+        try:
+            key = _path_key(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; the preset names are "
+                                  f"{', '.join(sorted(pretrained.PRESETS))}") from None
+        network = _load_cached(*key)
+    elif hasattr(model, "layers") and callable(model):
+        network = model
+    else:
+        raise ConfigError(f"model must be a preset name ('varied', 'monet'), a checkpoint path "
+                          f"or a pastiche network, got {type(model).__name__}")
+    found = num_styles_of(network)  # also validates that it is a pastiche network
+    if num_styles is not None and num_styles != found:
+        raise CheckpointError(f"num_styles={num_styles} was given but {_describe(model)} has "
+                              f"{found} styles; leave num_styles out to use the model's value")
+    found_alpha = pastiche_config(network)["alpha"]
+    if alpha is not None and abs(alpha - found_alpha) > 1e-6:
+        raise CheckpointError(f"alpha={alpha:g} was given but {_describe(model)} was built with "
+                              f"alpha={found_alpha:g}; leave alpha out to use the model's value")
+    return network
+
+
+def _describe(model):
+    return (f"checkpoint {os.fspath(model)}" if isinstance(model, (str, os.PathLike))
+            else f"network {getattr(model, 'name', '?')!r}")
+
+
+def forward_function(network, jit_compile="auto"):
+    """The compiled ``f(images [B,H,W,3], weights [N]) -> [B,H',W',3]`` of ``network`` (cached).
+
+    One ``tf.function`` with a shape-polymorphic signature per network and XLA setting, so new
+    image sizes do not retrace (XLA still compiles once per concrete shape).
+    """
+    import tensorflow as tf
+
+    jit = resolve_jit_compile(jit_compile)
+    key = (id(network), jit)
+    if key in _functions:
+        _functions.move_to_end(key)
+        return _functions[key][1]
+    spec = [tf.TensorSpec([None, None, None, 3], tf.float32),
+            tf.TensorSpec([num_styles_of(network)], tf.float32)]
+
+    @tf.function(input_signature=spec, jit_compile=jit)
+    def forward(batch, weights):
+        # The network takes [S, N] weights; S = 1 applies one mixture to the whole batch.
+        return network([batch, weights[None]], training=False)
+
+    _functions[key] = (network, forward)  # keeps `network` alive, so its id stays unique
+    while len(_functions) > _FUNCTION_CACHE_SIZE:
+        _functions.popitem(last=False)
+    return forward
+
+
+def _content_batch(content):
+    """Validated float32 ``[B, H, W, 3]`` plus whether the input was a single image."""
+    array = images.load_or_validate(content, what="content image")
+    single = array.ndim == 3
+    batch = array[None] if single else array
+    if batch.shape[0] == 0:
+        raise ImageError("content batch is empty (shape %s)" % (batch.shape,))
+    check_pastiche_input(batch, what="content image")
+    low, high = float(batch.min()), float(batch.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        raise ImageError(f"content image values span [{low:g}, {high:g}]; expected floats in "
+                         "[0, 1] (divide 0..255 data by 255, or pass a uint8 array)")
+    return np.ascontiguousarray(batch, np.float32), single
+
+
+def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_compile="auto"):
+    """Stylize ``content`` with a multi-style network.
+
+    Args:
+        content: an image path, a float32 ``[H, W, 3]`` image or ``[B, H, W, 3]`` batch in [0, 1]
+            (uint8 arrays are divided by 255).
+        weights: an int, a dict ``{index: weight}``, a length-N vector, a ``[K, N]`` array, or a
+            Magenta ``which_styles`` string (see the module docstring).
+        model: ``"varied"``, ``"monet"``, a checkpoint path, or a pastiche network.
+        crop: crop the output back to the input size (Magenta does not; default False).
+        batch_size: images per forward pass (bounds memory for large batches).
+        jit_compile: ``"auto"`` (XLA on GPU/TPU only), True or False.
+
+    Returns:
+        float32 in [0, 1], shaped as in the module docstring.
+
+    Raises:
+        ImageError: unreadable content, wrong shape, NaN/inf, values outside [0, 1], smaller
+            than 5x5.
+        StyleWeightsError: weights of the wrong length, index out of range, NaN or inf.
+        CheckpointError, WeightsUnavailableError: the model cannot be loaded.
+
+    Example:
+        >>> import numpy as np
+        >>> from nst_tf.networks import pastiche_network
+        >>> net = pastiche_network(num_styles=3)
+        >>> stylize(np.random.rand(30, 41, 3), {0: 0.5, 2: 0.5}, model=net).shape
+        (32, 44, 3)
+        >>> stylize(np.random.rand(30, 41, 3), "[0, 2]", model=net, crop=True).shape
+        (2, 30, 41, 3)
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+            or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    network = load_model(model)
+    vectors, several = style_vectors(weights, num_styles_of(network))
+    batch, single = _content_batch(content)
+    forward = forward_function(network, jit_compile)
+
+    outputs = []  # one [B, H', W', 3] array per weight vector
+    for vector in vectors:
+        chunks = [forward(batch[i:i + batch_size], vector).numpy()
+                  for i in range(0, batch.shape[0], batch_size)]
+        outputs.append(np.concatenate(chunks, axis=0))
+    result = np.stack(outputs, axis=1)                   # [B, K, H', W', 3]
+    if crop:
+        result = result[:, :, :batch.shape[1], :batch.shape[2]]
+    if not several:
+        result = result[:, 0]
+    if single:
+        result = result[0]
+    return np.ascontiguousarray(result, dtype=np.float32)
