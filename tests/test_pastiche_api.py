@@ -13,28 +13,14 @@ from nst_tf import images, pastiche
 from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
 from nst_tf.networks import pastiche_network
 from nst_tf.pastiche import stylize
+from tests.pastiche_helpers import random_pastiche
 
 N = 4
 
 
-def randomize(network, seed):
-    """Random kernels and per-style gamma/beta, so styles differ and outputs are not flat."""
-    rng = np.random.default_rng(seed)
-    for weight in network.weights:
-        shape = tuple(weight.shape)
-        if weight.path.endswith("gamma"):
-            value = 1.0 + 0.5 * rng.standard_normal(shape)
-        elif weight.path.endswith("beta"):
-            value = 0.5 * rng.standard_normal(shape)
-        else:
-            value = rng.standard_normal(shape) * np.sqrt(1.0 / np.prod(shape[:-1]))
-        weight.assign(value.astype(np.float32))
-    return network
-
-
 @pytest.fixture(scope="module")
 def net():
-    return randomize(pastiche_network(N, alpha=0.25), seed=1)
+    return random_pastiche(N, seed=1)
 
 
 @pytest.fixture
@@ -129,7 +115,7 @@ def test_checkpoint_path_model_and_cache(net, image, tmp_path, version):
     np.testing.assert_array_equal(out, stylize(image, {0: 0.2, 3: 0.8}, model=net))
     assert pastiche.load_model(path) is pastiche.load_model(path)            # cached
     assert pastiche.load_model(str(tmp_path)) is pastiche.load_model(path)   # folder → latest
-    other = randomize(pastiche_network(N, alpha=0.25), seed=7)
+    other = random_pastiche(N, seed=7)
     write_checkpoint(other, path, version=version)                          # rewritten → reloaded
     np.testing.assert_array_equal(stylize(image, 0, model=path), stylize(image, 0, model=other))
 

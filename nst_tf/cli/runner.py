@@ -1,0 +1,78 @@
+"""Shared plumbing of the absl command-line programs: flag parsing, one-line errors, exit codes.
+
+A CLI module defines ``define_flags(flag_values)`` and ``execute(flag_values) -> exit code``, then
+``main, run = entry_points(PROGRAM, define_flags, execute)``: ``run()`` is the console entry point
+(global ``absl.flags.FLAGS``, ``app.run``); ``main(argv)`` runs it from Python with a private
+``FlagValues`` and returns the exit code (tests, notebooks).
+
+Example:
+    >>> from absl import flags
+    >>> def define(fv): flags.DEFINE_integer("n", 1, "a number", flag_values=fv)
+    >>> main_with_fresh_flags("demo", define, lambda fv: fv.n - 2, ["demo", "--n=2"])
+    0
+"""
+
+import sys
+
+from absl import app, flags
+
+from nst_tf.errors import NSTError
+
+
+def print_error(program, error):
+    """Print ``program: error: message`` on one line to stderr."""
+    print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
+
+
+def call_reporting_errors(program, function, *args, **kwargs):
+    """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line."""
+    try:
+        return function(*args, **kwargs), 0
+    except (NSTError, OSError) as e:
+        print_error(program, e)
+        return None, 1
+
+
+def main_with_fresh_flags(program, define_flags, execute, argv):
+    """Parse ``argv`` (program name first) into new flags, then ``execute``; returns the exit code."""
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    try:
+        extra = flag_values(list(argv))
+    except flags.Error as e:
+        print_error(program, e)
+        return 1
+    if len(extra) > 1:
+        print_error(program, f"unexpected arguments {extra[1:]}")
+        return 1
+    return execute(flag_values)
+
+
+def run_app(define_flags, execute, argv=None):
+    """Console entry point: define the flags on the global ``FLAGS`` once, then ``app.run``."""
+    try:
+        define_flags(flags.FLAGS)
+    except flags.DuplicateFlagError:
+        pass  # already defined (run twice in one process)
+
+    def app_main(args):
+        if len(args) > 1:
+            raise app.UsageError(f"unexpected arguments {args[1:]}")
+        return execute(flags.FLAGS)
+
+    app.run(app_main, argv=argv)
+
+
+def entry_points(program, define_flags, execute):
+    """``(main, run)`` for a CLI module; see the module docstring."""
+
+    def main(argv=None):
+        """Run with fresh flags (``argv`` starts with the program name); returns the exit code."""
+        return main_with_fresh_flags(program, define_flags, execute,
+                                     sys.argv if argv is None else argv)
+
+    def run(argv=None):
+        """Console entry point: parse the command line into the global flags and exit."""
+        run_app(define_flags, execute, argv)
+
+    return main, run

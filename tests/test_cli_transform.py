@@ -1,0 +1,158 @@
+"""nst-transform (nst_tf.cli.transform): Magenta-compatible flags, file names, formats, errors.
+
+In-process runs use ``transform.main(argv)`` (fresh absl flags); one run goes through
+``scripts/transform.py`` in a subprocess. Pixels are checked against Magenta's conversion
+``np.uint8(x * 255.0)`` of the stylized float image.
+"""
+
+import io
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from magenta_compat.checkpoint import write_checkpoint
+from nst_tf import images
+from nst_tf.cli import transform
+from nst_tf.pastiche import stylize
+from tests.pastiche_helpers import random_pastiche
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+N = 4
+
+
+@pytest.fixture(scope="module")
+def net():
+    return random_pastiche(N, seed=3)
+
+
+@pytest.fixture(scope="module")
+def files(net, tmp_path_factory):
+    """A V1 checkpoint of ``net`` and a 30x41 content PNG."""
+    folder = tmp_path_factory.mktemp("transform_inputs")
+    checkpoint = write_checkpoint(net, str(folder / "model.ckpt"), version="V1")
+    content = str(folder / "content.png")
+    images.save_image(content, np.random.default_rng(0).random((30, 41, 3)))
+    return {"checkpoint": checkpoint, "content": content, "folder": str(folder)}
+
+
+def run_cli(files, out_dir, *extra, basename="out"):
+    argv = ["nst-transform", f"--checkpoint={files['checkpoint']}",
+            f"--input_image={files['content']}", f"--output_dir={out_dir}",
+            f"--output_basename={basename}", *extra]
+    return transform.main(argv)
+
+
+def magenta_pixels(net, content, weights):
+    """What Magenta's transform writes before encoding: uint8(x * 255) of the float output."""
+    out = stylize(images.load_image(content), weights, model=net)
+    return np.uint8(out * 255.0)
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def test_list_mode_writes_real_png_with_magenta_names(net, files, tmp_path, capsys):
+    assert run_cli(files, tmp_path, "--which_styles=[2, 0]") == 0
+    assert sorted(os.listdir(tmp_path)) == ["out_0.png", "out_2.png"]
+    assert capsys.readouterr().out.split() == [str(tmp_path / "out_2.png"),
+                                               str(tmp_path / "out_0.png")]
+    for style in (2, 0):
+        path = tmp_path / f"out_{style}.png"
+        assert read_bytes(path).startswith(PNG_MAGIC)
+        pixels = np.asarray(Image.open(path))
+        assert pixels.shape == (32, 44, 3)                # 4*ceil(H/4) x 4*ceil(W/4), not cropped
+        np.testing.assert_array_equal(pixels, magenta_pixels(net, files["content"], style))
+
+
+def test_default_which_styles_is_style_zero(net, files, tmp_path):
+    assert run_cli(files, tmp_path) == 0
+    assert os.listdir(tmp_path) == ["out_0.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out_0.png")),
+                                  magenta_pixels(net, files["content"], 0))
+
+
+def test_dict_mode_mixture_name_and_pixels(net, files, tmp_path):
+    assert run_cli(files, tmp_path, "--which_styles={0: 0.1, 1: 0.1}", basename="mix") == 0
+    assert os.listdir(tmp_path) == ["mix_0_100_1_100.png"]
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "mix_0_100_1_100.png")),
+                                  magenta_pixels(net, files["content"], {0: 0.1, 1: 0.1}))
+
+
+def test_jpeg_format(net, files, tmp_path):
+    assert run_cli(files, tmp_path, "--which_styles=[1]", "--save_format=jpeg") == 0
+    assert os.listdir(tmp_path) == ["out_1.jpg"]
+    assert read_bytes(tmp_path / "out_1.jpg").startswith(JPEG_MAGIC)
+    # JPEG is lossy: compare with Pillow's encoding (quality 95) of Magenta's pixels.
+    reference = io.BytesIO()
+    Image.fromarray(magenta_pixels(net, files["content"], 1)).save(reference, "JPEG", quality=95)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out_1.jpg")),
+                                  np.asarray(Image.open(reference)))
+
+
+def test_checkpoint_folder_matching_flags_and_new_output_dir(files, tmp_path):
+    out_dir = tmp_path / "new" / "folder"
+    assert run_cli(files, out_dir, f"--num_styles={N}", "--alpha=0.25",
+                   "--jit_compile=false") == 0
+    assert os.listdir(out_dir) == ["out_0.png"]
+    argv = ["nst-transform", f"--checkpoint={files['folder']}",
+            f"--input_image={files['content']}", f"--output_dir={tmp_path}",
+            "--output_basename=dir"]
+    assert transform.main(argv) == 0 and os.path.exists(tmp_path / "dir_0.png")
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    (["--num_styles=32"], f"num_styles=32 was given but checkpoint .* has {N} styles"),
+    (["--alpha=1.0"], "alpha=1 was given"),
+    (["--which_styles=[7]"], "7 is out of range.*num_styles=4"),
+    (["--which_styles={0: 0.5"], "not a Python literal"),
+    (["--which_styles=3"], "must be a list"),
+    (["--save_format=gif"], "save_format"),
+    (["--jit_compile=maybe"], "jit_compile"),
+])
+def test_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, extra, fragment):
+    assert run_cli(files, tmp_path, *extra) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("nst-transform: error: ")
+    assert re.search(fragment, err), err
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_inputs(files, tmp_path, capsys):
+    argv = ["nst-transform", f"--checkpoint={tmp_path / 'nope.ckpt'}",
+            f"--input_image={files['content']}", f"--output_dir={tmp_path}",
+            "--output_basename=o"]
+    assert transform.main(argv) == 1
+    assert "checkpoint not found" in capsys.readouterr().err
+    argv[1:3] = [f"--checkpoint={files['checkpoint']}", f"--input_image={tmp_path / 'no.png'}"]
+    assert transform.main(argv) == 1
+    assert "image file not found" in capsys.readouterr().err
+    assert transform.main(["nst-transform", f"--checkpoint={files['checkpoint']}"]) == 1
+    assert "input_image" in capsys.readouterr().err
+
+
+def test_script_subprocess(net, files, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    base = [sys.executable, os.path.join(ROOT, "scripts", "transform.py"),
+            f"--checkpoint={files['checkpoint']}", f"--input_image={files['content']}",
+            f"--output_dir={tmp_path}", "--output_basename=sub"]
+    ok = subprocess.run(base + ["--which_styles={3: 1.0}"], capture_output=True, text=True,
+                        env=env, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    path = tmp_path / "sub_3_1000.png"
+    assert ok.stdout.strip().splitlines()[-1] == str(path)
+    np.testing.assert_array_equal(np.asarray(Image.open(path)),
+                                  magenta_pixels(net, files["content"], 3))
+    bad = subprocess.run(base + ["--which_styles=[99]"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("nst-transform: error: ")
