@@ -307,6 +307,7 @@ class FeatureExtractor:
 
     Attributes:
         layers: the canonical names of the outputs, in request order.
+        all_layer_names: every canonical layer name of the backbone.
         min_input_size: the smallest height / width the cut model accepts.
         model: the Keras model (``trainable = False``).
 
@@ -343,10 +344,15 @@ class FeatureExtractor:
         self.weights = weights
         base = _build_backbone(backbone, weights, seed)
         names = _canonical_names(base)
-        self.layers = list(dict.fromkeys(_resolve(backbone, n, list(names)) for n in layers))
+        self.all_layer_names = list(names)
+        self.layers = list(dict.fromkeys(self.resolve_layer(n) for n in layers))
         self.model = self._build_model(base, names)
         self.model.trainable = False
         self.min_input_size = self._find_min_input_size()
+
+    def resolve_layer(self, name):
+        """Canonical name of ``name`` in this backbone (any layer, computed here or not)."""
+        return _resolve(self.backbone, name, self.all_layer_names)
 
     def _build_model(self, base, names):
         import keras
