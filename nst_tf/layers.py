@@ -24,7 +24,7 @@ Example:
 import keras
 import tensorflow as tf
 
-from nst_tf.errors import ImageError
+from nst_tf.errors import ImageError, StyleWeightsError
 
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
 
@@ -115,6 +115,10 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     def call(self, inputs):
         x, style = inputs
         style = tf.convert_to_tensor(style)
+        if not style.dtype.is_integer and style.shape.rank and style.shape[-1] is not None \
+                and style.shape[-1] != self.num_styles:
+            raise StyleWeightsError(f"{self.name}: style weights have length {style.shape[-1]} "
+                                    f"(shape {style.shape}), expected num_styles={self.num_styles}")
         gamma = select_style_params(tf.convert_to_tensor(self.gamma), style)
         beta = select_style_params(tf.convert_to_tensor(self.beta), style)
         return instance_norm(x, gamma, beta, self.epsilon)
@@ -212,8 +216,10 @@ class ReflectionPad2D(keras.layers.Layer):
         if height is None or width is None:
             shape = tf.shape(x)
             ok = tf.logical_and(shape[1] > ph, shape[2] > pw)
-            tf.debugging.Assert(ok, [self._message("H", "W") + "; got H, W =",
-                                     shape[1], shape[2]])
+            check = tf.debugging.Assert(ok, [self._message("H", "W") + "; got H, W =",
+                                             shape[1], shape[2]])
+            with tf.control_dependencies([check]):  # check before the pad op fails obscurely
+                x = tf.identity(x)
         return tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
 
     def compute_output_shape(self, input_shape):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf.errors import ImageError
+from nst_tf.errors import ImageError, StyleWeightsError
 from nst_tf.layers import (ConditionalInstanceNorm, InstanceNormalization, NearestUpsample2D,
                            ReflectionPad2D)
 
@@ -61,10 +61,13 @@ def test_cin_one_hot_weights_equal_labels_bitwise(rng):
     np.testing.assert_array_equal(layer([x, one_hot]).numpy(), layer([x, labels]).numpy())
 
 
-def test_cin_rejects_bad_style_rank(rng):
+def test_cin_rejects_bad_style_shapes(rng):
     layer = random_cin(2, 3, rng)
+    x = np.zeros((1, 4, 4, 3), np.float32)
     with pytest.raises(ValueError, match="style"):
-        layer([np.zeros((1, 4, 4, 3), np.float32), np.zeros((1, 1, 2), np.float32)])
+        layer([x, np.zeros((1, 1, 2), np.float32)])
+    with pytest.raises(StyleWeightsError, match="length 5 .* expected num_styles=2"):
+        layer([x, np.zeros(5, np.float32)])
 
 
 def test_cin_mixed_precision_and_xla(rng):
