@@ -1,0 +1,359 @@
+"""Neural style transfer by image optimization (Gatys, Ecker & Bethge 2016), end to end.
+
+:func:`transfer` loads and validates everything up front, builds one frozen feature extractor,
+and optimizes the pixels of the output image (L-BFGS or Adam) against a
+:class:`nst_tf.objective.StyleObjective`, optionally coarse to fine (``scales``) and with colour
+preservation:
+
+* ``preserve_color="luminance"``: post-hoc, keep the output's luminance and the content's chroma
+  (YIQ), as neural-style's ``-original_colors``;
+* ``preserve_color="luminance_only"``: Gatys et al. 2017, "Controlling perceptual factors":
+  content and style are reduced to luminance, the style luminance is histogram-matched to the
+  content's, a grey image (Y repeated 3×) is optimized, and its Y is recombined with the
+  content's chroma.
+
+Every option and its default is in :data:`DEFAULTS` (the CLI reads its defaults from there).
+
+Example:
+    >>> import nst_tf
+    >>> out = nst_tf.transfer("content.jpg", ["style.jpg"], size=256, steps=100)  # doctest: +SKIP
+    >>> out.shape, out.dtype                                                      # doctest: +SKIP
+    ((256, 256, 3), dtype('float32'))
+"""
+
+import dataclasses
+import difflib
+import math
+import numbers
+import os
+
+import numpy as np
+
+from nst_tf import images, multiscale
+from nst_tf.device import resolve_jit_compile
+from nst_tf.errors import ConfigError, ImageError, LayerError
+from nst_tf.io import check_output_dir
+from nst_tf.objective import DEFAULT_CONTENT_WEIGHT, DEFAULT_TV_WEIGHT, normalize_blend_weights
+from nst_tf.optimize import (DEFAULT_LEARNING_RATES, INITS, OPTIMIZERS, Progbar, SaveEvery,
+                             initial_image)
+
+#: Every option of :func:`transfer` with its default — the one place defaults are defined.
+DEFAULTS = {
+    "size": 512,              # longest side of the output, pixels
+    "steps": 300,             # optimizer steps (per scale; or a list, one per scale)
+    "optimizer": "lbfgs",     # "lbfgs" | "adam"
+    "learning_rate": None,    # None: 1.0 (L-BFGS first step length) / 0.02 (Adam)
+    "init": "content",        # "content" | "style" | "noise" | an image path or array
+    "content_weight": DEFAULT_CONTENT_WEIGHT,
+    "style_weight": None,     # None: the style loss's own default (objective.DEFAULT_STYLE_WEIGHTS)
+    "tv_weight": DEFAULT_TV_WEIGHT,
+    "backbone": "vgg19",      # "vgg19" | "vgg16" | "resnet50" | "inception_v3"
+    "content_layers": None,   # None: the backbone's defaults; list or {name: weight}
+    "style_layers": None,
+    "style_loss": "gram",     # "gram" | "sliced_wasserstein" | "gaussian_w2" | "mean_std"
+    "pooling": "max",         # "max" | "avg" (VGG only)
+    "preserve_color": None,   # None | "luminance" | "luminance_only"
+    "scales": None,           # None | number of √2 levels | list of sizes (coarse → fine)
+    "style_scale": 1.0,       # style images resized to style_scale × the level size
+    "seed": 0,                # noise init and random weights
+    "weights": "imagenet",    # "imagenet" | "random" / None | path to a .h5
+    "jit_compile": "auto",    # XLA on GPU/TPU only
+    "steps_per_call": 1,      # optimizer steps per compiled call
+    "progress": False,        # show a keras Progbar
+    "callbacks": (),          # objects with on_step(step, image, loss, parts)
+    "save_every": None,       # save intermediate images every N steps...
+    "save_pattern": None,     # ...to this file name pattern, e.g. "out_{step:05d}.png"
+}
+
+PRESERVE_COLOR = (None, "luminance", "luminance_only")
+
+
+@dataclasses.dataclass
+class TransferResult:
+    """What :func:`run` returns: the image ``[H, W, 3]``, the loss per step, interruption."""
+
+    image: np.ndarray
+    losses: np.ndarray
+    steps: int
+    interrupted: bool
+    sizes: list
+
+
+# --- Validation --------------------------------------------------------------------------------
+
+def _unknown_option(name):
+    close = difflib.get_close_matches(name, DEFAULTS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown option {name!r}{hint} (valid: {', '.join(sorted(DEFAULTS))})")
+
+
+def _number(options, name, minimum=0.0, strict=False):
+    value = options[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value < minimum or (strict and value == minimum):
+        bound = f"> {minimum}" if strict else f">= {minimum}"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
+def _positive_int(options, name):
+    value = options[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _layers(value, backbone, what):
+    """None / a name / a list / a {name: weight} dict, with every name checked."""
+    from nst_tf.features import resolve_layer_name
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if isinstance(value, dict):
+        for name, weight in value.items():
+            resolve_layer_name(backbone, name)
+            if isinstance(weight, bool) or not isinstance(weight, numbers.Real) \
+                    or not math.isfinite(weight) or weight < 0:
+                raise ConfigError(f"{what} weight of {name!r} must be a finite number >= 0, "
+                                  f"got {weight!r}")
+        return dict(value)
+    value = list(value)
+    for name in value:
+        resolve_layer_name(backbone, name)
+    return value
+
+
+def validate_options(options):
+    """Fill in defaults and check every option; returns the complete, normalized dict.
+
+    Raises:
+        ConfigError, LayerError: the first bad option, named in the message.
+    """
+    from nst_tf.features import BACKBONES
+    from nst_tf.losses import STYLE_LOSSES
+
+    for name in options:
+        if name not in DEFAULTS:
+            raise _unknown_option(name)
+    opts = dict(DEFAULTS, **options)
+    opts["size"] = _positive_int(opts, "size")
+    steps = opts["steps"]
+    if isinstance(steps, (list, tuple)):
+        opts["steps"] = [_positive_int({"steps": s}, "steps") for s in steps]
+    else:
+        opts["steps"] = _positive_int(opts, "steps")
+    opts["steps_per_call"] = _positive_int(opts, "steps_per_call")
+    opts["optimizer"] = str(opts["optimizer"]).lower()
+    if opts["optimizer"] not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {opts['optimizer']!r}")
+    if opts["learning_rate"] is not None:
+        opts["learning_rate"] = _number(opts, "learning_rate", 0.0, strict=True)
+    for name in ("content_weight", "style_weight", "tv_weight"):
+        if not (name == "style_weight" and opts[name] is None):
+            opts[name] = _number(opts, name)
+    opts["style_scale"] = _number(opts, "style_scale", 0.0, strict=True)
+    if opts["backbone"] not in BACKBONES:
+        raise LayerError(f"unknown backbone {opts['backbone']!r}; valid: {', '.join(BACKBONES)}")
+    opts["content_layers"] = _layers(opts["content_layers"], opts["backbone"], "content layer")
+    opts["style_layers"] = _layers(opts["style_layers"], opts["backbone"], "style layer")
+    if opts["style_loss"] not in STYLE_LOSSES:
+        raise ConfigError(f"style_loss must be one of {sorted(STYLE_LOSSES)}, "
+                          f"got {opts['style_loss']!r}")
+    if opts["pooling"] not in ("max", "avg"):
+        raise ConfigError(f"pooling must be 'max' or 'avg', got {opts['pooling']!r}")
+    if opts["preserve_color"] in ("none", "None", "", False):
+        opts["preserve_color"] = None
+    if opts["preserve_color"] not in PRESERVE_COLOR:
+        raise ConfigError(f"preserve_color must be one of {PRESERVE_COLOR}, "
+                          f"got {opts['preserve_color']!r}")
+    opts["sizes"] = multiscale.schedule(opts["size"], opts["scales"])
+    multiscale.steps_per_level(opts["steps"], len(opts["sizes"]))
+    if isinstance(opts["init"], str) and opts["init"] not in INITS \
+            and not os.path.exists(opts["init"]):
+        raise ConfigError(f"init must be one of {INITS} or an existing image path, "
+                          f"got {opts['init']!r}")
+    if isinstance(opts["seed"], bool) or not isinstance(opts["seed"], numbers.Integral):
+        raise ConfigError(f"seed must be an integer, got {opts['seed']!r}")
+    if isinstance(opts["weights"], str) and opts["weights"].lower() == "random":
+        opts["weights"] = None
+    resolve_jit_compile(opts["jit_compile"])
+    if opts["save_every"] is not None:
+        opts["save_every"] = _positive_int(opts, "save_every")
+        if not opts["save_pattern"]:
+            raise ConfigError("save_every needs save_pattern, e.g. 'out_{step:05d}.png'")
+    if opts["save_pattern"]:
+        check_output_dir(opts["save_pattern"])
+    return opts
+
+
+# --- Colour ----------------------------------------------------------------------------------
+
+def _recombine_luminance(luma, content):
+    """Y from the optimized grey image, I and Q from the content."""
+    yiq = images.rgb_to_yiq(content)
+    yiq[..., 0] = luma
+    return np.clip(images.yiq_to_rgb(yiq), 0.0, 1.0).astype(np.float32)
+
+
+def _postprocess(mode, content):
+    """``[1, H, W, C]`` optimized image → final ``[H, W, 3]`` RGB for ``preserve_color=mode``."""
+
+    def finish(image):
+        image = np.asarray(image, np.float32)[0]
+        target = content if content.shape[:2] == image.shape[:2] else images.resize(
+            content, image.shape[:2])
+        if mode == "luminance_only":
+            return _recombine_luminance(np.clip(image[..., 0], 0.0, 1.0), target)
+        if mode == "luminance":
+            return images.transfer_luminance(np.clip(image, 0.0, 1.0), target)
+        return np.clip(image, 0.0, 1.0)
+    return finish
+
+
+class _Grey:
+    """Objective on a one-channel image: the channel is repeated to RGB before ``objective``."""
+
+    def __init__(self, objective):
+        self.objective = objective
+
+    def __call__(self, luma):
+        import tensorflow as tf
+
+        return self.objective(tf.tile(luma, [1, 1, 1, 3]))
+
+
+# --- Transfer --------------------------------------------------------------------------------
+
+def _style_list(styles):
+    if isinstance(styles, (str, os.PathLike)) or (isinstance(styles, np.ndarray)
+                                                  and styles.ndim == 3):
+        styles = [styles]
+    styles = list(styles)
+    if not styles:
+        raise ImageError("at least one style image is needed")
+    return styles
+
+
+def run(content, styles, style_weights=None, **options):
+    """Like :func:`transfer`, but returns a :class:`TransferResult` (losses, interruption)."""
+    from nst_tf.features import FeatureExtractor, default_layers
+    from nst_tf.objective import StyleObjective
+
+    opts = validate_options(options)
+    styles = _style_list(styles)
+    blend = None if style_weights is None else normalize_blend_weights(style_weights,
+                                                                       len(styles))
+    content_image = images.load_or_validate(content, what="content image")
+    if content_image.ndim == 4:
+        if content_image.shape[0] != 1:
+            raise ImageError(f"content must be one image, got shape {content_image.shape}")
+        content_image = content_image[0]
+    style_images = [images.load_or_validate(s, what=f"style image {i}")
+                    for i, s in enumerate(styles)]
+    style_images = [s[0] if s.ndim == 4 else s for s in style_images]
+    mode = opts["preserve_color"]
+    sizes = opts["sizes"]
+
+    # The output size: the content resized so that its longest side is the last scale.
+    full_shape = multiscale.fit_size(content_image.shape, sizes[-1])
+    content_full = images.resize(content_image, full_shape)
+    if mode == "luminance_only":
+        content_luma = images.luminance(content_full)
+        opt_content = images.grey_to_rgb(content_luma)
+        opt_styles = [images.grey_to_rgb(images.match_histograms(images.luminance(s),
+                                                                 content_luma))
+                      for s in style_images]
+    else:
+        opt_content, opt_styles = content_full, style_images
+
+    default_content, default_style = default_layers(opts["backbone"])
+    content_layers = opts["content_layers"] or list(default_content)
+    style_layers = opts["style_layers"] or list(default_style)
+    extractor = FeatureExtractor(opts["backbone"],
+                                 layers=list(dict.fromkeys(list(content_layers)
+                                                           + list(style_layers))),
+                                 weights=opts["weights"], pooling=opts["pooling"],
+                                 seed=opts["seed"])
+    level_content, level_styles = [], []
+    for size in sizes:  # validate every level before the first step
+        shape = multiscale.fit_size(content_full.shape, size)
+        c = opt_content if tuple(shape) == tuple(full_shape) else images.resize(opt_content, shape)
+        images.check_min_size(c, extractor.min_input_size,
+                              what=f"content image at size {size} ({extractor.backbone})")
+        s_list = []
+        for i, s in enumerate(opt_styles):
+            s_shape = multiscale.fit_size(s.shape, max(1, round(opts["style_scale"] * size)))
+            s_list.append(images.resize(s, s_shape))
+            images.check_min_size(s_list[-1], extractor.min_input_size,
+                                  what=f"style image {i} at size {max(s_shape)}")
+        level_content.append(c)
+        level_styles.append(s_list)
+
+    def make_level(level, size):
+        objective = StyleObjective(
+            extractor, level_content[level][None], [s[None] for s in level_styles[level]],
+            style_blend_weights=blend, content_layers=content_layers, style_layers=style_layers,
+            content_weight=opts["content_weight"], style_weight=opts["style_weight"],
+            tv_weight=opts["tv_weight"], style_loss=opts["style_loss"])
+        if mode == "luminance_only":
+            objective = _Grey(objective)
+        return objective, level_content[level].shape[:2]
+
+    def first_init(shape):
+        # initial_image resizes paths / arrays / the style to the first level's content size.
+        start = initial_image(opts["init"], level_content[0], level_styles[0][0], opts["seed"])
+        return images.luminance(start)[..., None] if mode == "luminance_only" else start
+
+    finish = _postprocess(mode, content_full)
+
+    def level_callbacks(level, steps, offset):
+        callbacks = list(opts["callbacks"] or ())
+        if opts["progress"]:
+            if len(sizes) > 1:
+                print(f"scale {level + 1}/{len(sizes)}: {sizes[level]} px, {steps} steps")
+            callbacks.append(Progbar())
+        if opts["save_every"]:
+            callbacks.append(SaveEvery(opts["save_every"], opts["save_pattern"],
+                                       postprocess=finish, offset=offset))
+        return callbacks
+
+    results = multiscale.run(
+        sizes, make_level, first_init, steps=opts["steps"], level_callbacks=level_callbacks,
+        optimizer=opts["optimizer"], learning_rate=opts["learning_rate"],
+        jit_compile=opts["jit_compile"], steps_per_call=opts["steps_per_call"])
+    last = results[-1]
+    return TransferResult(image=finish(last.image),
+                          losses=np.concatenate([r.losses for r in results]),
+                          steps=sum(r.steps for r in results),
+                          interrupted=last.interrupted, sizes=sizes[:len(results)])
+
+
+def transfer(content, styles, style_weights=None, **options):
+    """Stylize ``content`` with ``styles`` by optimizing the image; returns float32 ``[H, W, 3]``.
+
+    Args:
+        content: path or float array ``[H, W, 3]`` in [0, 1] (uint8 arrays are converted).
+        styles: one path / array, or a list of them.
+        style_weights: blend weights, one per style (default: equal); finite and >= 0.
+        **options: see :data:`DEFAULTS` — ``size``, ``steps``, ``optimizer``, ``learning_rate``,
+            ``init``, ``content_weight``, ``style_weight``, ``tv_weight``, ``backbone``,
+            ``content_layers``, ``style_layers``, ``style_loss``, ``pooling``, ``preserve_color``,
+            ``scales``, ``style_scale``, ``seed``, ``weights``, ``jit_compile``,
+            ``steps_per_call``, ``progress``, ``callbacks``, ``save_every``, ``save_pattern``.
+
+    Returns:
+        float32 ``[H, W, 3]`` in [0, 1]; the longest side is ``size`` (or the last of ``scales``).
+
+    Raises:
+        ImageError: unreadable or too small images. StyleWeightsError: wrong count, NaN, inf or
+        negative style weights. LayerError: unknown backbone or layer. ConfigError: any other bad
+        option. WeightsUnavailableError: ImageNet weights not cached and offline.
+        OptimizationError: the loss became NaN/inf.
+
+    Example:
+        >>> out = transfer("content.jpg", "style.jpg", size=256, steps=50,  # doctest: +SKIP
+        ...                preserve_color="luminance")
+    """
+    return run(content, styles, style_weights, **options).image
