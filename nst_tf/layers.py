@@ -189,7 +189,9 @@ class ReflectionPad2D(keras.layers.Layer):
     Same semantics as ``tf.pad(mode="REFLECT")`` and ``numpy.pad(mode="reflect")``:
     ``[1, 2, 3]`` padded by 2 gives ``[3, 2, 1, 2, 3, 2, 1]``. Each side padded by ``p`` needs
     ``p + 1`` pixels; smaller inputs raise :class:`~nst_tf.errors.ImageError` (when the size is
-    known while tracing) or an ``InvalidArgumentError`` with the same message at run time.
+    known while tracing) or an ``InvalidArgumentError`` with the same message at run time
+    (except under XLA, which drops run-time assertions: validate sizes before calling, e.g. with
+    :func:`nst_tf.networks.check_pastiche_input`).
 
     Args:
         padding: int (same on all sides) or ``(pad_h, pad_w)``.
@@ -203,10 +205,11 @@ class ReflectionPad2D(keras.layers.Layer):
         super().__init__(**kwargs)
         self.padding = _pair(padding, "padding")
 
-    def _message(self, height, width):
+    def _message(self, height=None, width=None):
         ph, pw = self.padding
+        got = "got H, W =" if height is None else f"got {height}x{width}"
         return (f"{self.name}: reflect padding by {ph}x{pw} needs an input of at least "
-                f"{ph + 1}x{pw + 1} pixels (H x W), got {height}x{width}")
+                f"{ph + 1}x{pw + 1} pixels (H x W), {got}")
 
     def call(self, x):
         ph, pw = self.padding
@@ -216,8 +219,7 @@ class ReflectionPad2D(keras.layers.Layer):
         if height is None or width is None:
             shape = tf.shape(x)
             ok = tf.logical_and(shape[1] > ph, shape[2] > pw)
-            check = tf.debugging.Assert(ok, [self._message("H", "W") + "; got H, W =",
-                                             shape[1], shape[2]])
+            check = tf.debugging.Assert(ok, [self._message(), shape[1], shape[2]])
             with tf.control_dependencies([check]):  # check before the pad op fails obscurely
                 x = tf.identity(x)
         return tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]], mode="REFLECT")
