@@ -1,0 +1,102 @@
+"""nst-stylize: flags, outputs, one-line errors; in-process and once as a subprocess."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nst_tf import images
+from nst_tf.cli import stylize
+from nst_tf.gatys import DEFAULTS
+
+from conftest import ROOT, shared_image
+
+
+@pytest.fixture
+def base_args(tmp_path):
+    return ["nst-stylize", f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
+            f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=32", "--steps=2",
+            "--weights=random", "--noprogress"]
+
+
+def test_defaults_come_from_gatys():
+    stylize.FLAGS.unparse_flags()
+    stylize.FLAGS(["nst-stylize"])
+    assert stylize.FLAGS.size == DEFAULTS["size"]
+    assert int(stylize.FLAGS.steps[0]) == DEFAULTS["steps"]
+    assert stylize.FLAGS.optimizer == DEFAULTS["optimizer"]
+    assert stylize.FLAGS.content_weight == DEFAULTS["content_weight"]
+    assert stylize.FLAGS.tv_weight == DEFAULTS["tv_weight"]
+    assert stylize.FLAGS.style_loss == DEFAULTS["style_loss"]
+    assert stylize.FLAGS.weights == DEFAULTS["weights"]
+
+
+def test_writes_the_output_and_intermediate_images(tmp_path, base_args):
+    out = tmp_path / "out.png"
+    code = stylize.cli_main(base_args + [f"--output={out}", "--save_every=1",
+                                         f"--style={shared_image('style', 'La_forma.jpg')}",
+                                         "--style_weights=2,1", "--preserve_color=luminance",
+                                         "--optimizer=adam", "--init=noise"])
+    assert code == 0
+    assert sorted(os.listdir(tmp_path)) == ["out.png", "out_00001.png", "out_00002.png"]
+    image = images.load_image(out)
+    assert image.shape == (32, 32, 3)
+    np.testing.assert_allclose(image, images.load_image(tmp_path / "out_00002.png"), atol=1e-6)
+
+
+def test_scales_flag(tmp_path, base_args):
+    out = tmp_path / "out.jpg"
+    assert stylize.cli_main(base_args + [f"--output={out}", "--scales=24,40",
+                                         "--steps=1,1"]) == 0
+    assert images.load_image(out).shape == (40, 40, 3)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--style_weights=1,2"], "2 style blend weights"),
+    (["--style_weights=nan"], "nan"),
+    (["--content_layers=conv9_1"], "conv9_1"),
+    (["--backbone=alexnet"], "alexnet"),
+    (["--steps=a"], "--steps"),
+    (["--init=nosie"], "nosie"),
+])
+def test_errors_print_one_line_and_write_nothing(tmp_path, base_args, capsys, extra, message):
+    out = tmp_path / "out.png"
+    assert stylize.cli_main(base_args + [f"--output={out}"] + extra) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert os.listdir(tmp_path) == []
+
+
+def test_output_folder_and_format_are_checked_first(tmp_path, base_args, capsys):
+    assert stylize.cli_main(base_args + [f"--output={tmp_path / 'no' / 'out.png'}"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert stylize.cli_main(base_args + [f"--output={tmp_path / 'out.xyz'}"]) == 1
+    assert "format" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_bad_and_missing_flags_exit_2(tmp_path, base_args, capsys):
+    assert stylize.cli_main(base_args + ["--size=abc", f"--output={tmp_path / 'o.png'}"]) == 2
+    assert "size" in capsys.readouterr().err
+    assert stylize.cli_main(["nst-stylize", "--style=x.jpg"]) == 2
+    assert "--content" in capsys.readouterr().err
+
+
+def test_subprocess_run(tmp_path):
+    out = tmp_path / "out.png"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
+           f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
+           f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=32", "--steps=2",
+           "--weights=random", f"--output={out}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"saved {out}" in done.stdout
+    assert images.load_image(out).shape == (32, 32, 3)
+    bad = subprocess.run(cmd[:-1] + [f"--output={tmp_path / 'x' / 'o.png'}"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 1
+    assert "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error:")
