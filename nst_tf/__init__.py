@@ -39,12 +39,16 @@ _EXPORTS = {
     "reconstruct": "reconstruction",
     # feed-forward networks
     "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers",
-    "pastiche_network": "networks", "johnson_network": "networks",
+    "InstanceNormalization": "layers", "NearestUpsample2D": "layers",
+    "pastiche_network": "networks", "pastiche_config": "networks", "johnson_network": "networks",
     "stylize": "pastiche",
+    "export_saved_model": "export", "export_tflite": "export",
+    # feed-forward training
+    "content_dataset": "data", "StyleTrainer": "training", "PerceptualLoss": "training",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "data",
-               "training", "export", "device", "io"}
+               "training", "export", "device", "io", "lbfgs", "cli"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 
