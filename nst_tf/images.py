@@ -101,7 +101,9 @@ def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
         with open(path, "rb") as f:
             data = f.read()
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own max_pixels check below is the guard; PIL's warning (at half its hard
+            # limit) would otherwise refuse images that max_pixels allows.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > max_pixels:
                 raise ImageError(f"image {path} is {img.width}x{img.height} = "
@@ -111,7 +113,7 @@ def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
         raise
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (unknown format): {path}") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise ImageError(f"image {path} is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(f"corrupt or truncated image file {path}: {e}") from None
@@ -132,7 +134,8 @@ def save_image(path, image, quality=95):
     at all: it is written to a temporary file in the same folder and renamed.
 
     Raises:
-        ImageError: the array has the wrong shape or the extension is unknown.
+        ImageError: the array has the wrong shape or dtype, NaN / inf values, an unknown
+            extension, or cannot be encoded.
         OutputPathError: the folder does not exist.
     """
     path = os.fspath(path)
@@ -147,6 +150,9 @@ def save_image(path, image, quality=95):
         raise ImageError(f"unknown image extension {ext!r} for {path}; use one of {sorted(_FORMATS)}")
     check_output_dir(path)
     if array.dtype != np.uint8:
+        if not (np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_):
+            raise ImageError(f"cannot save a {array.dtype} array to {path}: give floats in "
+                             "[0, 1] or uint8")
         if not np.all(np.isfinite(array)):
             raise ImageError(f"refusing to save {path}: the image contains NaN or inf")
         array = float_to_uint8(array)
@@ -154,7 +160,10 @@ def save_image(path, image, quality=95):
         array = array[..., 0]
     encoded = io.BytesIO()
     options = {"quality": quality} if _FORMATS[ext] in ("JPEG", "WEBP") else {}
-    Image.fromarray(array).save(encoded, format=_FORMATS[ext], **options)
+    try:  # encode in memory first: a failure leaves no file behind
+        Image.fromarray(array).save(encoded, format=_FORMATS[ext], **options)
+    except (OSError, KeyError, ValueError) as e:
+        raise ImageError(f"cannot encode {path} as {_FORMATS[ext]}: {e}") from None
     with atomic_write(path) as f:
         f.write(encoded.getvalue())
 
@@ -210,7 +219,8 @@ def load_or_validate(image, max_size=None, what="image"):
 
 # --- Colour -------------------------------------------------------------------------------------
 
-# NTSC YIQ, as in tf.image.rgb_to_yiq.
+# NTSC YIQ: tf.image.rgb_to_yiq's matrix, except that Q's red coefficient has 8 digits
+# (0.21153661, TF rounds it to 0.2115) so that greys have exactly zero chroma.
 _RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
                         [0.59590059, -0.27455667, -0.32134392],
                         [0.21153661, -0.52273617, 0.31119955]], np.float64)
