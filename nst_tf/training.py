@@ -227,7 +227,8 @@ class StyleTrainer(keras.Model):
         super().compile(optimizer=optimizer, jit_compile=resolve_jit_compile(jit_compile), **kwargs)
 
     def call(self, inputs, training=False):
-        images, labels = inputs
+        """Stylize ``(images, labels)``, or bare ``images`` in style 0."""
+        images, labels = self._unpack(inputs)
         if self.conditional:
             return self.network([images, tf.cast(labels, tf.int32) + self.label_offset],
                                 training=training)
@@ -413,6 +414,7 @@ class ThroughputCallback(keras.callbacks.Callback):
         self.batch_size = int(batch_size)
         self._start = None
         self._steps = 0
+        self.images_per_sec = None
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
@@ -420,8 +422,13 @@ class ThroughputCallback(keras.callbacks.Callback):
             self._start, self._steps = now, 0
             return
         self._steps += 1
+        self.images_per_sec = self._steps * self.batch_size / max(now - self._start, 1e-9)
         if logs is not None:
-            logs["images_per_sec"] = self._steps * self.batch_size / max(now - self._start, 1e-9)
+            logs["images_per_sec"] = self.images_per_sec
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None and self.images_per_sec is not None:
+            logs["images_per_sec"] = self.images_per_sec
 
 
 def _plugin_metadata(plugin):
@@ -451,8 +458,8 @@ def write_image(tag, image, step):
 
 class SummaryCallback(keras.callbacks.Callback):
     """TensorBoard summaries every ``every`` steps: each loss term, ``images_per_sec``, the
-    learning rate, and (every ``image_every`` steps) a grid of stylized validation images, one row
-    per validation image and one column per style (at most ``max_styles``)."""
+    learning rate, and (every ``image_every`` steps and at the end) a grid of stylized validation
+    images, one row per validation image and one column per style (at most ``max_styles``)."""
 
     def __init__(self, log_dir, trainer, validation_images=None, every=100, image_every=None,
                  max_styles=8):
@@ -492,6 +499,10 @@ class SummaryCallback(keras.callbacks.Callback):
         self.writer.flush()
 
     def on_train_end(self, logs=None):
+        step = int(self.trainer.optimizer.iterations.numpy())
+        if self.validation is not None and step % self.image_every:   # always end with a grid
+            with self.writer.as_default(step=step):
+                write_image("stylized", self.stylized_grid()[0], step)
         self.writer.flush()
 
 
