@@ -624,8 +624,9 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         log_dir: TensorBoard folder (default ``<train_dir>/logs``; ``""`` disables summaries).
 
     Returns:
-        The trained network (labels input for ``cin`` / ``finetune``); ``network.train_history``
-        holds the Keras history dict, ``network.skipped_images`` the unreadable content files.
+        The trained network (labels input for ``cin`` / ``finetune``), with attributes
+        ``train_history`` (Keras history dict), ``skipped_images`` (unreadable content files),
+        ``final_step`` and ``interrupted`` (stopped by Ctrl-C).
 
     Raises:
         ConfigError, DatasetError, ImageError, CheckpointError, WeightsUnavailableError.
@@ -663,7 +664,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         step = saver.restore()
 
     remaining = int(train_steps) - step
-    network.train_history, network.skipped_images = {}, 0
+    network.train_history, network.skipped_images, network.final_step = {}, 0, step
+    network.interrupted = False
     if remaining <= 0:
         if verbose:
             print(f"{train_dir} is already at step {step} >= train_steps={train_steps}")
@@ -685,6 +687,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
                           shuffle=False, verbose=verbose)
     network.train_history = history.history
     network.skipped_images = counter.skipped
+    network.final_step = saver.step
+    network.interrupted = saver.interrupted
     if verbose and counter.skipped:
         print(f"Skipped {counter.skipped} unreadable content image(s) of {counter.attempted} read")
     return network
