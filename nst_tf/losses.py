@@ -35,6 +35,7 @@ Example:
     0.0
 """
 
+import numpy as np
 import tensorflow as tf
 
 __all__ = [
@@ -106,16 +107,17 @@ def total_variation_loss(image, kind="l2"):
 def random_directions(channels, num_projections=None, seed=0, dtype=tf.float32):
     """``[C, P]`` matrix of unit column vectors, uniformly distributed on the sphere, seeded.
 
-    ``num_projections=None`` uses P = C. The same ``seed`` gives the same directions on every run
-    (stateless random numbers, drawn in float32 and then cast, so float32 and float64 agree).
+    ``num_projections=None`` uses P = C. Drawn with NumPy (float64, then cast), so the same
+    ``seed`` gives the same directions on every run, device and dtype, inside ``tf.function``
+    and XLA too (TF's stateless RNG may differ between XLA and the CPU kernels).
     """
+    channels = int(channels)
     num_projections = channels if num_projections is None else int(num_projections)
     if num_projections < 1:
         raise ValueError(f"num_projections must be >= 1, got {num_projections}")
-    normal = tf.random.stateless_normal([channels, num_projections], seed=[int(seed), 7919],
-                                        dtype=tf.float32)
-    directions = normal / tf.norm(normal, axis=0, keepdims=True)
-    return tf.cast(directions, dtype)
+    normal = np.random.default_rng(int(seed)).standard_normal((channels, num_projections))
+    directions = normal / np.linalg.norm(normal, axis=0, keepdims=True)
+    return tf.constant(directions, dtype=dtype)
 
 
 def sorted_projections(features, directions):
@@ -156,7 +158,11 @@ def sliced_wasserstein_loss_from_sorted(features, target_sorted, directions):
     The image's N = H·W sorted projections are compared with the target's resampled to N
     quantiles, so image and target may have different spatial sizes.
     """
-    projected = sorted_projections(features, directions)                      # [B, P, N]
+    return _sorted_distance(sorted_projections(features, directions), target_sorted)
+
+
+def _sorted_distance(projected, target_sorted):
+    """Mean squared difference of sorted ``[B, P, N]`` and resampled sorted ``[B|1, P, M]``."""
     target = resample_sorted(tf.cast(target_sorted, projected.dtype), tf.shape(projected)[-1])
     return tf.reduce_mean(tf.math.squared_difference(projected, target))
 
@@ -225,19 +231,27 @@ def _trace_sqrt(matrix):
 def gaussian_w2_loss_from_stats(features, target_mean, target_cov_sqrt, target_cov_trace):
     """Squared W2 distance to a Gaussian given by its mean ``[B|1, C]``, ``Σ₂^½`` and ``tr(Σ₂)``.
 
-    Computed in float64 whatever the input dtype (the result has the input's dtype): the loss
-    is a difference of large traces, and float32 eigenvalues lose the small eigenvalues that
-    carry much of ``tr((Σ₂^½ Σ₁ Σ₂^½)^½)`` (0.2 % error on a typical VGG layer in float32,
-    1e-10 in float64). The matrices are only C × C, the covariance matmul N·C² flops.
+    The means and covariance are computed in the input's dtype (the N·C² flops), everything
+    after that in float64 (only C × C matrices): the loss is a difference of large traces, and
+    float32 eigenvalues lose the small eigenvalues that carry much of
+    ``tr((Σ₂^½ Σ₁ Σ₂^½)^½)`` (0.2 % error on a VGG layer all in float32, ~1e-7 this way).
+    The result has the input's dtype.
     """
-    mean, cov = feature_moments(tf.cast(features, tf.float64))
+    mean, cov = feature_moments(features)
+    loss = _w2_from_moments(tf.cast(mean, tf.float64), tf.cast(cov, tf.float64), target_mean,
+                            target_cov_sqrt, target_cov_trace)
+    return tf.cast(loss, features.dtype)
+
+
+def _w2_from_moments(mean, cov, target_mean, target_cov_sqrt, target_cov_trace):
+    """The float64 part of :func:`gaussian_w2_loss_from_stats`, batch-averaged."""
     target_mean = tf.cast(target_mean, tf.float64)
     root = tf.cast(target_cov_sqrt, tf.float64)
     mean_term = tf.reduce_sum(tf.square(mean - target_mean), axis=-1)
     cross = tf.matmul(tf.matmul(root, cov), root)
     cov_term = (tf.linalg.trace(cov) + tf.cast(target_cov_trace, tf.float64)
                 - 2.0 * _trace_sqrt(cross))
-    return tf.cast(tf.reduce_mean(mean_term + cov_term), features.dtype)
+    return tf.reduce_mean(mean_term + cov_term)
 
 
 def gaussian_w2_loss(features, target_features):
@@ -276,10 +290,27 @@ def mean_std_loss(features, target_features, eps=1e-5):
 # --- Style-loss objects: targets computed once -------------------------------------------------
 
 class StyleLoss:
-    """A style loss split in two: ``target(style_features)`` once, ``loss(features, stats)`` often.
+    """A style loss in three small steps, so that everything that can be computed once is.
 
-    Subclasses set ``name`` and implement both methods with TF ops. ``stats`` is any nest of
-    tensors (tuple or dict); it must not depend on the size of the image being optimized.
+    * ``target(style_features) -> stats``: statistics of a style image, computed once.
+    * ``prepare(features) -> image_stats``: statistics of the image being optimized, computed
+      once per step even when it is compared with several style images (default: identity).
+    * ``compare(image_stats, stats) -> scalar``: the loss.
+
+    ``loss(features, stats)`` and ``blended_loss(features, [stats...], weights)`` (the
+    ``Σ wᵢ · loss(features, statsᵢ)`` of a style blend) are built from those. Subclasses set
+    ``name`` and implement ``target`` and ``compare`` (and ``prepare`` if useful) with TF ops.
+    ``stats`` is any nest of tensors; it must not depend on the size of the optimized image.
+
+    Example, a loss on channel means only::
+
+        class MeanLoss(StyleLoss):
+            name = "mean"
+            def target(self, features):
+                return tf.reduce_mean(features, axis=[1, 2])
+            prepare = target
+            def compare(self, means, target_means):
+                return tf.reduce_mean(tf.square(means - target_means))
     """
 
     name = "style"
@@ -287,8 +318,26 @@ class StyleLoss:
     def target(self, features):
         raise NotImplementedError
 
-    def loss(self, features, stats):
+    def prepare(self, features):
+        return features
+
+    def compare(self, image_stats, stats):
         raise NotImplementedError
+
+    def loss(self, features, stats):
+        """The loss of ``features`` against one style's ``stats``."""
+        return self.compare(self.prepare(features), stats)
+
+    def blended_loss(self, features, stats_list, weights):
+        """``Σ wᵢ · loss(features, statsᵢ)``, preparing ``features`` once (weights: floats)."""
+        prepared = self.prepare(features)
+        total = None
+        for weight, stats in zip(weights, stats_list):
+            if weight == 0:
+                continue
+            term = float(weight) * self.compare(prepared, stats)
+            total = term if total is None else total + term
+        return tf.zeros([], features.dtype) if total is None else total
 
     def __call__(self, features, target_features):
         """The loss between two feature maps, computing the target on the fly."""
@@ -306,8 +355,10 @@ class GramStyleLoss(StyleLoss):
     def target(self, features):
         return gram_matrix(features)
 
-    def loss(self, features, stats):
-        return gram_loss(features, stats)
+    prepare = target
+
+    def compare(self, gram, target_gram):
+        return tf.reduce_mean(tf.math.squared_difference(gram, tf.cast(target_gram, gram.dtype)))
 
 
 class SlicedWassersteinStyleLoss(StyleLoss):
@@ -323,13 +374,17 @@ class SlicedWassersteinStyleLoss(StyleLoss):
         self.num_projections = num_projections
         self.seed = seed
 
-    def target(self, features):
-        directions = random_directions(features.shape[-1], self.num_projections, self.seed,
-                                       features.dtype)
-        return {"directions": directions, "sorted": sorted_projections(features, directions)}
+    def directions(self, channels, dtype=tf.float32):
+        """The ``[C, P]`` unit directions this loss projects on (the same for every call)."""
+        return random_directions(channels, self.num_projections, self.seed, dtype)
 
-    def loss(self, features, stats):
-        return sliced_wasserstein_loss_from_sorted(features, stats["sorted"], stats["directions"])
+    def target(self, features):
+        return sorted_projections(features, self.directions(features.shape[-1], features.dtype))
+
+    prepare = target
+
+    def compare(self, projected, target_sorted):
+        return _sorted_distance(projected, target_sorted)
 
     def __repr__(self):
         return f"{type(self).__name__}(num_projections={self.num_projections}, seed={self.seed})"
@@ -345,9 +400,15 @@ class GaussianW2StyleLoss(StyleLoss):
         mean, cov = feature_moments(tf.cast(features, tf.float64))
         return {"mean": mean, "cov_sqrt": psd_sqrt(cov), "cov_trace": tf.linalg.trace(cov)}
 
-    def loss(self, features, stats):
-        return gaussian_w2_loss_from_stats(features, stats["mean"], stats["cov_sqrt"],
-                                           stats["cov_trace"])
+    def prepare(self, features):
+        mean, cov = feature_moments(features)
+        return {"dtype": features.dtype, "mean": tf.cast(mean, tf.float64),
+                "cov": tf.cast(cov, tf.float64)}
+
+    def compare(self, moments, stats):
+        loss = _w2_from_moments(moments["mean"], moments["cov"], stats["mean"],
+                                stats["cov_sqrt"], stats["cov_trace"])
+        return tf.cast(loss, moments["dtype"])
 
 
 class MeanStdStyleLoss(StyleLoss):
@@ -362,10 +423,14 @@ class MeanStdStyleLoss(StyleLoss):
         mean, std = channel_mean_std(features, self.eps)
         return {"mean": mean, "std": std}
 
-    def loss(self, features, stats):
-        mean, std = channel_mean_std(features, self.eps)
-        return (tf.reduce_mean(tf.math.squared_difference(mean, stats["mean"]))
-                + tf.reduce_mean(tf.math.squared_difference(std, stats["std"])))
+    prepare = target
+
+    def compare(self, image_stats, stats):
+        return (tf.reduce_mean(tf.math.squared_difference(image_stats["mean"], stats["mean"]))
+                + tf.reduce_mean(tf.math.squared_difference(image_stats["std"], stats["std"])))
+
+    def __repr__(self):
+        return f"{type(self).__name__}(eps={self.eps})"
 
 
 #: Style losses by name. Values are ready-to-use instances with default settings.

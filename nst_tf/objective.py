@@ -271,11 +271,11 @@ class StyleObjective:
         import tensorflow as tf
 
         total = tf.constant(0.0)
-        for beta, targets in zip(self.style_blend_weights, self.style_targets):
-            if beta == 0:
-                continue
-            for layer, weight in self.style_layers.items():
-                total += float(beta * weight) * self.style_loss.loss(feats[layer], targets[layer])
+        for layer, weight in self.style_layers.items():
+            # The image's statistics are computed once per layer, whatever the style count.
+            total += weight * self.style_loss.blended_loss(
+                feats[layer], [targets[layer] for targets in self.style_targets],
+                self.style_blend_weights)
         return total
 
     def __call__(self, image):

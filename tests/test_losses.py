@@ -240,3 +240,32 @@ def test_get_style_loss():
     assert losses.get_style_loss(custom) is custom
     with pytest.raises(ConfigError, match="unknown style loss 'grum'.*gaussian_w2"):
         losses.get_style_loss("grum")
+
+
+@pytest.mark.parametrize("name", sorted(losses.STYLE_LOSSES))
+def test_blended_loss_is_weighted_sum(rng, name):
+    obj = losses.STYLE_LOSSES[name]
+    f = tf.constant(rng.standard_normal((1, 6, 5, 4)))
+    stats = [obj.target(tf.constant(rng.standard_normal((1, h, 4, 4)) + h)) for h in (3, 7, 5)]
+    weights = [0.2, 0.0, 0.8]
+    expected = sum(w * obj.loss(f, s).numpy() for w, s in zip(weights, stats))
+    assert rel_err(obj.blended_loss(f, stats, weights).numpy(), expected) <= 1e-12
+    assert obj.blended_loss(f, stats, [0, 0, 0]).numpy() == 0.0
+
+
+def test_custom_style_loss_is_one_small_class(rng):
+    class MeanLoss(losses.StyleLoss):
+        name = "mean"
+
+        def target(self, features):
+            return tf.reduce_mean(features, axis=[1, 2])
+
+        prepare = target
+
+        def compare(self, means, target_means):
+            return tf.reduce_mean(tf.square(means - target_means))
+
+    f, t = rng.standard_normal((1, 4, 4, 3)), rng.standard_normal((1, 5, 2, 3))
+    expected = np.mean((f.mean(axis=(1, 2)) - t.mean(axis=(1, 2))) ** 2)
+    assert rel_err(MeanLoss()(tf.constant(f), tf.constant(t)).numpy(), expected) <= 1e-12
+    assert losses.get_style_loss(MeanLoss()).name == "mean"
