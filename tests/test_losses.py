@@ -254,18 +254,16 @@ def test_blended_loss_is_weighted_sum(rng, name):
 
 
 def test_custom_style_loss_is_one_small_class(rng):
-    class MeanLoss(losses.StyleLoss):
-        name = "mean"
+    class PeakLoss(losses.StyleLoss):  # compares per-channel maxima
+        name = "peak"
 
         def target(self, features):
-            return tf.reduce_mean(features, axis=[1, 2])
+            return tf.reduce_max(features, axis=[1, 2])
 
-        prepare = target
-
-        def compare(self, means, target_means):
-            return tf.reduce_mean(tf.square(means - target_means))
+        def compare(self, features, peaks):
+            return tf.reduce_sum(tf.abs(tf.reduce_max(features, axis=[1, 2]) - peaks))
 
     f, t = rng.standard_normal((1, 4, 4, 3)), rng.standard_normal((1, 5, 2, 3))
-    expected = np.mean((f.mean(axis=(1, 2)) - t.mean(axis=(1, 2))) ** 2)
-    assert rel_err(MeanLoss()(tf.constant(f), tf.constant(t)).numpy(), expected) <= 1e-12
-    assert losses.get_style_loss(MeanLoss()).name == "mean"
+    expected = np.sum(np.abs(f.max(axis=(1, 2)) - t.max(axis=(1, 2))))
+    assert rel_err(PeakLoss()(tf.constant(f), tf.constant(t)).numpy(), expected) <= 1e-12
+    assert losses.get_style_loss(PeakLoss()).name == "peak"
