@@ -119,6 +119,8 @@ def normalize_blend_weights(weights, count):
     Raises:
         StyleWeightsError: wrong count, NaN / inf / negative values, or all zero.
     """
+    if count < 1:
+        raise StyleWeightsError("style blend weights need at least one style image")
     if weights is None:
         return np.full(count, 1.0 / count)
     if isinstance(weights, dict):

@@ -131,6 +131,16 @@ def test_bad_blend_weights(extractor, pictures, weights, message):
                        style_layers=["conv1_1"])
 
 
+def test_normalize_blend_weights():
+    np.testing.assert_allclose(objective_module.normalize_blend_weights(None, 4), 0.25)
+    np.testing.assert_allclose(objective_module.normalize_blend_weights((1, 3), 2), [0.25, 0.75])
+    np.testing.assert_allclose(objective_module.normalize_blend_weights(np.array([2.0]), 1), [1])
+    with pytest.raises(StyleWeightsError, match="at least one style image"):
+        objective_module.normalize_blend_weights(None, 0)
+    with pytest.raises(StyleWeightsError, match="list of numbers"):
+        objective_module.normalize_blend_weights({0: 1.0}, 1)
+
+
 def test_layer_errors(extractor, pictures):
     with pytest.raises(LayerError, match="block4_conv2.*not computed.*FeatureExtractor"):
         StyleObjective(extractor, pictures["content"], [], content_layers=["conv4_2"])
