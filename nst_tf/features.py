@@ -245,6 +245,7 @@ def _build_backbone(backbone, weights, seed):
 def _preprocessing_layer():
     import keras
 
+    @keras.saving.register_keras_serializable(package="nst_tf")
     class BackbonePreprocessing(keras.layers.Layer):
         """Maps images in [0, 1] to a backbone's input range.
 
@@ -303,6 +304,9 @@ class FeatureExtractor:
             replaced by average pooling with the same window, as Gatys et al. suggest).
         preprocessing: ``"keras"`` (the backbone's own) or ``"magenta"`` (×255 minus the RGB
             ImageNet mean, no channel swap; what Magenta's style networks were trained with).
+            Magenta's slim VGG-16 weights take RGB input while Keras' ImageNet weights take
+            BGR, so "magenta" with ``weights="imagenet"`` feeds the first layer swapped red
+            and blue channels; for exact Magenta parity load slim's weights from a ``.h5``.
         seed: seed of the random initialization when ``weights`` is None / "random".
 
     Attributes:

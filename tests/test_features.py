@@ -226,6 +226,8 @@ def test_preprocessing_layer(rng64, mode):
     out = np.asarray(layer(x))
     np.testing.assert_allclose(out, np_preprocess(x, mode), rtol=1e-6, atol=1e-4)
     assert layer.get_config()["mode"] == mode
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    np.testing.assert_array_equal(np.asarray(clone(x)), out)
     if mode == "caffe":  # the same numbers as Keras' own preprocess_input on 0..255 input
         keras_ref = keras.applications.vgg19.preprocess_input(x.astype(np.float64) * 255.0)
         np.testing.assert_allclose(out, keras_ref, rtol=1e-6, atol=1e-4)
