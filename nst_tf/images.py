@@ -111,6 +111,8 @@ def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
             img.load()
     except ImageError:
         raise
+    except PermissionError as e:
+        raise ImageError(f"cannot read image file {path}: {e.strerror}") from None
     except UnidentifiedImageError:
         raise ImageError(f"not an image file (unknown format): {path}") from None
     except Image.DecompressionBombError as e:
@@ -261,6 +263,9 @@ def match_histograms(source, reference):
 
 def transfer_luminance(stylized, content):
     """Keep the luminance of ``stylized`` and the chroma (I, Q) of ``content`` (same size)."""
+    if np.shape(stylized) != np.shape(content):
+        raise ImageError(f"transfer_luminance needs images of the same shape, got "
+                         f"{np.shape(stylized)} and {np.shape(content)}")
     out = rgb_to_yiq(content)
     out[..., 0] = luminance(stylized)
     return np.clip(yiq_to_rgb(out), 0.0, 1.0)

@@ -66,6 +66,18 @@ def test_corrupt_body(tmp_path, rng):
         images.load_image(tmp_path / "bad.png")
 
 
+def test_unreadable_file_message(tmp_path, monkeypatch):
+    """A file we may not read (simulated: the tests may run as root, who reads anything)."""
+    path = write(tmp_path / "locked.png", Image.new("RGB", (4, 4)))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)
+    with pytest.raises(ImageError, match="cannot read image file .*locked.png: Permission denied"):
+        images.load_image(path)
+
+
 def test_errors_are_nst_errors():
     assert issubclass(ImageError, NSTError) and issubclass(OutputPathError, NSTError)
 
@@ -332,6 +344,8 @@ def test_transfer_luminance_keeps_content_chroma(rng):
     np.testing.assert_allclose(images.luminance(out), images.luminance(stylized), atol=1e-5)
     np.testing.assert_allclose(images.rgb_to_yiq(out)[..., 1:], images.rgb_to_yiq(content)[..., 1:],
                                atol=1e-5)
+    with pytest.raises(ImageError, match=r"same shape.*\(6, 6, 3\).*\(5, 6, 3\)"):
+        images.transfer_luminance(stylized, content[:5])
 
 
 @pytest.mark.parametrize("source_shape, reference_shape", [((10, 12), (10, 12)),
