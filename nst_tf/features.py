@@ -221,7 +221,7 @@ def _build_backbone(backbone, weights, seed):
             name = WEIGHTS_FILES[backbone]
             raise WeightsUnavailableError(
                 f"ImageNet weights for {backbone} are not available: Keras could not download "
-                f"{name!r} ({e}). Keras caches it in $KERAS_HOME/models (here: "
+                f"{name!r} ({e}). Keras caches it in $KERAS_HOME/models (default ~/.keras/models; here: "
                 f"{os.path.join(keras_cache_dir(), name)}); copy the file there, or use "
                 f"weights=None / --weights=random for random weights, or a local .h5 path "
                 f"(weights='/path/to/{name}').") from None
