@@ -22,7 +22,7 @@ mean_std_loss          ``mean_c (μ₁−μ₂)² + mean_c (σ₁−σ₂)²`` (
 
 Style losses also exist as small objects in :data:`STYLE_LOSSES` with ``.target(features)``
 (statistics of the style features, computed once) and ``.loss(features, stats)``. A new style loss
-is one class with those two methods.
+is one small :class:`StyleLoss` subclass with ``target`` and ``compare`` methods.
 
 Example:
     >>> import tensorflow as tf
