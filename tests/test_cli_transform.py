@@ -156,3 +156,33 @@ def test_script_subprocess(net, files, tmp_path):
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("nst-transform: error: ")
+
+
+@pytest.mark.magenta
+def test_end_to_end_against_magenta(tmp_path):
+    """A checkpoint saved by Magenta's own graph: nst-transform's outputs in list and dict mode
+    equal what Magenta's graph computes for the same image (floats ≤ 1e-5, so the truncated
+    uint8 pixels differ by at most 1 where a value sits on a boundary)."""
+    from tests.magenta_reference import MagentaTransformer
+
+    reference = MagentaTransformer(num_styles=5, alpha=0.25, seed=11)
+    checkpoint = reference.save(str(tmp_path / "magenta.ckpt"), "V1")
+    content = str(tmp_path / "content.png")
+    images.save_image(content, np.random.default_rng(1).random((27, 34, 3)))
+    image = images.load_image(content)[None]
+    out_dir = tmp_path / "out"
+    base = ["nst-transform", f"--checkpoint={checkpoint}", f"--input_image={content}",
+            f"--output_dir={out_dir}", "--output_basename=m"]
+    assert transform.main(base + ["--which_styles=[4, 1]"]) == 0
+    assert transform.main(base + ["--which_styles={0: 0.3, 2: 0.9}"]) == 0
+    list_outputs = reference.run_list(image, [4, 1])           # Magenta's list mode (labels)
+    expected = {"m_4.png": (4, list_outputs[0]), "m_1.png": (1, list_outputs[1]),
+                "m_0_300_2_900.png": ({0: 0.3, 2: 0.9},
+                                      reference.run_mixture(image, [0.3, 0, 0.9, 0, 0])[0])}
+    assert sorted(os.listdir(out_dir)) == sorted(expected)
+    for name, (weights, theirs) in expected.items():
+        ours = stylize(image[0], weights, model=checkpoint)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+        pixels = np.asarray(Image.open(out_dir / name)).astype(int)
+        assert pixels.shape == theirs.shape == (28, 36, 3)
+        assert np.abs(pixels - np.uint8(theirs * 255.0)).max() <= 1
