@@ -186,3 +186,10 @@ def test_end_to_end_against_magenta(tmp_path):
         pixels = np.asarray(Image.open(out_dir / name)).astype(int)
         assert pixels.shape == theirs.shape == (28, 36, 3)
         assert np.abs(pixels - np.uint8(theirs * 255.0)).max() <= 1
+
+
+def test_bfloat16_flag(net, files, tmp_path):
+    assert run_cli(files, tmp_path, "--which_styles=[1]", "--precision=bfloat16") == 0
+    pixels = np.asarray(Image.open(tmp_path / "out_1.png")).astype(float)
+    exact = magenta_pixels(net, files["content"], 1).astype(float)
+    assert pixels.shape == exact.shape and np.mean(np.abs(pixels - exact)) < 5.0

@@ -72,6 +72,9 @@ def define_flags(flag_values=flags.FLAGS):
         "png (default): real PNG files named *.png. jpeg: JPEG files (quality 95) named *.jpg. "
         "Note: Magenta's transform script writes JPEG bytes into files named *.png; use jpeg "
         "for JPEG output with an honest extension.", flag_values=flag_values)
+    flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                      "float32 (Magenta's numbers) or bfloat16 (about 2x faster on CPUs with "
+                      "bfloat16 units, ~1 grey level different).", flag_values=flag_values)
     flags.DEFINE_string("jit_compile", "auto",
                         "XLA compilation: auto (on GPU/TPU only), true or false.",
                         flag_values=flag_values)
@@ -80,7 +83,8 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 def transform(checkpoint, input_image, output_dir, output_basename, which_styles="[0]",
-              num_styles=None, alpha=None, save_format="png", jit_compile="auto"):
+              num_styles=None, alpha=None, save_format="png", jit_compile="auto",
+              precision="float32"):
     """Stylize ``input_image`` and write Magenta-named files; returns the paths written.
 
     Raises:
@@ -97,7 +101,8 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     network = load_model(checkpoint, num_styles=num_styles, alpha=alpha)
     selection = parse_which_styles(which_styles, num_styles_of(network))
     content = images.load_image(input_image)
-    outputs = stylize(content, selection.vectors, model=network, jit_compile=jit_compile)
+    outputs = stylize(content, selection.vectors, model=network, jit_compile=jit_compile,
+                      precision=precision)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for name, output in zip(selection.output_filenames(output_basename,
@@ -115,7 +120,7 @@ def execute(flag_values):
         flag_values.output_dir, flag_values.output_basename,
         which_styles=flag_values.which_styles, num_styles=flag_values.num_styles,
         alpha=flag_values.alpha, save_format=flag_values.save_format,
-        jit_compile=flag_values.jit_compile)
+        jit_compile=flag_values.jit_compile, precision=flag_values.precision)
     for path in paths or ():
         print(path)
     return code
