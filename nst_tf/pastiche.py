@@ -27,7 +27,8 @@ path or ``[H, W, 3]``       ``[H', W', 3]``             ``[K, H', W', 3]``
 ==========================  ==========================  ================================
 
 Models: ``"varied"`` / ``"monet"`` (Magenta's released checkpoints, downloaded once, see
-:mod:`magenta_compat.pretrained`), a checkpoint path (file, V2 prefix or folder), or a Keras network
+:mod:`magenta_compat.pretrained`), a checkpoint path (file, V2 prefix or folder), a ``.keras``
+file of such a network, or a Keras network
 from :func:`~nst_tf.networks.pastiche_network`. Loaded networks are kept in a small LRU cache, and
 the compiled forward function is cached per network, so repeated calls do not reload or retrace.
 
@@ -120,14 +121,25 @@ def _path_key(path):
 
 @functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
 def _load_cached(path, mtime_ns, size):
+    """A Magenta checkpoint (V1/V2) or a Keras ``.keras`` file of a pastiche network."""
+    del mtime_ns, size  # part of the cache key only: a rewritten checkpoint is reloaded
+    if path.endswith(".keras"):
+        import keras
+
+        import nst_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
+        try:
+            return keras.saving.load_model(path, compile=False)
+        except Exception as e:  # zip / JSON / unknown-layer errors of all kinds
+            raise CheckpointError(f"cannot load Keras model {path}: {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
     from magenta_compat.checkpoint import load_pastiche_network
 
-    del mtime_ns, size  # part of the cache key only: a rewritten checkpoint is reloaded
     return load_pastiche_network(path)
 
 
 def load_model(model, num_styles=None, alpha=None):
-    """A pastiche network from a preset name, a checkpoint path or a network (returned as is).
+    """A pastiche network from a preset name, a checkpoint path, a ``.keras`` file or a network
+    (returned as is).
 
     ``num_styles`` / ``alpha``, when given, must match the model (Magenta's transform script
     required ``--num_styles``; here it is only a check): a mismatch raises ``CheckpointError``.

@@ -207,3 +207,14 @@ def test_bfloat16_precision_is_close_and_follows_the_weights(image):
     assert np.mean(np.abs(again - stylize(image, 1, model=fresh))) < 0.02
     with pytest.raises(ConfigError, match="precision"):
         stylize(image, 0, model=network, precision="float16")
+
+
+def test_keras_file_model(net, image, tmp_path):
+    path = str(tmp_path / "pastiche.keras")
+    net.save(path)
+    np.testing.assert_array_equal(stylize(image, {1: 0.5, 2: 0.5}, model=path),
+                                  stylize(image, {1: 0.5, 2: 0.5}, model=net))
+    broken = tmp_path / "broken.keras"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot load Keras model"):
+        stylize(image, 0, model=str(broken))
