@@ -51,7 +51,8 @@ VGG16_TO_BLOCK4 = [(0, 3, 64), (0, 64, 64), (1, 64, 128), (1, 128, 128), (2, 128
 
 def transformer_conv_flops(network, size):
     """Forward conv FLOPs of one ``size``² image through ``network`` (from real output shapes)."""
-    convs = [layer for layer in network.layers if isinstance(layer, keras.layers.Conv2D)]
+    convs = [layer for layer in network.layers  # any layer with a 2-D conv kernel [kh,kw,in,out]
+             if len(getattr(getattr(layer, "kernel", None), "shape", ())) == 4]
     probe = keras.Model(network.inputs, [layer.output for layer in convs])
     outputs = probe([np.zeros((1, size, size, 3), np.float32), np.zeros([1], np.int32)])
     total = 0

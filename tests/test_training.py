@@ -370,8 +370,8 @@ from nst_tf.features import FeatureExtractor
 from nst_tf.networks import pastiche_network
 
 rng = np.random.default_rng(0)
-images = rng.random((3, 8, 32, 32, 3), dtype=np.float32)          # 3 global batches of 8
-labels = rng.integers(0, 2, (3, 8)).astype(np.int32)
+images = rng.random((2, 8, 32, 32, 3), dtype=np.float32)          # 2 global batches of 8
+labels = rng.integers(0, 2, (2, 8)).astype(np.int32)
 styles = [rng.random((32, 32, 3), dtype=np.float32) for _ in range(2)]
 keras.utils.set_random_seed(0)
 initial = pastiche_network(2, alpha=0.25, style_input="labels").get_weights()
@@ -385,8 +385,14 @@ def run(strategy):
         trainer = training.StyleTrainer(net, loss)
         trainer.compile(optimizer=keras.optimizers.SGD(1e-6))  # SGD: sees gradient scale
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    history = trainer.fit(ds, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)
-    return net.get_weights(), history.history["loss"][-1], strategy.num_replicas_in_sync
+    after_one = []
+    snapshot = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: after_one or after_one.extend(net.get_weights()))
+    history = trainer.fit(ds, epochs=1, steps_per_epoch=2, verbose=0, shuffle=False,
+                          callbacks=[snapshot])
+    # Weights after one update, and the loss of step 2 (computed with them). Later steps are
+    # not compared: this random loss landscape amplifies float rounding differences chaotically.
+    return after_one, history.history["loss"][-1], strategy.num_replicas_in_sync
 
 w1, l1, n1 = run(tf.distribute.get_strategy())
 w2, l2, n2 = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
@@ -409,7 +415,7 @@ def test_two_logical_devices_match_one_device():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["replicas"] == [1, 2]
     np.testing.assert_allclose(report["loss"][0], report["loss"][1], rtol=1e-4)
-    # Relative to how far training moved the weights (L2 norms): a gradient averaged instead of
-    # summed over replicas would differ by ~50%; float reordering gives ~1e-4.
+    # Relative to how far the update moved the weights (L2 norms): a gradient averaged instead of
+    # summed over replicas would differ by 50%; float reordering gives ~2e-6.
     assert report["moved"] > 1e-3                       # training did change the weights
-    assert report["diff"] < 2e-3 * report["moved"], report
+    assert report["diff"] < 1e-4 * report["moved"], report
