@@ -34,7 +34,7 @@ from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import ConfigError, ImageError, LayerError
 from nst_tf.io import check_output_dir
 from nst_tf.objective import DEFAULT_CONTENT_WEIGHT, DEFAULT_TV_WEIGHT, normalize_blend_weights
-from nst_tf.optimize import (DEFAULT_LEARNING_RATES, INITS, OPTIMIZERS, Progbar, SaveEvery,
+from nst_tf.optimize import (INITS, OPTIMIZERS, PRECISIONS, Progbar, SaveEvery,
                              initial_image)
 
 #: Every option of :func:`transfer` with its default — the one place defaults are defined.
@@ -59,6 +59,7 @@ DEFAULTS = {
     "weights": "imagenet",    # "imagenet" | "random" / None | path to a .h5
     "jit_compile": "auto",    # XLA on GPU/TPU only
     "steps_per_call": 1,      # optimizer steps per compiled call
+    "precision": "float32",   # "float32" | "bfloat16" (oneDNN bf16 convolutions on x86 CPUs)
     "progress": False,        # show a keras Progbar
     "callbacks": (),          # objects with on_step(step, image, loss, parts)
     "save_every": None,       # save intermediate images every N steps...
@@ -179,6 +180,8 @@ def validate_options(options):
     if isinstance(opts["weights"], str) and opts["weights"].lower() == "random":
         opts["weights"] = None
     resolve_jit_compile(opts["jit_compile"])
+    if opts["precision"] not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {opts['precision']!r}")
     if opts["save_every"] is not None:
         opts["save_every"] = _positive_int(opts, "save_every")
         if not opts["save_pattern"]:
@@ -322,7 +325,8 @@ def run(content, styles, style_weights=None, **options):
     results = multiscale.run(
         sizes, make_level, first_init, steps=opts["steps"], level_callbacks=level_callbacks,
         optimizer=opts["optimizer"], learning_rate=opts["learning_rate"],
-        jit_compile=opts["jit_compile"], steps_per_call=opts["steps_per_call"])
+        jit_compile=opts["jit_compile"], steps_per_call=opts["steps_per_call"],
+        precision=opts["precision"])
     last = results[-1]
     return TransferResult(image=finish(last.image),
                           losses=np.concatenate([r.losses for r in results]),
@@ -341,7 +345,8 @@ def transfer(content, styles, style_weights=None, **options):
             ``init``, ``content_weight``, ``style_weight``, ``tv_weight``, ``backbone``,
             ``content_layers``, ``style_layers``, ``style_loss``, ``pooling``, ``preserve_color``,
             ``scales``, ``style_scale``, ``seed``, ``weights``, ``jit_compile``,
-            ``steps_per_call``, ``progress``, ``callbacks``, ``save_every``, ``save_pattern``.
+            ``steps_per_call``, ``precision``, ``progress``, ``callbacks``, ``save_every``,
+            ``save_pattern``.
 
     Returns:
         float32 ``[H, W, 3]`` in [0, 1]; the longest side is ``size`` (or the last of ``scales``).

@@ -116,21 +116,23 @@ class LBFGS:
         """−H·g by the two-loop recursion over the stored pairs (newest first, then oldest)."""
         k = self.num_pairs
         m = self.memory
+        # tf.gather, not var[j]: XLA needs constant strided-slice bounds, and a slice at a
+        # variable index would make it recompile for every value of head / num_pairs.
         q = g
         alphas = tf.zeros([m], self.dtype)
         i = tf.constant(0)
         while i < k:  # newest → oldest (a while loop: XLA needs no constant trip count)
             j = (self.head - 1 - i) % m
-            a = self.rho[j] * _dot(self.s_history[j], q)
-            q = q - a * self.y_history[j]
+            a = tf.gather(self.rho, j) * _dot(tf.gather(self.s_history, j), q)
+            q = q - a * tf.gather(self.y_history, j)
             alphas = tf.tensor_scatter_nd_update(alphas, [[j]], [a])
             i += 1
         r = self.gamma * q
         i = tf.constant(0)
         while i < k:  # oldest → newest
             j = (self.head - k + i) % m
-            b = self.rho[j] * _dot(self.y_history[j], r)
-            r = r + (alphas[j] - b) * self.s_history[j]
+            b = tf.gather(self.rho, j) * _dot(tf.gather(self.y_history, j), r)
+            r = r + (tf.gather(alphas, j) - b) * tf.gather(self.s_history, j)
             i += 1
         return -r
 

@@ -148,3 +148,23 @@ def test_initial_image(rng, tmp_path):
         initial_image("cotent", content)
     with pytest.raises(ImageError):
         initial_image(str(tmp_path / "missing.png"), content)
+
+
+def test_bfloat16_precision_agrees_with_float32(rng):
+    """oneDNN bfloat16 convolutions (a no-op where unsupported) stay close to float32."""
+    kernel = tf.constant(rng.standard_normal((3, 3, 3, 8)).astype(np.float32))
+    target = tf.constant(rng.uniform(0, 1, (1, 16, 16, 8)).astype(np.float32))
+
+    def objective(x):
+        out = tf.nn.conv2d(x, kernel, 1, "SAME")
+        return tf.reduce_mean((out - target) ** 2), {}
+
+    init = np.full((16, 16, 3), 0.5, np.float32)
+    fp32 = optimize_image(objective, init, steps=10)
+    bf16 = optimize_image(objective, init, steps=10, precision="bfloat16")
+    np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.05)
+    np.testing.assert_allclose(bf16.image, fp32.image, atol=0.05)
+    key = "auto_mixed_precision_onednn_bfloat16"
+    assert not tf.config.optimizer.get_experimental_options().get(key, False)  # restored
+    with pytest.raises(ConfigError, match="precision"):
+        optimize_image(objective, init, precision="float16")

@@ -79,6 +79,9 @@ def _define_flags():
                         flag_values=f)
     flags.DEFINE_integer("steps_per_call", _D["steps_per_call"], "Optimizer steps per "
                          "compiled call.", flag_values=f)
+    flags.DEFINE_enum("precision", _D["precision"], ["float32", "bfloat16"], "bfloat16: "
+                      "convolutions in bfloat16 via oneDNN on x86 CPUs (about 4x faster with "
+                      "AMX).", flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 
@@ -120,7 +123,8 @@ def options_from_flags(f=FLAGS):
         style_loss=f.style_loss, pooling=f.pooling,
         preserve_color=None if f.preserve_color == "none" else f.preserve_color,
         scales=scales, style_scale=f.style_scale, seed=f.seed, weights=f.weights,
-        jit_compile=f.jit_compile, steps_per_call=f.steps_per_call, progress=f.progress,
+        jit_compile=f.jit_compile, steps_per_call=f.steps_per_call, precision=f.precision,
+        progress=f.progress,
         save_every=f.save_every or None,
         save_pattern=(root + "_{step:05d}" + ext) if f.save_every else None)
 
