@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from absl import flags
 
 from nst_tf import images
 from nst_tf.cli import stylize
@@ -22,20 +23,20 @@ def base_args(tmp_path):
 
 
 def test_defaults_come_from_gatys():
-    stylize.FLAGS.unparse_flags()
-    stylize.FLAGS(["nst-stylize"])
-    assert stylize.FLAGS.size == DEFAULTS["size"]
-    assert int(stylize.FLAGS.steps[0]) == DEFAULTS["steps"]
-    assert stylize.FLAGS.optimizer == DEFAULTS["optimizer"]
-    assert stylize.FLAGS.content_weight == DEFAULTS["content_weight"]
-    assert stylize.FLAGS.tv_weight == DEFAULTS["tv_weight"]
-    assert stylize.FLAGS.style_loss == DEFAULTS["style_loss"]
-    assert stylize.FLAGS.weights == DEFAULTS["weights"]
+    fv = flags.FlagValues()
+    stylize.define_flags(fv)
+    fv(["nst-stylize"])
+    options = stylize.options_from_flags(fv)
+    for name in ("size", "steps", "optimizer", "learning_rate", "init", "content_weight",
+                 "style_weight", "tv_weight", "backbone", "content_layers", "style_layers",
+                 "style_loss", "pooling", "preserve_color", "scales", "style_scale", "seed",
+                 "weights", "jit_compile", "steps_per_call", "precision", "save_every"):
+        assert options[name] == DEFAULTS[name], name
 
 
 def test_writes_the_output_and_intermediate_images(tmp_path, base_args):
     out = tmp_path / "out.png"
-    code = stylize.cli_main(base_args + [f"--output={out}", "--save_every=1",
+    code = stylize.main(base_args + [f"--output={out}", "--save_every=1",
                                          f"--style={shared_image('style', 'La_forma.jpg')}",
                                          "--style_weights=2,1", "--preserve_color=luminance",
                                          "--optimizer=adam", "--init=noise"])
@@ -48,7 +49,7 @@ def test_writes_the_output_and_intermediate_images(tmp_path, base_args):
 
 def test_scales_flag(tmp_path, base_args):
     out = tmp_path / "out.jpg"
-    assert stylize.cli_main(base_args + [f"--output={out}", "--scales=24,40",
+    assert stylize.main(base_args + [f"--output={out}", "--scales=24,40",
                                          "--steps=1,1"]) == 0
     assert images.load_image(out).shape == (40, 40, 3)
 
@@ -63,24 +64,24 @@ def test_scales_flag(tmp_path, base_args):
 ])
 def test_errors_print_one_line_and_write_nothing(tmp_path, base_args, capsys, extra, message):
     out = tmp_path / "out.png"
-    assert stylize.cli_main(base_args + [f"--output={out}"] + extra) == 1
+    assert stylize.main(base_args + [f"--output={out}"] + extra) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert len(err) == 1 and err[0].startswith("nst-stylize: error:") and message in err[0]
     assert os.listdir(tmp_path) == []
 
 
 def test_output_folder_and_format_are_checked_first(tmp_path, base_args, capsys):
-    assert stylize.cli_main(base_args + [f"--output={tmp_path / 'no' / 'out.png'}"]) == 1
+    assert stylize.main(base_args + [f"--output={tmp_path / 'no' / 'out.png'}"]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert stylize.cli_main(base_args + [f"--output={tmp_path / 'out.xyz'}"]) == 1
+    assert stylize.main(base_args + [f"--output={tmp_path / 'out.xyz'}"]) == 1
     assert "format" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
-def test_bad_and_missing_flags_exit_2(tmp_path, base_args, capsys):
-    assert stylize.cli_main(base_args + ["--size=abc", f"--output={tmp_path / 'o.png'}"]) == 2
+def test_bad_and_missing_flags(tmp_path, base_args, capsys):
+    assert stylize.main(base_args + ["--size=abc", f"--output={tmp_path / 'o.png'}"]) == 1
     assert "size" in capsys.readouterr().err
-    assert stylize.cli_main(["nst-stylize", "--style=x.jpg"]) == 2
+    assert stylize.main(["nst-stylize", "--style=x.jpg"]) == 1
     assert "--content" in capsys.readouterr().err
 
 
@@ -99,4 +100,4 @@ def test_subprocess_run(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith("error:")
+    assert bad.stderr.strip().splitlines()[-1].startswith("nst-stylize: error:")

@@ -8,10 +8,9 @@ Example:
 Defaults come from :data:`nst_tf.gatys.DEFAULTS`. ``--save_every=N`` writes ``out_00050.png``...
 beside ``--output``. Ctrl-C stops the run and still writes ``--output`` (atomically); resume by
 passing it back as ``--init=out.png`` (without ``--scales``, so the run continues at full size).
-Errors print one line (``error: ...``) and exit with status 1 (2 for bad flags).
-
-The flags live in their own ``FlagValues`` (not absl's global ``FLAGS``), so this module can be
-imported next to the other nst-tf CLIs.
+Errors print one line (``nst-stylize: error: ...``) and exit with status 1; an interrupted run
+exits with 130 after saving. ``main(argv)`` runs it from Python with fresh flags (see
+:mod:`nst_tf.cli.runner`).
 """
 
 import os
@@ -19,17 +18,15 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
-from nst_tf.gatys import DEFAULTS  # noqa: E402
+from nst_tf.cli.runner import call_reporting_errors, entry_points  # noqa: E402
+from nst_tf.gatys import DEFAULTS as _D  # noqa: E402
 
-FLAGS = flags.FlagValues()
-
-_D = DEFAULTS
+PROGRAM = "nst-stylize"
 
 
-def _define_flags():
-    f = FLAGS
+def define_flags(f):
     flags.DEFINE_string("content", None, "Content image path.", flag_values=f)
     flags.DEFINE_multi_string("style", None, "Style image path; repeat for several styles.",
                               flag_values=f)
@@ -85,36 +82,24 @@ def _define_flags():
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 
-_define_flags()
+def _numbers(values, name, kind):
+    from nst_tf.errors import ConfigError
 
-
-class _FlagValueError(Exception):
-    pass
-
-
-def _ints(values, name):
     try:
-        return [int(v) for v in values]
+        return [kind(v) for v in values]
     except ValueError:
-        raise _FlagValueError(f"--{name} must be integers, got {','.join(values)}") from None
+        raise ConfigError(f"--{name} must be {kind.__name__} values, got "
+                          f"{','.join(values)}") from None
 
 
-def _floats(values, name):
-    try:
-        return [float(v) for v in values]
-    except ValueError:
-        raise _FlagValueError(f"--{name} must be numbers, got {','.join(values)}") from None
-
-
-def options_from_flags(f=FLAGS):
+def options_from_flags(f):
     """The keyword arguments of :func:`nst_tf.gatys.run` given by the parsed flags."""
-    steps = _ints(f.steps, "steps")
+    steps = _numbers(f.steps, "steps", int)
     scales = None
     if f.scales:
-        scales = _ints(f.scales, "scales")
+        scales = _numbers(f.scales, "scales", int)
         scales = scales[0] if len(scales) == 1 else scales
-    output = f.output
-    root, ext = os.path.splitext(output)
+    root, ext = os.path.splitext(f.output or "")
     return dict(
         size=f.size, steps=steps[0] if len(steps) == 1 else steps, optimizer=f.optimizer,
         learning_rate=f.learning_rate, init=f.init, content_weight=f.content_weight,
@@ -129,80 +114,49 @@ def options_from_flags(f=FLAGS):
         save_pattern=(root + "_{step:05d}" + ext) if f.save_every else None)
 
 
-def _check_output(path):
+def check_output_path(path):
+    """Fail early (before any optimization) on an output folder or format that cannot work."""
     from PIL import Image
 
+    from nst_tf.errors import ImageError
     from nst_tf.io import check_output_dir
 
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in Image.registered_extensions():
-        from nst_tf.errors import ImageError
-
-        raise ImageError(f"cannot tell the image format of --output={path}: use .png or .jpg")
+    if os.path.splitext(path)[1].lower() not in Image.registered_extensions():
+        raise ImageError(f"cannot tell the image format of {path}: use .png or .jpg")
     check_output_dir(path)
 
 
-def main(argv):
-    """Run with already-parsed ``FLAGS``; returns the exit status."""
-    from nst_tf.errors import NSTError
+def _stylize_and_save(f):
+    from nst_tf import gatys, images
+    from nst_tf.errors import ConfigError
 
-    if len(argv) > 1:
-        print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
-        return 2
-    missing = [name for name in ("content", "style", "output") if not FLAGS[name].value]
+    missing = [name for name in ("content", "style", "output") if not f[name].value]
     if missing:
-        print("error: missing " + ", ".join(f"--{m}" for m in missing), file=sys.stderr)
-        return 2
-    try:
-        options = options_from_flags()
-        style_weights = _floats(FLAGS.style_weights, "style_weights") \
-            if FLAGS.style_weights else None
-        _check_output(FLAGS.output)
-        from nst_tf import gatys, images
+        raise ConfigError("missing " + ", ".join(f"--{m}" for m in missing))
+    options = options_from_flags(f)
+    style_weights = _numbers(f.style_weights, "style_weights", float) \
+        if f.style_weights else None
+    check_output_path(f.output)
+    result = gatys.run(f.content, f.style, style_weights, **options)
+    images.save_image(f.output, result.image)
+    return result
 
-        result = gatys.run(FLAGS.content, FLAGS.style, style_weights, **options)
-        images.save_image(FLAGS.output, result.image)
-    except (NSTError, _FlagValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+
+def execute(f):
+    """Run with parsed flags; returns the exit status."""
+    result, code = call_reporting_errors(PROGRAM, _stylize_and_save, f)
+    if code:
+        return code
     if result.interrupted:
-        print(f"interrupted after {result.steps} steps; saved {FLAGS.output} "
-              f"(resume with --init={FLAGS.output})", file=sys.stderr)
+        print(f"{PROGRAM}: interrupted after {result.steps} steps; saved {f.output} "
+              f"(resume with --init={f.output})", file=sys.stderr)
         return 130
-    if FLAGS.progress:
-        print(f"saved {FLAGS.output}")
+    if f.progress:
+        print(f"saved {f.output}")
     return 0
 
 
-def _parse(argv):
-    """Parse ``argv`` into this module's FLAGS; ``--help`` prints the flags and exits."""
-    if any(a in ("-h", "--help", "-help", "--helpfull", "--helpshort") for a in argv[1:]):
-        print(__doc__)
-        print(FLAGS.get_help())
-        sys.exit(0)
-    FLAGS.unparse_flags()
-    try:
-        rest = FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    flags.FLAGS.mark_as_parsed()  # absl's app.run insists that the global FLAGS are parsed
-    return rest
-
-
-def cli_main(argv):
-    """Parse ``argv`` (program name first) and run; returns the exit status (for tests)."""
-    try:
-        rest = _parse(list(argv))
-    except SystemExit as e:
-        return e.code
-    return main(rest)
-
-
-def run(argv=None):
-    """Console-script entry point (``nst-stylize``)."""
-    app.run(main, argv=argv, flags_parser=_parse)
-
+main, run = entry_points(PROGRAM, define_flags, execute)
 
 if __name__ == "__main__":
     run()
