@@ -31,21 +31,44 @@ from nst_tf.errors import ImageError, StyleWeightsError
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
 
 
-def instance_norm(x, gamma, beta, epsilon=1e-5):
+def spatial_moments(x, matmul=False):
+    """Mean and (biased, two-pass) variance of ``x`` [B,H,W,C] over H and W, each ``[B,1,1,C]``.
+
+    ``matmul=False`` uses ``tf.reduce_mean`` like ``tf.nn.moments`` (Magenta's numbers, bit for
+    bit). ``matmul=True`` sums with a ones-vector matrix product instead: the same two-pass
+    formula, several times faster on the CPU and more accurate in float32 (blocked instead of
+    long running sums: at 512x512, ~1e-6 instead of ~4e-5 relative error of the mean).
+    """
+    if not matmul:
+        mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
+        variance = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)),
+                                  axis=[1, 2], keepdims=True)
+        return mean, variance
+    shape = tf.shape(x)
+    count = shape[1] * shape[2]
+    flat = tf.reshape(x, [shape[0], count, shape[3]])
+    ones = tf.ones([1, 1, count], x.dtype)
+    total = tf.cast(count, x.dtype)
+    mean = tf.matmul(ones, flat) / total                                          # [B, 1, C]
+    variance = tf.matmul(ones, tf.math.squared_difference(flat, tf.stop_gradient(mean))) / total
+    stats_shape = [shape[0], 1, 1, shape[3]]
+    return tf.reshape(mean, stats_shape), tf.reshape(variance, stats_shape)
+
+
+def instance_norm(x, gamma, beta, epsilon=1e-5, matmul_moments=False):
     """Normalize ``x`` [B,H,W,C] over H,W, then scale by ``gamma`` and shift by ``beta``.
 
     ``gamma`` and ``beta`` broadcast against ``[B,1,1,C]``. The op order is the one of
     ``tf.nn.moments`` + ``tf.nn.batch_normalization`` (two-pass variance, ``rsqrt(var + eps) *
     gamma``, then ``x * inv + (beta - mean * inv)``), so results match Magenta bit for bit on the
-    same kernels. Statistics are computed in float32 for float16/bfloat16 inputs (float64 stays
-    float64); the result has the dtype of ``x``.
+    same kernels (with ``matmul_moments=False``, see :func:`spatial_moments`). Statistics are
+    computed in float32 for float16/bfloat16 inputs (float64 stays float64); the result has the
+    dtype of ``x``.
     """
     dtype = x.dtype
     stat_dtype = tf.float64 if dtype == tf.float64 else tf.float32
     x = tf.cast(x, stat_dtype)
-    mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
-    variance = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)),
-                              axis=[1, 2], keepdims=True)
+    mean, variance = spatial_moments(x, matmul=matmul_moments)
     inv = tf.math.rsqrt(variance + epsilon) * tf.cast(gamma, stat_dtype)
     out = x * inv + (tf.cast(beta, stat_dtype) - mean * inv)
     return tf.cast(out, dtype)
@@ -89,6 +112,8 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     Args:
         num_styles: number of styles N.
         epsilon: added to the variance (Magenta uses 1e-5).
+        fast: compute the moments with matrix products (:func:`spatial_moments`): faster and
+            more accurate, but no longer Magenta's float32 rounding (default False: Magenta's).
 
     Example:
         >>> layer = ConditionalInstanceNorm(3)
@@ -97,7 +122,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         (3, 2)
     """
 
-    def __init__(self, num_styles, epsilon=1e-5, **kwargs):
+    def __init__(self, num_styles, epsilon=1e-5, fast=False, **kwargs):
         # Variables stay float32 under mixed precision: statistics are computed in float32.
         kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
@@ -105,6 +130,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
             raise ValueError(f"num_styles must be >= 1, got {num_styles}")
         self.num_styles = int(num_styles)
         self.epsilon = float(epsilon)
+        self.fast = bool(fast)
 
     def build(self, input_shape):
         channels = input_shape[0][-1]
@@ -123,14 +149,14 @@ class ConditionalInstanceNorm(keras.layers.Layer):
                                     f"(shape {style.shape}), expected num_styles={self.num_styles}")
         gamma = select_style_params(tf.convert_to_tensor(self.gamma), style)
         beta = select_style_params(tf.convert_to_tensor(self.beta), style)
-        return instance_norm(x, gamma, beta, self.epsilon)
+        return instance_norm(x, gamma, beta, self.epsilon, matmul_moments=self.fast)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
     def get_config(self):
         config = super().get_config()
-        config.update(num_styles=self.num_styles, epsilon=self.epsilon)
+        config.update(num_styles=self.num_styles, epsilon=self.epsilon, fast=self.fast)
         return config
 
 

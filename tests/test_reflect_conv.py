@@ -6,8 +6,9 @@ import pytest
 import tensorflow as tf
 
 from nst_tf.errors import ImageError
-from nst_tf.layers import (ReflectConv2D, nearest_upsample, reflect_pad, space_to_depth_conv,
-                           upsample2_conv3, upsample_reflect_pad)
+from nst_tf.layers import (ConditionalInstanceNorm, ReflectConv2D, nearest_upsample, reflect_pad,
+                           space_to_depth_conv, spatial_moments, upsample2_conv3,
+                           upsample_reflect_pad)
 
 
 def numpy_reflect_conv(x, kernel, stride=1, upsample=1):
@@ -136,12 +137,49 @@ def test_config_and_keras_file_round_trip(tmp_path, rng):
     assert restored.layers[0].fast is False
 
 
+def test_matmul_moments_are_accurate(rng):
+    """Both moment forms against float64; the matmul form is the more accurate one at size."""
+    x = rng.normal(3.0, 2.0, (2, 256, 192, 8)).astype(np.float32)
+    x64 = x.astype(np.float64)
+    mean64 = x64.mean(axis=(1, 2), keepdims=True)
+    var64 = ((x64 - mean64) ** 2).mean(axis=(1, 2), keepdims=True)
+    errors = {}
+    for matmul in (False, True):
+        mean, var = spatial_moments(tf.constant(x), matmul=matmul)
+        assert mean.shape == var.shape == (2, 1, 1, 8)
+        errors[matmul] = (np.abs(mean.numpy() - mean64).max(), np.abs(var.numpy() - var64).max())
+        np.testing.assert_allclose(mean.numpy(), mean64, rtol=1e-4)
+        np.testing.assert_allclose(var.numpy(), var64, rtol=1e-4)
+    assert errors[True][0] <= errors[False][0] and errors[True][1] <= errors[False][1]
+    # Unknown H, W while tracing, and XLA.
+    spec = [tf.TensorSpec([None, None, None, 8], tf.float32)]
+    traced = tf.function(lambda t: spatial_moments(t, matmul=True), input_signature=spec,
+                         jit_compile=True)
+    np.testing.assert_allclose(traced(x)[0].numpy(), mean64, rtol=1e-5)
+
+
+def test_fast_cin_matches_exact_cin(rng):
+    exact = ConditionalInstanceNorm(4)
+    fast = ConditionalInstanceNorm(4, fast=True)
+    x = rng.normal(1.0, 2.0, (2, 9, 7, 5)).astype(np.float32)
+    weights = np.array([0.3, 0.0, 1.2, -0.4], np.float32)
+    exact([x, weights])
+    fast([x, weights])
+    fast.set_weights([rng.uniform(0.5, 1.5, (4, 5)), rng.normal(0, 1, (4, 5))])
+    exact.set_weights(fast.get_weights())
+    np.testing.assert_allclose(fast([x, weights]).numpy(), exact([x, weights]).numpy(),
+                               atol=1e-5)
+    assert fast.get_config()["fast"] is True
+    assert ConditionalInstanceNorm.from_config(fast.get_config()).fast is True
+
+
 @pytest.mark.magenta
 def test_pastiche_network_fast_and_exact_against_magenta(rng):
-    """fast=False reproduces Magenta's float32 outputs bit for bit; fast=True is as close to a
-    float64 evaluation of the same network as Magenta's own float32 graph is."""
+    """fast=False reproduces Magenta's float32 outputs bit for bit; fast=True (set_fast on the
+    same network, or built so) is about as close to a float64 evaluation of the same network as
+    Magenta's own float32 graph is."""
     from magenta_compat.checkpoint import _network_slots
-    from nst_tf.networks import pastiche_network, set_fast_convs
+    from nst_tf.networks import pastiche_network, set_fast
     from tests.magenta_reference import MagentaTransformer
 
     num_styles = 10
@@ -170,8 +208,8 @@ def test_pastiche_network_fast_and_exact_against_magenta(rng):
     network = build(fast=False)
     np.testing.assert_array_equal(network([image, weights[None]]).numpy(),
                                   theirs.astype(np.float32))
-    assert set_fast_convs(network) == 16
+    assert set_fast(network) == 32
     fast = network([image, weights[None]]).numpy().astype(np.float64)
     np.testing.assert_allclose(fast, build(fast=True)([image, weights[None]]).numpy(), atol=1e-7)
-    assert np.abs(fast - theirs).max() < 5e-5
-    assert np.abs(fast - truth).max() <= 1.5 * magenta_error + 1e-6
+    assert np.abs(fast - theirs).max() < 1e-4
+    assert np.abs(fast - truth).max() <= 2.0 * magenta_error + 1e-6
