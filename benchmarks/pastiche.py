@@ -4,14 +4,19 @@
 For every image size and batch size, times
 
 * ``nst_tf`` with XLA off and on: :func:`nst_tf.pastiche.forward_function` (the function
-  :func:`nst_tf.stylize` runs), fed a ``tf.Tensor`` batch and fetched to NumPy;
-* ``nst_bf16`` (with ``--bfloat16``): the same with ``precision="bfloat16"`` (an opt-in that is
-  not Magenta-exact, see :data:`nst_tf.pastiche.PRECISIONS`);
+  :func:`nst_tf.stylize` runs), fed a ``tf.Tensor`` batch and fetched to NumPy. This is the
+  default: Magenta's arithmetic, bit-identical outputs;
+* ``nst_fast``, XLA off and on: ``stylize(..., fast=True)``: the same function in faster forms
+  (sub-pixel / space-to-depth convs, moments by matmul), within float32 rounding of Magenta;
+* ``nst_bf16``: ``stylize(..., fast=True, precision="bfloat16")``: bfloat16 convolutions (oneDNN
+  AMX), ~1 grey level from Magenta's output (skip with ``--no_bfloat16``);
 * ``magenta``: Magenta's own ``model.transform`` in a TF1 graph (mixture mode,
   ``weighted_instance_norm``, as its transform script builds it for a dict ``--which_styles``),
   built once per size and batch, timed with ``sess.run`` (feed a NumPy batch, fetch NumPy).
   Skipped with a note when Magenta's code is not installed.
 
+The ``nst_fast`` and ``nst_bf16`` cases copy the network's weights into a twin network inside
+each call (~7 MB), as :func:`nst_tf.stylize` does.
 Networks have 32 styles ("varied") and random weights: speed does not depend on the values. The
 first call (tracing, XLA compilation, graph optimization) is excluded and reported separately.
 Each case runs until ``--min_seconds`` or ``--max_repeats``; the median is reported. Wall time and
@@ -75,8 +80,8 @@ def measure(call, min_seconds, max_repeats):
     return first, float(np.median(walls)), float(np.median(cpus)), len(walls)
 
 
-def nst_case(network, batch, jit_compile, precision="float32"):
-    forward = forward_function(network, jit_compile=jit_compile, precision=precision)
+def nst_case(network, batch, jit_compile, precision="float32", fast=False):
+    forward = forward_function(network, jit_compile=jit_compile, precision=precision, fast=fast)
     weights = tf.constant(np.eye(NUM_STYLES, dtype=np.float32)[0])
     images = tf.constant(batch)
     return lambda: forward(images, weights).numpy()
@@ -124,14 +129,15 @@ def run(args):
                 continue
             batch = rng.random((batch_size, size, size, 3), dtype=np.float32)
             flops = conv_flops(size) * batch_size
-            cases = [("nst_tf", False), ("nst_tf", True)] + \
-                ([("nst_bf16", False)] if args.bfloat16 else []) + \
-                ([("magenta", None)] if magenta else [])
+            cases = [("nst_tf", False), ("nst_tf", True), ("nst_fast", False), ("nst_fast", True)]
+            cases += [] if args.no_bfloat16 else [("nst_bf16", False)]
+            cases += [("magenta", None)] if magenta else []
             for name, xla in cases:
                 session = None
                 if name.startswith("nst"):
                     call = nst_case(network, batch, xla,
-                                    "bfloat16" if name == "nst_bf16" else "float32")
+                                    "bfloat16" if name == "nst_bf16" else "float32",
+                                    fast=name != "nst_tf")
                 else:
                     session, call = magenta_case(magenta, batch)
                 first, wall, cpu, repeats = measure(call, args.min_seconds, args.max_repeats)
@@ -178,8 +184,8 @@ def main(argv=None):
     parser.add_argument("--large_batches", action="store_true",
                         help="also run batch > 1 at 1024² (slow, several GB of memory)")
     parser.add_argument("--no_magenta", action="store_true")
-    parser.add_argument("--bfloat16", action="store_true",
-                        help="also time precision='bfloat16' (not Magenta-exact; ~2x on AMX CPUs)")
+    parser.add_argument("--no_bfloat16", action="store_true",
+                        help="skip the precision='bfloat16' case")
     args = parser.parse_args(argv)
 
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs, intra-op threads "

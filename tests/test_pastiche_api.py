@@ -218,3 +218,15 @@ def test_keras_file_model(net, image, tmp_path):
     broken.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="cannot load Keras model"):
         stylize(image, 0, model=str(broken))
+
+
+def test_fast_form_is_close_and_leaves_the_network_alone(image):
+    network = random_pastiche(N, seed=4)
+    exact = stylize(image, {0: 0.5, 2: 0.7}, model=network)
+    fast = stylize(image, {0: 0.5, 2: 0.7}, model=network, fast=True)
+    assert 0 < np.max(np.abs(fast - exact)) < 1e-4
+    assert not any(getattr(layer, "fast", False) for layer in network.layers)
+    fresh = random_pastiche(N, seed=8)
+    network.set_weights(fresh.get_weights())        # the fast twin must not go stale
+    np.testing.assert_allclose(stylize(image, 3, model=network, fast=True),
+                               stylize(image, 3, model=fresh), atol=1e-4)

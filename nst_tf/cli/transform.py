@@ -75,6 +75,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
                       "float32 (Magenta's numbers) or bfloat16 (about 2x faster on CPUs with "
                       "bfloat16 units, ~1 grey level different).", flag_values=flag_values)
+    flags.DEFINE_bool("fast", False,
+                      "Compute the same network in faster forms (about 1.4x less CPU time); "
+                      "outputs within float32 rounding of Magenta's (~1e-4) instead of "
+                      "bit-identical.", flag_values=flag_values)
     flags.DEFINE_string("jit_compile", "auto",
                         "XLA compilation: auto (on GPU/TPU only), true or false.",
                         flag_values=flag_values)
@@ -84,7 +88,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 def transform(checkpoint, input_image, output_dir, output_basename, which_styles="[0]",
               num_styles=None, alpha=None, save_format="png", jit_compile="auto",
-              precision="float32"):
+              precision="float32", fast=False):
     """Stylize ``input_image`` and write Magenta-named files; returns the paths written.
 
     Raises:
@@ -102,7 +106,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     selection = parse_which_styles(which_styles, num_styles_of(network))
     content = images.load_image(input_image)
     outputs = stylize(content, selection.vectors, model=network, jit_compile=jit_compile,
-                      precision=precision)
+                      precision=precision, fast=fast)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
     for name, output in zip(selection.output_filenames(output_basename,
@@ -120,7 +124,8 @@ def execute(flag_values):
         flag_values.output_dir, flag_values.output_basename,
         which_styles=flag_values.which_styles, num_styles=flag_values.num_styles,
         alpha=flag_values.alpha, save_format=flag_values.save_format,
-        jit_compile=flag_values.jit_compile, precision=flag_values.precision)
+        jit_compile=flag_values.jit_compile, precision=flag_values.precision,
+        fast=flag_values.fast)
     for path in paths or ():
         print(path)
     return code
