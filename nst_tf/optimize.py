@@ -47,6 +47,9 @@ INITS = ("content", "style", "noise")
 
 PRECISIONS = ("float32", "bfloat16")
 
+#: ``freeze="auto"`` folds the weights into constants from this many steps × pixels on.
+FREEZE_MIN_PIXEL_STEPS = 20 * 512 * 512
+
 
 @dataclasses.dataclass
 class OptimizeResult:
@@ -201,19 +204,54 @@ def make_optimizer(name, init_image, learning_rate=None, memory=10):
     return Adam(init_image, learning_rate=rate)
 
 
-def make_step(objective, optimizer, jit_compile="auto"):
+def loss_and_gradient(objective, shape, dtype=tf.float32, freeze=True):
+    """``f(x) -> (loss, parts, grad)`` for images of ``shape``, traced once.
+
+    With ``freeze=True`` the variables the objective reads (the frozen backbone weights) are
+    folded into the graph as constants (``convert_variables_to_constants_v2``). That lets
+    Grappler and oneDNN treat the filters as constants (cached weight layouts, folded
+    weight-only ops): about 15 % less CPU time per 512² VGG19 step, same values. It assumes the
+    objective's variables do not change during the optimization; objectives without variables
+    are unaffected. If freezing fails, the unfrozen function is used.
+    """
+
+    @tf.function(autograph=False)
+    def traced(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss, parts = objective(x)
+        return loss, parts, tape.gradient(loss, x)
+
+    concrete = traced.get_concrete_function(tf.TensorSpec(shape, dtype))
+    if not freeze or not concrete.variables:
+        return traced
+    names = sorted(concrete.structured_outputs[1])  # tf.nest.flatten's order of a dict
+    try:
+        from tensorflow.python.framework import convert_to_constants
+
+        frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    except Exception:  # an op the converter does not handle: keep the variables
+        return traced
+
+    def call(x):
+        outputs = tf.nest.flatten(frozen(x))
+        loss, grad, parts = outputs[0], outputs[-1], outputs[1:-1]
+        return loss, dict(zip(names, parts)), grad
+
+    return call
+
+
+def make_step(objective, optimizer, jit_compile="auto", freeze=True):
     """The compiled step: ``step(n) -> (losses[n], parts, ok, done)`` runs up to ``n`` steps.
 
     Forward, backward and the optimizer update all run in one ``tf.function``; the first step is
     written out once and the rest run in a ``tf.while_loop`` (which stops early on NaN/inf).
+    ``freeze``: see :func:`loss_and_gradient`.
     """
+    evaluate = loss_and_gradient(objective, optimizer.trial.shape, optimizer.trial.dtype, freeze)
 
     def one_step():
-        x = optimizer.trial.read_value()
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss, parts = objective(x)
-        grad = tape.gradient(loss, x)
+        loss, parts, grad = evaluate(optimizer.trial.read_value())
         ok = optimizer.apply(loss, grad)
         return tf.cast(loss, tf.float32), {k: tf.cast(v, tf.float32) for k, v in parts.items()}, ok
 
@@ -270,7 +308,7 @@ def _nan_message(step, loss, optimizer_name):
 
 def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learning_rate=None,
                    jit_compile="auto", callbacks=(), steps_per_call=1, memory=10,
-                   precision="float32"):
+                   precision="float32", freeze="auto"):
     """Minimize ``objective`` over the pixels of an image.
 
     Args:
@@ -287,6 +325,10 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
         memory: L-BFGS history size.
         precision: ``"float32"`` or ``"bfloat16"`` (convolutions in bfloat16 through oneDNN on
             x86 CPUs, see :func:`compute_precision`).
+        freeze: fold the objective's variables (backbone weights) into the compiled step as
+            constants: about 15 % faster steps for ~6 s more set-up (see
+            :func:`loss_and_gradient`). ``"auto"`` freezes when ``steps · H · W`` is at least
+            ``FREEZE_MIN_PIXEL_STEPS`` (20 steps at 512², 80 at 256²), where it pays off.
 
     Returns:
         :class:`OptimizeResult`; ``result.image`` is float32 ``[1, H, W, C]`` clipped to [0, 1].
@@ -311,7 +353,11 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
         raise ImageError("init_image contains NaN or inf")
     name = str(optimizer).lower()
     opt = make_optimizer(name, init, learning_rate, memory)
-    step_fn = make_step(objective, opt, jit_compile)
+    if freeze == "auto":
+        freeze = steps * init.shape[1] * init.shape[2] >= FREEZE_MIN_PIXEL_STEPS
+    elif not isinstance(freeze, bool):
+        raise ConfigError(f"freeze must be True, False or 'auto', got {freeze!r}")
+    step_fn = make_step(objective, opt, jit_compile, freeze)
 
     callbacks = list(callbacks or ())
     for cb in callbacks:

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from nst_tf import images
 from nst_tf.errors import ConfigError, ImageError, OptimizationError
-from nst_tf.optimize import (Callback, Progbar, SaveEvery, initial_image, optimize_image)
+from nst_tf.optimize import (Callback, Progbar, SaveEvery, initial_image, loss_and_gradient,
+                             optimize_image)
 
 
 def quadratic_objective(target):
@@ -168,3 +169,31 @@ def test_bfloat16_precision_agrees_with_float32(rng):
     assert not tf.config.optimizer.get_experimental_options().get(key, False)  # restored
     with pytest.raises(ConfigError, match="precision"):
         optimize_image(objective, init, precision="float16")
+
+
+def test_frozen_weights_give_the_same_run(rng):
+    """freeze=True folds the objective's variables into constants: same losses and image."""
+    kernel = tf.Variable(rng.standard_normal((3, 3, 3, 4)).astype(np.float32), trainable=False)
+    target = tf.constant(rng.uniform(0, 1, (1, 12, 12, 4)).astype(np.float32))
+
+    def objective(x):
+        out = tf.nn.relu(tf.nn.conv2d(x, kernel, 1, "SAME"))
+        data = tf.reduce_mean((out - target) ** 2)
+        return data + 0.1 * tf.reduce_mean(x ** 2), {"data": data}
+
+    init = np.full((12, 12, 3), 0.5, np.float32)
+    plain = optimize_image(objective, init, steps=8, freeze=False)
+    frozen = optimize_image(objective, init, steps=8, freeze=True)
+    np.testing.assert_allclose(frozen.losses, plain.losses, rtol=1e-5)
+    np.testing.assert_allclose(frozen.image, plain.image, atol=1e-5)
+    assert set(frozen.parts) == {"data"}
+    with pytest.raises(ConfigError, match="freeze"):
+        optimize_image(objective, init, freeze="yes")
+    # The frozen function really holds constants: changing the variable no longer matters.
+    x = tf.constant(init[None])
+    frozen_fn = loss_and_gradient(objective, x.shape, freeze=True)
+    plain_fn = loss_and_gradient(objective, x.shape, freeze=False)
+    before = float(frozen_fn(x)[0])
+    kernel.assign(tf.zeros_like(kernel))
+    assert float(frozen_fn(x)[0]) == pytest.approx(before, rel=1e-6)
+    assert float(plain_fn(x)[0]) != pytest.approx(before, rel=1e-3)
