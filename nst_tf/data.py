@@ -47,8 +47,9 @@ class DatasetError(ImageError):
 class DecodeCounter:
     """Counts images read and images dropped because they could not be decoded.
 
-    The counts are ``tf.Variable`` s updated by the input pipeline itself, so they are exact once
-    the consumer has caught up (a few prefetched elements may be in flight while training runs).
+    The counts are ``tf.Variable`` s updated by the input pipeline itself. They count what the
+    reader has processed, which runs ahead of training by the prefetch buffers: after a finite
+    pass they are exact; during training, a corrupt file read ahead is already counted.
 
     Example:
         >>> c = DecodeCounter()

@@ -62,10 +62,10 @@ CONFIG_FILE = "train_config.json"
 
 # --- Layer weights ----------------------------------------------------------------------------------
 
-def resolve_layer_name(backbone, name):
+def resolve_loss_layer(backbone, name):
     """Keras layer name for ``name``: Magenta's ``vgg_16/conv3`` (= ``block3_conv3``), a Keras name
     or a Caffe alias (``conv3_3``, ``relu3_3``; see :func:`nst_tf.features.resolve_layer_name`)."""
-    from nst_tf.features import resolve_layer_name as resolve_keras
+    from nst_tf.features import resolve_layer_name
 
     text = str(name).strip()
     if "/" in text:
@@ -76,7 +76,7 @@ def resolve_layer_name(backbone, name):
             return ends[int(end[4:]) - 1]
         raise ConfigError(f"unknown layer {text!r} for backbone {backbone}: slim end points are "
                           f"'{backbone[:3]}_{backbone[3:]}/conv1' ... '/conv5'")
-    return resolve_keras(backbone, text)
+    return resolve_layer_name(backbone, text)
 
 
 def parse_layer_weights(weights, backbone, what="layer weights"):
@@ -104,7 +104,7 @@ def parse_layer_weights(weights, backbone, what="layer weights"):
             raise ConfigError(f"{what}: weight of {name!r} is not a number: {value!r}") from None
         if not math.isfinite(value) or value < 0:
             raise ConfigError(f"{what}: weight of {name!r} must be finite and >= 0, got {value}")
-        layer = resolve_layer_name(backbone, name)
+        layer = resolve_loss_layer(backbone, name)
         resolved[layer] = resolved.get(layer, 0.0) + value
     return resolved
 
@@ -620,6 +620,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         mixed_precision: ``None``, ``"mixed_float16"`` or ``"mixed_bfloat16"`` for the trained
             network; the loss network and Gram matrices stay float32.
         strategy: ``"default"``, ``"mirrored"`` or ``"one_device"``; ``batch_size`` is global.
+        seed: seeds the network initialization (``keras.utils.set_random_seed``, which also
+            seeds Python's and NumPy's generators), the file order, the crops and the labels.
         save_every: checkpoint every this many steps (and at the end, and on Ctrl-C).
         log_dir: TensorBoard folder (default ``<train_dir>/logs``; ``""`` disables summaries).
 
