@@ -264,8 +264,10 @@ def nearest_upsample(x, factor):
     f = int(factor)
     shape = tf.shape(x)
     # [B,H,1,W,1,C] broadcast to [B,H,f,W,f,C], then merged: cheaper than two tf.repeat calls.
-    tiled = tf.broadcast_to(x[:, :, None, :, None, :],
-                            [shape[0], shape[1], f, shape[2], f, shape[3]])
+    # A reshape (not x[:, :, None, :, None, :]) so TFLite's built-in kernels, which take strided
+    # slices of at most 5 dimensions, can run the exported model.
+    expanded = tf.reshape(x, [shape[0], shape[1], 1, shape[2], 1, shape[3]])
+    tiled = tf.broadcast_to(expanded, [shape[0], shape[1], f, shape[2], f, shape[3]])
     out = tf.reshape(tiled, [shape[0], shape[1] * f, shape[2] * f, shape[3]])
     b, h, w, c = x.shape
     out.set_shape([b, None if h is None else h * f, None if w is None else w * f, c])

@@ -37,7 +37,12 @@ def keras_output(network, image, weights):
 def run_tflite(path, image, weights):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")          # tf.lite.Interpreter's deprecation notice
-        interpreter = tf.lite.Interpreter(model_path=str(path))
+        # Plain built-in kernels, without the XNNPACK delegate: the stricter runtime (it rejects
+        # strided slices of more than 5 dimensions, which XNNPACK would hide).
+        interpreter = tf.lite.Interpreter(
+            model_path=str(path),
+            experimental_op_resolver_type=tf.lite.experimental.OpResolverType
+            .BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     runner = interpreter.get_signature_runner("serving_default")
     return runner(image=image, style_weights=np.asarray(weights, np.float32))["stylized_image"]
 
