@@ -50,10 +50,16 @@ def main_with_fresh_flags(program, define_flags, execute, argv):
 
 def run_app(define_flags, execute, argv=None):
     """Console entry point: define the flags on the global ``FLAGS`` once, then ``app.run``."""
-    try:
-        define_flags(flags.FLAGS)
-    except flags.DuplicateFlagError:
-        pass  # already defined (run twice in one process)
+    fresh = flags.FlagValues()
+    define_flags(fresh)
+    for name in fresh:
+        if name not in flags.FLAGS:
+            flags.FLAGS[name] = fresh[name]
+        elif flags.FLAGS[name].help != fresh[name].help:
+            # Same name as a flag of absl or of another program: fail loudly, not later with
+            # an AttributeError on a flag that was never defined.
+            raise flags.DuplicateFlagError.from_flag(name, flags.FLAGS)
+        # else: defined by an earlier run in this process (run() called twice)
 
     def app_main(args):
         if len(args) > 1:
