@@ -16,6 +16,11 @@ Ctrl-C stops cleanly: the run returns the current image with ``result.interrupte
 the initial image (``init=...`` in :func:`nst_tf.transfer`, ``--init=path`` in the CLI); the
 L-BFGS memory restarts, which costs a few steps.
 
+Speed: for long runs the backbone weights are folded into the compiled step as constants
+(``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in
+bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX). Several steps per call
+(``steps_per_call``) save only the Python round trip, which is small next to a VGG step.
+
 Example:
     >>> import tensorflow as tf
     >>> from nst_tf.optimize import optimize_image
@@ -215,7 +220,7 @@ def loss_and_gradient(objective, shape, dtype=tf.float32, freeze=True):
     are unaffected. If freezing fails, the unfrozen function is used.
     """
 
-    @tf.function(autograph=False)
+    @tf.function
     def traced(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
