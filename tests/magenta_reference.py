@@ -16,10 +16,10 @@ label or mixing bugs). Optionally the graph also holds what a training checkpoin
 ``global_step``, a ``vgg_16`` variable and Adam slots.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -53,9 +53,10 @@ def _import_magenta():
     path = list(spec.submodule_search_locations)[0]
     for depth, name in enumerate(_PACKAGES):
         if name not in sys.modules:
-            package = types.ModuleType(name)
-            package.__path__ = [os.path.join(path, *name.split(".")[1:depth + 1])]
-            sys.modules[name] = package
+            # An empty package with a real spec, so importlib.util.find_spec still works on it.
+            spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+            spec.submodule_search_locations = [os.path.join(path, *name.split(".")[1:depth + 1])]
+            sys.modules[name] = importlib.util.module_from_spec(spec)
     model = importlib.import_module("magenta.models.image_stylization.model")
     ops = importlib.import_module("magenta.models.image_stylization.ops")
     return model, ops
