@@ -1,6 +1,7 @@
-"""Export a pastiche network as a TensorFlow SavedModel or a TFLite flat buffer.
+"""Export a network as a TensorFlow SavedModel or a TFLite flat buffer.
 
-Both exports take Magenta's TFLite-export interface (mixture mode):
+Pastiche networks take Magenta's TFLite-export interface (mixture mode); single-style networks
+(:func:`~nst_tf.networks.johnson_network`) take ``image`` only:
 
 * ``image``: float32 ``[1, H, W, 3]`` in [0, 1] (any H, W >= 5 for the SavedModel; a fixed size
   for TFLite);
@@ -20,16 +21,14 @@ Example:
     >>> served.signatures["serving_default"](image=..., style_weights=...)  # doctest: +SKIP
 """
 
-import contextlib
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 from nst_tf.errors import ConfigError
-from nst_tf.io import OutputPathError, atomic_write, check_output_dir
-from nst_tf.networks import MIN_PASTICHE_SIZE, pastiche_config
+from nst_tf.io import atomic_directory, atomic_write, check_output_dir
+from nst_tf.networks import (MIN_PASTICHE_SIZE, as_weights_network, is_conditional,
+                             pastiche_config)
 
 #: Names of the exported signature's inputs and output.
 IMAGE_INPUT = "image"
@@ -74,36 +73,44 @@ def _size_pair(image_size):
     return size
 
 
-@contextlib.contextmanager
-def _atomic_directory(path):
-    """Yield a temporary folder beside ``path``; on success it replaces ``path``."""
-    path = os.path.abspath(os.fspath(path))
-    parent = check_output_dir(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise OutputPathError(f"cannot export a SavedModel to {path}: it exists and is a file")
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        yield tmp
-        old = None
-        if os.path.exists(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+class ImageModule(tf.Module):
+    """A ``tf.Module`` wrapping a single-style network (e.g. ``johnson_network``).
+
+    ``module.serve(image [1,H,W,3]) -> {"stylized_image": [1,H',W',3]}`` (float32).
+    """
+
+    def __init__(self, network):
+        super().__init__(name="single_style")
+        self.network = network
+        self.variables_to_freeze = [weight.value for weight in network.weights]
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([1, None, None, 3], tf.float32, name=IMAGE_INPUT)])
+
+    def _serve(self, image):
+        return {OUTPUT: tf.cast(self.network(image, training=False), tf.float32)}
+
+
+def serving_module(network):
+    """The serving ``tf.Module`` of any nst_tf network.
+
+    A pastiche (CIN) network gets inputs ``image`` and ``style_weights`` (a network trained with
+    integer style labels is converted to the mixing-weights form); a single-style network gets
+    ``image`` only.
+    """
+    if is_conditional(network):
+        return PasticheModule(as_weights_network(network))
+    return ImageModule(network)
 
 
 def export_saved_model(network, path):
     """Write ``network`` as a SavedModel with a ``serving_default`` signature; returns ``path``.
 
-    Inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``, output
-    ``stylized_image``. An existing SavedModel folder at ``path`` is replaced atomically.
+    Pastiche networks: inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``;
+    single-style networks: input ``image`` only. The output is ``stylized_image``. An existing
+    SavedModel folder at ``path`` is replaced atomically.
     """
-    module = PasticheModule(network)
-    with _atomic_directory(path) as tmp:
+    module = serving_module(network)
+    with atomic_directory(path) as tmp:
         tf.saved_model.save(module, tmp,
                             signatures={"serving_default": module.serve.get_concrete_function()})
     return os.fspath(path)

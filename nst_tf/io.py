@@ -12,6 +12,7 @@ Example:
 
 import contextlib
 import os
+import shutil
 import tempfile
 
 from nst_tf.errors import NSTError
@@ -44,4 +45,30 @@ def atomic_write(path, mode="wb"):
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path):
+    """Yield a temporary folder beside ``path``; on success it replaces ``path`` (a folder).
+
+    For outputs that are folders (SavedModels): readers see the old folder or the new one,
+    never a half-written one.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent = check_output_dir(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputPathError(f"cannot write the folder {path}: it exists and is a file")
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tmp + ".old"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise

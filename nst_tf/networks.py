@@ -271,3 +271,25 @@ def johnson_network(alpha=1.0, num_residual=5, name="johnson"):
     x = keras.layers.Conv2D(3, 9, padding="valid", name="out")(x)
     x = keras.layers.Activation("sigmoid", dtype="float32", name="out_sigmoid")(x)
     return keras.Model(inputs=image, outputs=x, name=name)
+
+
+def is_conditional(network):
+    """True for a network taking ``[image, style]`` (pastiche / CIN), False for ``image`` only."""
+    return len(network.inputs) == 2
+
+
+def as_weights_network(network):
+    """The pastiche ``network`` with a mixing-weights style input (for export and serving).
+
+    A network built with ``style_input="labels"`` (as used in training) is copied into the
+    ``"weights"`` form with the same weights; a weights network is returned as is.
+    """
+    config = pastiche_config(network)
+    if config["style_input"] == "weights":
+        return network
+    copy = pastiche_network(config["num_styles"], alpha=config["alpha"], style_input="weights",
+                            name=network.name)
+    for layer in network.layers:
+        if layer.weights:
+            copy.get_layer(layer.name).set_weights(layer.get_weights())
+    return copy

@@ -17,7 +17,7 @@ The pieces, each usable alone:
 * :func:`extend_styles` / :func:`freeze_convolutions`: fine-tuning à la Dumoulin et al.: add style
   rows to every CIN layer of a trained pastiche network and train only gamma / beta.
 * :func:`train`: the whole pipeline (what ``nst-train`` runs), resuming from ``train_dir``.
-* :func:`export_magenta_checkpoint`, :func:`export_saved_model`.
+* :func:`export_magenta_checkpoint`; SavedModel export is :func:`nst_tf.export.export_saved_model`.
 
 Example:
     >>> from nst_tf.training import train
@@ -41,6 +41,7 @@ from nst_tf import data
 from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import CheckpointError, ConfigError
 from nst_tf.io import atomic_write
+from nst_tf.networks import is_conditional
 
 MODES = ("johnson", "cin", "finetune")
 STRATEGIES = ("default", "mirrored", "one_device")
@@ -182,11 +183,6 @@ class PerceptualLoss:
 
 # --- Trainer ----------------------------------------------------------------------------------------
 
-def is_conditional(network):
-    """True for a network taking ``[image, style]`` (pastiche), False for ``image`` only."""
-    return len(network.inputs) == 2
-
-
 class StyleTrainer(keras.Model):
     """Trains ``network`` to minimize a :class:`PerceptualLoss` with ``fit()``.
 
@@ -308,21 +304,6 @@ def freeze_convolutions(network):
         if layer.trainable:
             trainable.append(layer)
     return trainable
-
-
-def as_weights_network(network):
-    """A copy of a pastiche network with a mixing-weights style input (for export / serving)."""
-    from nst_tf.networks import pastiche_config, pastiche_network
-
-    config = pastiche_config(network)
-    if config["style_input"] == "weights":
-        return network
-    copy = pastiche_network(config["num_styles"], alpha=config["alpha"], style_input="weights",
-                            name=network.name)
-    for layer in network.layers:
-        if layer.weights:
-            copy.get_layer(layer.name).set_weights(layer.get_weights())
-    return copy
 
 
 # --- Callbacks --------------------------------------------------------------------------------------
@@ -709,44 +690,5 @@ def export_magenta_checkpoint(network, path, version="V1", global_step=None):
         pastiche_config(network)
     except ValueError:
         raise ConfigError(f"only pastiche (CIN) networks have a Magenta checkpoint format; "
-                          f"{network.name!r} is not one (export it with export_saved_model)") from None
+                          f"{network.name!r} is not one (export it with nst_tf.export.export_saved_model)") from None
     return write_checkpoint(network, path, version=version, global_step=global_step)
-
-
-class _ImageModule(tf.Module):
-    """Serving wrapper of a single-style network: ``serve(image [1,H,W,3]) -> stylized_image``."""
-
-    def __init__(self, network):
-        super().__init__(name="johnson")
-        self.network = network
-        self.serve = tf.function(
-            lambda image: {"stylized_image": tf.cast(self.network(image), tf.float32)},
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image")])
-
-
-def export_saved_model(network, path):
-    """SavedModel for serving: pastiche networks via :func:`nst_tf.export.export_saved_model`
-    (inputs ``image``, ``style_weights``), single-style networks with one input ``image``.
-    Written to a temporary folder beside ``path`` and renamed into place. Returns ``path``."""
-    import shutil
-    import tempfile
-
-    if is_conditional(network):
-        from nst_tf.export import export_saved_model as export_pastiche
-
-        return export_pastiche(as_weights_network(network), path)
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", dir=parent)
-    try:
-        module = _ImageModule(network)
-        tf.saved_model.save(module, tmp,
-                            signatures={"serving_default": module.serve.get_concrete_function()})
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path

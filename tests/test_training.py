@@ -18,7 +18,8 @@ from nst_tf import training
 from nst_tf.errors import CheckpointError, ConfigError, LayerError
 from nst_tf.features import FeatureExtractor
 from nst_tf.layers import ConditionalInstanceNorm
-from nst_tf.networks import pastiche_network
+from nst_tf.export import export_saved_model
+from nst_tf.networks import is_conditional, pastiche_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32
@@ -153,9 +154,9 @@ def test_short_cin_training_lowers_the_loss(images, tmp_path):
 def test_johnson_training_and_saved_model_export(images, tmp_path):
     net = training.train(images["content"], images["styles"][:1], str(tmp_path / "run"),
                          mode="johnson", train_steps=3, save_every=0, tv_weight=1.0, **FAST)
-    assert not training.is_conditional(net) and net.name == "johnson"
+    assert not is_conditional(net) and net.name == "johnson"
     export = str(tmp_path / "served")
-    training.export_saved_model(net, export)
+    export_saved_model(net, export)
     served = tf.saved_model.load(export).signatures["serving_default"]
     x = _fixed_batch(images["content"], 1)
     np.testing.assert_allclose(served(image=tf.constant(x))["stylized_image"].numpy(),
@@ -314,7 +315,7 @@ def test_trained_cin_network_runs_in_magenta(images, tmp_path):
     ours = np.asarray(net([np.repeat(x, 3, 0), np.array([0, 1, 2])]))
     np.testing.assert_allclose(ours, expected, atol=1e-5)
     # The SavedModel export takes mixing weights, one-hot = label.
-    served = tf.saved_model.load(training.export_saved_model(net, str(tmp_path / "sm")))
+    served = tf.saved_model.load(export_saved_model(net, str(tmp_path / "sm")))
     out = served.signatures["serving_default"](image=tf.constant(x),
                                                style_weights=tf.constant([0.0, 1.0, 0.0]))
     np.testing.assert_allclose(out["stylized_image"].numpy(), expected[1:2], atol=1e-5)

@@ -10,8 +10,6 @@ else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` 
 :func:`run`.
 """
 
-import sys
-
 from absl import flags
 
 from nst_tf.cli.runner import call_reporting_errors, entry_points

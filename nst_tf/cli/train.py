@@ -96,7 +96,7 @@ def define_flags(flag_values=flags.FLAGS):
 
 def train_and_export(flag_values):
     """Train with the parsed flags, then export; returns ``(network, exported paths)``."""
-    from nst_tf import training
+    from nst_tf import export, training
 
     fv = flag_values
     network = training.train(
@@ -114,7 +114,7 @@ def train_and_export(flag_values):
     if fv.export_magenta and not network.interrupted:
         exported.append(training.export_magenta_checkpoint(network, fv.export_magenta))
     if fv.export_saved_model and not network.interrupted:
-        exported.append(training.export_saved_model(network, fv.export_saved_model))
+        exported.append(export.export_saved_model(network, fv.export_saved_model))
     return network, exported
 
 

@@ -28,7 +28,6 @@ Differences from Magenta:
 """
 
 import os
-import sys
 
 from absl import flags
 
