@@ -22,6 +22,7 @@ _EXPORTS = {
     "network_variables": "checkpoint",
     "resolve_checkpoint_path": "checkpoint",
     "parse_which_styles": "which_styles",
+    "PRESETS": "pretrained",
 }
 _SUBMODULES = {"checkpoint", "pretrained", "which_styles"}
 

@@ -29,22 +29,28 @@ _EXPORTS = {
     "NSTError": "errors", "ImageError": "errors", "LayerError": "errors",
     "StyleWeightsError": "errors", "CheckpointError": "errors",
     "WeightsUnavailableError": "errors", "OptimizationError": "errors", "ConfigError": "errors",
+    "DatasetError": "data", "OutputPathError": "io",
     # images
     "load_image": "images", "save_image": "images",
-    # features, objective, optimization
-    "FeatureExtractor": "features",
+    # Gatys: features, losses, objective, optimization
+    "FeatureExtractor": "features", "default_layers": "features",
+    "resolve_layer_name": "features",
+    "STYLE_LOSSES": "losses",
     "StyleObjective": "objective",
     "optimize_image": "optimize",
     "transfer": "gatys",
     "reconstruct": "reconstruction",
     # feed-forward networks
-    "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers",
+    "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers", "ReflectConv2D": "layers",
     "InstanceNormalization": "layers", "NearestUpsample2D": "layers",
-    "pastiche_network": "networks", "pastiche_config": "networks", "johnson_network": "networks",
+    "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
+    "johnson_network": "networks",
     "stylize": "pastiche",
     "export_saved_model": "export", "export_tflite": "export",
     # feed-forward training
-    "content_dataset": "data", "StyleTrainer": "training", "PerceptualLoss": "training",
+    "content_dataset": "data", "style_images": "data",
+    "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
+    "export_magenta_checkpoint": "training",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "data",
