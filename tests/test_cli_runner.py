@@ -40,3 +40,14 @@ def test_main_reports_nst_errors_in_one_line(capsys):
 
     assert runner.main_with_fresh_flags("prog", lambda fv: None, execute, ["prog"]) == 1
     assert capsys.readouterr().err == "prog: error: bad image file\n"
+
+
+def test_help_lists_the_program_flags(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["prog_help_test"])
+
+    def define(fv):
+        flags.DEFINE_string("runner_help_flag", None, "a flag --help must list", flag_values=fv)
+
+    with pytest.raises(SystemExit):
+        runner.run_app(define, lambda fv: 0, ["prog_help_test", "--help"])
+    assert "--runner_help_flag: a flag --help must list" in capsys.readouterr().out

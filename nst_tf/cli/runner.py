@@ -60,6 +60,8 @@ def run_app(define_flags, execute, argv=None):
             # an AttributeError on a flag that was never defined.
             raise flags.DuplicateFlagError.from_flag(name, flags.FLAGS)
         # else: defined by an earlier run in this process (run() called twice)
+        # Key flags of the main program, so `--help` lists them (absl shows the main module's).
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
     def app_main(args):
         if len(args) > 1:
