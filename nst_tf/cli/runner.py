@@ -53,13 +53,13 @@ def run_app(define_flags, execute, argv=None):
     fresh = flags.FlagValues()
     define_flags(fresh)
     for name in fresh:
-        if name not in flags.FLAGS:
-            flags.FLAGS[name] = fresh[name]
-        elif flags.FLAGS[name].help != fresh[name].help:
+        if name in flags.FLAGS and flags.FLAGS[name].help != fresh[name].help:
             # Same name as a flag of absl or of another program: fail loudly, not later with
             # an AttributeError on a flag that was never defined.
             raise flags.DuplicateFlagError.from_flag(name, flags.FLAGS)
-        # else: defined by an earlier run in this process (run() called twice)
+    if not all(name in flags.FLAGS for name in fresh):  # else: run() called twice
+        define_flags(flags.FLAGS)
+    for name in fresh:
         # Key flags of the main program, so `--help` lists them (absl shows the main module's).
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
 
