@@ -88,6 +88,14 @@ def _is_tfrecord_name(path):
         or ".tfrecord-" in name
 
 
+def _split_sources(sources):
+    """A path, a comma-separated string or a list of them → a list of stripped, ``~``-expanded
+    strings (the command line passes one comma-separated flag)."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = os.fspath(sources).split(",")
+    return [os.path.expanduser(os.fspath(s).strip()) for s in sources if os.fspath(s).strip()]
+
+
 def list_files(sources, recursive=True, format="auto"):
     """Expand glob patterns and folders into a sorted list of files and their format.
 
@@ -106,9 +114,7 @@ def list_files(sources, recursive=True, format="auto"):
     """
     if format not in ("auto", "images", "tfrecord"):
         raise DatasetError(f"format must be 'auto', 'images' or 'tfrecord', got {format!r}")
-    if isinstance(sources, (str, os.PathLike)):
-        sources = [s for s in os.fspath(sources).split(",") if s.strip()]
-    sources = [os.path.expanduser(os.fspath(s).strip()) for s in sources]
+    sources = _split_sources(sources)
     if not sources:
         raise DatasetError("no content image source given")
     files = []
@@ -318,11 +324,8 @@ def style_images(paths, style_size=None):
     """
     from nst_tf import images
 
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [p for p in os.fspath(paths).split(",") if p.strip()]
     expanded = []
-    for p in paths:
-        p = os.path.expanduser(os.fspath(p).strip())
+    for p in _split_sources(paths):
         if glob.has_magic(p):
             matched = sorted(f for f in glob.glob(p) if os.path.isfile(f))
             if not matched:
