@@ -87,18 +87,28 @@ def nst_case(network, batch, jit_compile, precision="float32", fast=False):
     return lambda: forward(images, weights).numpy()
 
 
-def magenta_case(magenta, batch):
-    """Magenta's graph for this exact input shape, and a call that runs it."""
+def magenta_graph(magenta, shape):
+    """Magenta's transform graph for one input shape: ``(graph, image placeholder, output, init)``.
+
+    Mixture mode with style 0, as Magenta's transform script builds it for a dict
+    ``--which_styles``.
+    """
     model, ops = magenta
     graph = tf.Graph()
     with graph.as_default():
-        image = tf.compat.v1.placeholder(tf.float32, batch.shape)
+        image = tf.compat.v1.placeholder(tf.float32, shape)
         weights = tf.constant(np.eye(NUM_STYLES, dtype=np.float32)[0])
         output = model.transform(image, normalizer_fn=ops.weighted_instance_norm,
                                  normalizer_params={"weights": weights,
                                                     "num_categories": NUM_STYLES,
                                                     "center": True, "scale": True})
         init = tf.compat.v1.global_variables_initializer()
+    return graph, image, output, init
+
+
+def magenta_case(magenta, batch):
+    """Magenta's graph for this exact input shape, and a call that runs it."""
+    graph, image, output, init = magenta_graph(magenta, batch.shape)
     session = tf.compat.v1.Session(graph=graph)
     session.run(init)
     return session, lambda: session.run(output, {image: batch})
