@@ -250,8 +250,12 @@ def _preprocessing_layer():
         """Maps images in [0, 1] to a backbone's input range.
 
         ``mode="caffe"``: ×255, RGB→BGR, minus ``[103.939, 116.779, 123.68]`` (VGG, ResNet).
-        ``mode="tf"``: ×2 − 1 (Inception). ``mode="magenta"``: ×255 minus
-        ``[123.68, 116.779, 103.939]`` in RGB order, as Magenta's VGG-16 loss network.
+        ``mode="tf"``: ×2 − 1 (Inception). ``mode="magenta"``: Magenta's VGG-16 input (×255
+        minus ``[123.68, 116.779, 103.939]`` in RGB order) handed to the weights in the BGR order
+        of Keras' Caffe-converted VGG weights. Slim's ``vgg_16`` checkpoint that Magenta trains
+        with is the same Caffe network with its first layer reordered for RGB, so this feeds
+        Keras' VGG16 exactly what Magenta's loss network sees (numerically the "caffe" mode,
+        whose mean is the same three numbers).
         """
 
         MODES = ("caffe", "tf", "magenta")
@@ -269,8 +273,9 @@ def _preprocessing_layer():
             if self.mode == "caffe":
                 return ops.flip(images * 255.0, axis=-1) - ops.convert_to_tensor(
                     [103.939, 116.779, 123.68], dtype=images.dtype)
-            return images * 255.0 - ops.convert_to_tensor([123.68, 116.779, 103.939],
-                                                          dtype=images.dtype)
+            rgb = images * 255.0 - ops.convert_to_tensor([123.68, 116.779, 103.939],
+                                                         dtype=images.dtype)
+            return ops.flip(rgb, axis=-1)
 
         def compute_output_shape(self, input_shape):
             return input_shape
@@ -302,11 +307,9 @@ class FeatureExtractor:
         weights: ``"imagenet"``, ``None`` / ``"random"`` (seeded), or a local ``.h5`` path.
         pooling: ``"max"`` (as trained) or ``"avg"`` (VGG only: every max-pooling layer
             replaced by average pooling with the same window, as Gatys et al. suggest).
-        preprocessing: ``"keras"`` (the backbone's own) or ``"magenta"`` (×255 minus the RGB
-            ImageNet mean, no channel swap; what Magenta's style networks were trained with).
-            Magenta's slim VGG-16 weights take RGB input while Keras' ImageNet weights take
-            BGR, so "magenta" with ``weights="imagenet"`` feeds the first layer swapped red
-            and blue channels; for exact Magenta parity load slim's weights from a ``.h5``.
+        preprocessing: ``"keras"`` (the backbone's own) or ``"magenta"`` (Magenta's VGG-16
+            input: ×255 minus the RGB ImageNet mean, put in the BGR channel order of Keras'
+            weights, see :func:`BackbonePreprocessing`; for VGG the same numbers as "keras").
         seed: seed of the random initialization when ``weights`` is None / "random".
 
     Attributes:

@@ -209,7 +209,7 @@ def np_preprocess(x, mode):
         return x[..., ::-1] * 255.0 - np.array([103.939, 116.779, 123.68])
     if mode == "tf":
         return x * 2.0 - 1.0
-    return x * 255.0 - np.array([123.68, 116.779, 103.939])
+    return (x * 255.0 - np.array([123.68, 116.779, 103.939]))[..., ::-1]  # Magenta's, as BGR
 
 
 @pytest.mark.parametrize("mode", ["caffe", "tf", "magenta"])
@@ -221,7 +221,8 @@ def test_preprocessing_layer(rng64, mode):
     assert layer.get_config()["mode"] == mode
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     np.testing.assert_array_equal(np.asarray(clone(x)), out)
-    if mode == "caffe":  # the same numbers as Keras' own preprocess_input on 0..255 input
+    if mode in ("caffe", "magenta"):  # Keras' own preprocess_input on 0..255 input: Magenta's
+        # RGB mean is Caffe's BGR mean reversed, so both modes feed Keras' VGG the same numbers
         keras_ref = keras.applications.vgg19.preprocess_input(x.astype(np.float64) * 255.0)
         np.testing.assert_allclose(out, keras_ref, rtol=1e-6, atol=1e-4)
     if mode == "tf":
