@@ -101,3 +101,26 @@ def test_subprocess_run(tmp_path):
     assert bad.returncode == 1
     assert "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("nst-stylize: error:")
+
+
+def test_interrupted_run_saves_and_prints_the_resume_flags(tmp_path, base_args, monkeypatch,
+                                                           capsys):
+    """Ctrl-C inside the optimization: the output is written, exit 130, and the message gives
+    the flags that continue the run (the saved image as init, the steps still to run)."""
+    from nst_tf import gatys
+
+    image = np.full((32, 32, 3), 0.5, np.float32)
+
+    def interrupted_run(*args, **kwargs):
+        assert kwargs["steps"] == 10
+        return gatys.TransferResult(image=image, losses=np.ones(3), steps=3, interrupted=True,
+                                    sizes=[32])
+
+    monkeypatch.setattr(gatys, "run", interrupted_run)
+    out = tmp_path / "out.png"
+    code = stylize.main(base_args + ["--steps=10", f"--output={out}"])
+    assert code == 130
+    assert images.load_image(str(out)).shape == (32, 32, 3)
+    err = capsys.readouterr().err
+    assert "interrupted after 3 steps" in err
+    assert f"resume with --init={out} --steps=7" in err

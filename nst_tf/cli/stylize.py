@@ -6,8 +6,9 @@ Example:
         --output=out.png --preserve_color=luminance_only --scales=256,512 --weights=random
 
 Defaults come from :data:`nst_tf.gatys.DEFAULTS`. ``--save_every=N`` writes ``out_00050.png``...
-beside ``--output``. Ctrl-C stops the run and still writes ``--output`` (atomically); resume by
-passing it back as ``--init=out.png`` (without ``--scales``, so the run continues at full size).
+beside ``--output``. Ctrl-C stops the run and still writes ``--output`` (atomically), then prints
+the flags that resume it: ``--init=out.png`` and, for a single-scale run, ``--steps=`` the steps
+left (without ``--scales``, so the run continues at full size; L-BFGS restarts its history).
 Errors print one line (``nst-stylize: error: ...``) and exit with status 1; an interrupted run
 exits with 130 after saving. ``main(argv)`` runs it from Python with fresh flags (see
 :mod:`nst_tf.cli.runner`).
@@ -142,6 +143,17 @@ def _stylize_and_save(f):
     return result
 
 
+def _resume_flags(f, steps_done):
+    """The flags that continue an interrupted run from its saved output: ``--init=<output>``,
+    plus the steps still to run when the run had a single scale (with ``--scales`` the saved
+    image is at full size, so the rest of the schedule is left to the user)."""
+    resume = f"--init={f.output}"
+    steps = _numbers(f.steps, "steps", int)
+    if not f.scales and len(steps) == 1:
+        resume += f" --steps={max(steps[0] - steps_done, 1)}"
+    return resume
+
+
 def execute(f):
     """Run with parsed flags; returns the exit status."""
     result, code = call_reporting_errors(PROGRAM, _stylize_and_save, f)
@@ -149,7 +161,7 @@ def execute(f):
         return code
     if result.interrupted:
         print(f"{PROGRAM}: interrupted after {result.steps} steps; saved {f.output} "
-              f"(resume with --init={f.output})", file=sys.stderr)
+              f"(resume with {_resume_flags(f, result.steps)})", file=sys.stderr)
         return 130
     if f.progress:
         print(f"saved {f.output}")
