@@ -270,12 +270,10 @@ def _preprocessing_layer():
             ops = keras.ops
             if self.mode == "tf":
                 return images * 2.0 - 1.0
-            if self.mode == "caffe":
-                return ops.flip(images * 255.0, axis=-1) - ops.convert_to_tensor(
-                    [103.939, 116.779, 123.68], dtype=images.dtype)
-            rgb = images * 255.0 - ops.convert_to_tensor([123.68, 116.779, 103.939],
-                                                         dtype=images.dtype)
-            return ops.flip(rgb, axis=-1)
+            # "magenta" subtracts [123.68, 116.779, 103.939] from RGB; in the BGR order of Keras'
+            # weights that is Caffe's formula, so both modes run the same ops.
+            return ops.flip(images * 255.0, axis=-1) - ops.convert_to_tensor(
+                [103.939, 116.779, 123.68], dtype=images.dtype)
 
         def compute_output_shape(self, input_shape):
             return input_shape

@@ -68,8 +68,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "Loss network pooling (Magenta: avg).",
                       **fv)
     flags.DEFINE_enum("preprocessing", "magenta", ["magenta", "keras"],
-                      "Loss network input preprocessing (magenta: x*255 - Magenta's RGB mean, in the BGR "
-                      "order of Keras' VGG weights).", **fv)
+                      "Loss network input preprocessing (magenta: x*255 - Magenta's RGB mean, "
+                      "in the BGR order of Keras' VGG weights).", **fv)
     flags.DEFINE_string("weights", "imagenet",
                         "Loss network weights: imagenet (Keras cache), random, or a local .h5.",
                         **fv)
