@@ -12,7 +12,7 @@ Example:
 Names are imported lazily (PEP 562): ``import magenta_compat`` does not load TensorFlow.
 """
 
-import importlib
+from nst_tf import _lazy
 
 _EXPORTS = {
     "read_checkpoint": "checkpoint",
@@ -29,15 +29,4 @@ _SUBMODULES = {"checkpoint", "pretrained", "which_styles"}
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"magenta_compat.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"magenta_compat.{name}")
-    raise AttributeError(f"module 'magenta_compat' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.lazy_attributes(globals(), _EXPORTS, _SUBMODULES)

@@ -16,7 +16,7 @@ Importing ``nst_tf`` is cheap: TensorFlow loads on first use of a name that need
 ever downloaded at import time.
 """
 
-import importlib
+from nst_tf import _lazy
 
 __version__ = "0.1.0"
 
@@ -59,16 +59,4 @@ _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize"
 __all__ = sorted(_EXPORTS) + ["losses"]
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"nst_tf.{_EXPORTS[name]}")
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-    if name in _SUBMODULES:
-        return importlib.import_module(f"nst_tf.{name}")
-    raise AttributeError(f"module 'nst_tf' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = _lazy.lazy_attributes(globals(), _EXPORTS, _SUBMODULES)
