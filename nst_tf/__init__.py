@@ -45,7 +45,7 @@ _EXPORTS = {
     "InstanceNormalization": "layers", "NearestUpsample2D": "layers",
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
-    "stylize": "pastiche",
+    "stylize": "families",
     "export_saved_model": "export", "export_tflite": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
@@ -53,7 +53,8 @@ _EXPORTS = {
     "export_magenta_checkpoint": "training",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
-               "gatys", "reconstruction", "layers", "networks", "pastiche", "data",
+               "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
+               "single_style", "data",
                "training", "export", "device", "io", "lbfgs", "cli"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]

@@ -219,6 +219,27 @@ def load_or_validate(image, max_size=None, what="image"):
     return array
 
 
+def image_batch(image, what="image"):
+    """A path, ``[H, W, 3]`` image or ``[B, H, W, 3]`` batch as a validated, contiguous float32
+    ``[B, H, W, 3]`` batch in [0, 1], plus whether the input was a single image.
+
+    Example:
+        >>> batch, single = image_batch(np.zeros((4, 5, 3), np.uint8))
+        >>> batch.shape, single
+        ((1, 4, 5, 3), True)
+    """
+    array = load_or_validate(image, what=what)
+    single = array.ndim == 3
+    batch = array[None] if single else array
+    if batch.shape[0] == 0:
+        raise ImageError(f"{what} batch is empty (shape {batch.shape})")
+    low, high = float(batch.min()), float(batch.max())
+    if low < -1e-3 or high > 1.0 + 1e-3:
+        raise ImageError(f"{what} values span [{low:g}, {high:g}]; expected floats in [0, 1] "
+                         "(divide 0..255 data by 255, or pass a uint8 array)")
+    return np.ascontiguousarray(batch, np.float32), single
+
+
 # --- Colour -------------------------------------------------------------------------------------
 
 # NTSC YIQ: tf.image.rgb_to_yiq's matrix, except that Q's red coefficient has 8 digits

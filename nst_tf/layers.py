@@ -463,7 +463,7 @@ class ReflectConv2D(keras.layers.Layer):
         upsample: integer nearest-neighbour upsampling factor applied first.
         kernel_initializer: Keras initializer (name, config or object).
         fast: use the reformulated convs, or (default) the direct ones. Can be changed on a
-            built layer (e.g. with :func:`nst_tf.networks.set_fast_convs`) before tracing.
+            built layer (e.g. with :func:`nst_tf.networks.set_fast`) before tracing.
 
     Example:
         >>> layer = ReflectConv2D(8, 3, upsample=2, fast=True)

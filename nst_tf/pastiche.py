@@ -48,6 +48,7 @@ import numpy as np
 from nst_tf import images
 from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
+from nst_tf.families import Family, load_keras_file
 from nst_tf.networks import check_pastiche_input, pastiche_config
 
 _NETWORK_CACHE_SIZE = 2
@@ -124,14 +125,7 @@ def _load_cached(path, mtime_ns, size):
     """A Magenta checkpoint (V1/V2) or a Keras ``.keras`` file of a pastiche network."""
     del mtime_ns, size  # part of the cache key only: a rewritten checkpoint is reloaded
     if path.endswith(".keras"):
-        import keras
-
-        import nst_tf.layers  # noqa: F401  (registers the custom layers for deserialization)
-        try:
-            return keras.saving.load_model(path, compile=False)
-        except Exception as e:  # zip / JSON / unknown-layer errors of all kinds
-            raise CheckpointError(f"cannot load Keras model {path}: {type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        return load_keras_file(path)
     from magenta_compat.checkpoint import load_pastiche_network
 
     return load_pastiche_network(path)
@@ -246,17 +240,9 @@ def forward_function(network, jit_compile="auto", precision="float32", fast=Fals
 
 def _content_batch(content):
     """Validated float32 ``[B, H, W, 3]`` plus whether the input was a single image."""
-    array = images.load_or_validate(content, what="content image")
-    single = array.ndim == 3
-    batch = array[None] if single else array
-    if batch.shape[0] == 0:
-        raise ImageError("content batch is empty (shape %s)" % (batch.shape,))
+    batch, single = images.image_batch(content, what="content image")
     check_pastiche_input(batch, what="content image")
-    low, high = float(batch.min()), float(batch.max())
-    if low < -1e-3 or high > 1.0 + 1e-3:
-        raise ImageError(f"content image values span [{low:g}, {high:g}]; expected floats in "
-                         "[0, 1] (divide 0..255 data by 255, or pass a uint8 array)")
-    return np.ascontiguousarray(batch, np.float32), single
+    return batch, single
 
 
 def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_compile="auto",
@@ -319,3 +305,38 @@ def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_c
     if single:
         result = result[0]
     return np.ascontiguousarray(result, dtype=np.float32)
+
+
+class PasticheFamily(Family):
+    """:func:`nst_tf.stylize` adapter: ``style`` is a style index, a mixture or a
+    ``which_styles`` string (see :func:`stylize`); presets ``"varied"`` and ``"monet"``."""
+
+    name = "pastiche"
+
+    @property
+    def presets(self):
+        from magenta_compat.pretrained import PRESETS
+
+        return tuple(PRESETS)
+
+    def owns_network(self, network):
+        try:
+            return pastiche_config(network)["style_input"] == "weights"
+        except (ValueError, AttributeError, IndexError, TypeError):
+            return False
+
+    def owns_checkpoint(self, shapes):
+        gamma = shapes.get("transformer/contract/conv1/InstanceNorm/gamma")
+        return gamma is not None and len(gamma) == 2
+
+    def load(self, model):
+        return load_model(model)
+
+    def stylize(self, network, content, style, *, crop=False, batch_size=4, jit_compile="auto",
+                precision="float32", fast=False):
+        if style is None:
+            raise StyleWeightsError(
+                f"a multi-style network ({num_styles_of(network)} styles) needs a style: an "
+                "index, a dict {index: weight}, a vector of weights or a which_styles string")
+        return stylize(content, style, network, crop=crop, batch_size=batch_size,
+                       jit_compile=jit_compile, precision=precision, fast=fast)

@@ -19,7 +19,7 @@ def test_function_names_are_not_shadowed_by_modules():
     import nst_tf.reconstruction  # noqa: F401
 
     assert callable(nst_tf.transfer) and nst_tf.transfer.__module__ == "nst_tf.gatys"
-    assert callable(nst_tf.stylize) and nst_tf.stylize.__module__ == "nst_tf.pastiche"
+    assert callable(nst_tf.stylize) and nst_tf.stylize.__module__ == "nst_tf.families"
     assert callable(nst_tf.reconstruct) and nst_tf.reconstruct.__module__ == "nst_tf.reconstruction"
 
 

@@ -1,0 +1,212 @@
+"""One :func:`stylize` for every feed-forward model family.
+
+A *family* is a small adapter (a :class:`Family` subclass, defined next to the family's own code)
+that says which models it owns and how to run one:
+
+* which preset names it resolves (``"varied"``, ``"monet"``, ...), which ``model`` prefix it owns
+  (e.g. ``"hub:"``), which TensorFlow checkpoints it owns (from their variable names), which other
+  files it owns (e.g. PyTorch ``.pth`` weights) and which network objects it owns;
+* how to load such a model, and what :func:`stylize`'s ``style`` argument means for it (style
+  indices or mixing weights for a multi-style network, style images for an arbitrary-style network,
+  nothing for a single-style network), with the options it accepts.
+
+:func:`stylize` resolves ``model`` to a family once, then hands ``content``, ``style`` and the
+options to that family. Adding a family means writing its adapter and adding one line to
+:data:`FAMILIES`; no function grows an ``if family == ...`` ladder.
+
+Example:
+    >>> import numpy as np
+    >>> import nst_tf
+    >>> from nst_tf.networks import johnson_network, pastiche_network
+    >>> photo = np.random.rand(30, 41, 3).astype("float32")
+    >>> nst_tf.stylize(photo, {0: 0.5, 2: 0.5}, model=pastiche_network(3)).shape
+    (32, 44, 3)
+    >>> nst_tf.stylize(photo, model=johnson_network(alpha=0.25), crop=True).shape
+    (30, 41, 3)
+"""
+
+import functools
+import importlib
+import inspect
+import os
+
+from nst_tf.errors import CheckpointError, ConfigError
+
+#: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
+FAMILIES = (
+    "nst_tf.pastiche:PasticheFamily",
+    "nst_tf.single_style:SingleStyleFamily",
+)
+
+_KERAS_CACHE_SIZE = 2
+
+
+class Family:
+    """How one kind of model is recognised, loaded and run. Override what applies.
+
+    Attributes:
+        name: short name used in messages (``"pastiche"``).
+        presets: preset names this family resolves (``("varied", "monet")``).
+        prefix: a ``model`` string prefix this family owns (``"hub:"``), or None.
+    """
+
+    name = "?"
+    presets = ()
+    prefix = None
+
+    def owns_network(self, network):
+        """True when ``network`` (a loaded object) belongs to this family."""
+        return False
+
+    def owns_checkpoint(self, shapes):
+        """True when a TensorFlow checkpoint with variables ``{name: shape}`` is this family's."""
+        return False
+
+    def owns_path(self, path):
+        """True when ``path`` (an existing file or folder that is not a TensorFlow checkpoint
+        or ``.keras`` file, e.g. PyTorch weights) is this family's."""
+        return False
+
+    def load(self, model):
+        """A network from a preset name, a prefixed handle or a path this family owns."""
+        raise NotImplementedError
+
+    def stylize(self, network, content, style, **options):
+        """Run ``network`` on ``content`` with this family's meaning of ``style``."""
+        raise NotImplementedError
+
+
+@functools.lru_cache(maxsize=None)
+def registered():
+    """The family adapters of :data:`FAMILIES`, instantiated once, in order."""
+    families = []
+    for entry in FAMILIES:
+        module, _, cls = entry.partition(":")
+        families.append(getattr(importlib.import_module(module), cls)())
+    return tuple(families)
+
+
+def preset_names():
+    """Every preset name of every family, sorted."""
+    return sorted(name for family in registered() for name in family.presets)
+
+
+def _file_key(path):
+    stat = os.stat(path)
+    return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=_KERAS_CACHE_SIZE)
+def _load_keras_cached(path, mtime_ns, size):
+    del mtime_ns, size  # part of the cache key only: a rewritten file is reloaded
+    import keras
+
+    registered()  # every family module is imported, so its custom layers are registered
+    import nst_tf.layers  # noqa: F401
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as e:  # zip / JSON / unknown-layer errors of all kinds
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot load Keras model {path}: {type(e).__name__}: {text}") \
+            from None
+
+
+def load_keras_file(path):
+    """A Keras model from a ``.keras`` file, with nst_tf's custom layers (cached on path,
+    size and modification time)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"Keras model file not found: {path}")
+    return _load_keras_cached(*_file_key(path))
+
+
+def family_of_network(network):
+    """The family owning a loaded ``network``; ConfigError when none does."""
+    for family in registered():
+        if family.owns_network(network):
+            return family
+    names = ", ".join(f.name for f in registered())
+    raise ConfigError(f"model {getattr(network, 'name', type(network).__name__)!r} belongs to no "
+                      f"known family ({names}): pass a network built by nst_tf.networks, a "
+                      "preset name or a checkpoint path")
+
+
+def _family_of_path(path):
+    for family in registered():
+        if family.owns_path(path):
+            return family
+    from magenta_compat.checkpoint import checkpoint_shapes
+
+    try:
+        shapes = checkpoint_shapes(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; the preset names are {', '.join(preset_names())}") from None
+    for family in registered():
+        if family.owns_checkpoint(shapes):
+            return family
+    sample = ", ".join(sorted(shapes)[:5])
+    raise CheckpointError(f"checkpoint {path} holds no model of a known family "
+                          f"({', '.join(f.name for f in registered())}); its first variables: "
+                          f"{sample or 'none'}")
+
+
+def resolve(model):
+    """``(family, network)`` for any ``model`` that :func:`stylize` accepts."""
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if not isinstance(model, str):
+        if not callable(model):
+            raise ConfigError(f"model must be a preset name ({', '.join(preset_names())}), a "
+                              f"path or a network, got {type(model).__name__}")
+        return family_of_network(model), model
+    for family in registered():
+        if (family.prefix and model.startswith(family.prefix)) or model in family.presets:
+            return family, family.load(model)
+    if model.endswith(".keras"):
+        network = load_keras_file(model)
+        return family_of_network(network), network
+    if not os.path.exists(model) and not os.path.exists(model + ".index"):
+        raise CheckpointError(f"model {model!r} is neither a preset ({', '.join(preset_names())})"
+                              " nor an existing checkpoint, .keras file or folder")
+    family = _family_of_path(model)
+    return family, family.load(model)
+
+
+def _check_options(family, options):
+    accepted = [name for name, p in inspect.signature(family.stylize).parameters.items()
+                if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not "
+                          f"apply to {family.name} models; they take "
+                          f"{', '.join(accepted) or 'no options'}")
+
+
+def stylize(content, style=None, model="varied", **options):
+    """Stylize ``content`` with a trained feed-forward model of any family.
+
+    Args:
+        content: an image path, a float32 ``[H, W, 3]`` image or a ``[B, H, W, 3]`` batch in
+            [0, 1] (uint8 arrays are divided by 255).
+        style: what the model's family takes: for multi-style (pastiche) networks an int, a dict
+            ``{index: weight}``, a length-N vector, a ``[K, N]`` array or a Magenta
+            ``which_styles`` string (see :mod:`nst_tf.pastiche`); ``None`` for single-style
+            networks. See each family's ``stylize`` for the others.
+        model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
+            file, a prefixed handle its family owns, or a loaded network.
+        **options: the family's options (``crop``, ``batch_size``, ``fast``, ...). An option the
+            family does not take is a ConfigError naming the ones it does.
+
+    Returns:
+        float32 images in [0, 1]; the shape is described by the family.
+
+    Example:
+        >>> import numpy as np
+        >>> from nst_tf.networks import pastiche_network
+        >>> stylize(np.random.rand(30, 41, 3), "[0, 2]", model=pastiche_network(3),
+        ...         crop=True).shape
+        (2, 30, 41, 3)
+    """
+    family, network = resolve(model)
+    _check_options(family, options)
+    return family.stylize(network, content, style, **options)
