@@ -33,9 +33,8 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf.errors import ImageError
+from nst_tf.images import IMAGE_EXTENSIONS, image_files, split_sources
 
-#: File name endings treated as images when a folder is listed.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 #: Feature holding the encoded image in ImageNet (slim / inception) TFRecords.
 TFRECORD_IMAGE_KEY = "image/encoded"
 
@@ -88,14 +87,6 @@ def _is_tfrecord_name(path):
         or ".tfrecord-" in name
 
 
-def _split_sources(sources):
-    """A path, a comma-separated string or a list of them → a list of stripped, ``~``-expanded
-    strings (the command line passes one comma-separated flag)."""
-    if isinstance(sources, (str, os.PathLike)):
-        sources = os.fspath(sources).split(",")
-    return [os.path.expanduser(os.fspath(s).strip()) for s in sources if os.fspath(s).strip()]
-
-
 def list_files(sources, recursive=True, format="auto"):
     """Expand glob patterns and folders into a sorted list of files and their format.
 
@@ -114,7 +105,7 @@ def list_files(sources, recursive=True, format="auto"):
     """
     if format not in ("auto", "images", "tfrecord"):
         raise DatasetError(f"format must be 'auto', 'images' or 'tfrecord', got {format!r}")
-    sources = _split_sources(sources)
+    sources = split_sources(sources)
     if not sources:
         raise DatasetError("no content image source given")
     files = []
@@ -308,14 +299,14 @@ def style_images(paths, style_size=None):
     """Load style images as float32 ``[H, W, 3]`` arrays in [0, 1].
 
     Args:
-        paths: a path, a glob pattern, a comma-separated string or a list of them. Patterns are
-            expanded and sorted (the label of a style is its index in the result, as in Magenta's
-            glob order).
+        paths: a file, a folder, a glob pattern, a comma-separated string or a list of them
+            (:func:`nst_tf.images.image_files`). Folders and patterns are expanded and sorted (the
+            label of a style is its index in the result, as in Magenta's glob order).
         style_size: if given, resize so the *shorter* side is ``style_size`` (Johnson et al.'s
             convention); ``None`` keeps the native resolution (Magenta's).
 
     Raises:
-        DatasetError: nothing matched. ImageError: a file cannot be read.
+        ImageError: nothing matched, an empty folder, or a file cannot be read.
 
     Example:
         >>> imgs = style_images("../shared/data/images/style/*_sq.jpg", style_size=64)
@@ -324,17 +315,7 @@ def style_images(paths, style_size=None):
     """
     from nst_tf import images
 
-    expanded = []
-    for p in _split_sources(paths):
-        if glob.has_magic(p):
-            matched = sorted(f for f in glob.glob(p) if os.path.isfile(f))
-            if not matched:
-                raise DatasetError(f"no style images match {p!r}")
-            expanded.extend(matched)
-        else:
-            expanded.append(p)
-    if not expanded:
-        raise DatasetError("no style images given")
+    expanded = image_files(paths, what="style image")
     loaded = []
     for p in expanded:
         image = images.load_image(p)

@@ -14,6 +14,7 @@ Example:
     (8, 8, 3)
 """
 
+import glob
 import io
 import os
 import warnings
@@ -23,6 +24,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_tf.errors import ImageError
 from nst_tf.io import atomic_write, check_output_dir
+
+#: File name endings treated as images when a folder is listed.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 #: Largest image, in pixels, that :func:`load_image` decodes (a decompression-bomb guard).
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -217,6 +221,53 @@ def load_or_validate(image, max_size=None, what="image"):
     if max_size is not None:
         array = resize_max_side(array, max_size)
     return array
+
+
+def split_sources(sources):
+    """A path, a comma-separated string or a list of them → a list of stripped, ``~``-expanded
+    strings (the command line passes one comma-separated flag)."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = os.fspath(sources).split(",")
+    return [os.path.expanduser(os.fspath(s).strip()) for s in sources if os.fspath(s).strip()]
+
+
+def image_files(sources, what="style image", recursive=False):
+    """Expand image sources into a list of files: each source is a file, a folder (its image
+    files, sorted by name) or a glob pattern (sorted); a comma-separated string or a list of
+    them keeps the order given. Files are not opened here.
+
+    Raises:
+        ImageError: a source that matches nothing, a folder without image files, or no source.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> for name in ("b.png", "a.jpg", "notes.txt"):
+        ...     open(os.path.join(folder, name), "w").close()
+        >>> [os.path.basename(f) for f in image_files(folder)]
+        ['a.jpg', 'b.png']
+    """
+    files = []
+    for source in split_sources(sources):
+        if os.path.isdir(source):
+            pattern = os.path.join(source, "**", "*") if recursive else os.path.join(source, "*")
+            found = sorted(f for f in glob.glob(pattern, recursive=recursive)
+                           if os.path.isfile(f) and f.lower().endswith(IMAGE_EXTENSIONS))
+            if not found:
+                raise ImageError(f"folder {source} holds no {what} files "
+                                 f"({', '.join(IMAGE_EXTENSIONS)})")
+        elif glob.has_magic(source):
+            found = sorted(f for f in glob.glob(source, recursive=recursive) if os.path.isfile(f))
+            if not found:
+                raise ImageError(f"no {what} files match {source!r}")
+        elif os.path.isfile(source):
+            found = [source]
+        else:
+            raise ImageError(f"{what} not found: {source} (no such file, folder or pattern)")
+        files.extend(found)
+    if not files:
+        raise ImageError(f"no {what} given")
+    return files
 
 
 def image_batch(image, what="image"):

@@ -153,15 +153,23 @@ def _as_batch(image, what):
 
 
 def _style_list(style_images):
+    """One image or a list → a list of images; paths may be files, folders, globs or
+    comma-separated lists of them (:func:`nst_tf.images.image_files`)."""
     if style_images is None:
         return []
     if isinstance(style_images, (str, os.PathLike)):
+        style_images = [style_images]
+    elif hasattr(style_images, "ndim") and style_images.ndim == 3:
         return [style_images]
-    if hasattr(style_images, "ndim") and style_images.ndim == 3:
-        return [style_images]
-    if hasattr(style_images, "ndim") and style_images.ndim == 4:
+    elif hasattr(style_images, "ndim") and style_images.ndim == 4:
         return [style_images[i] for i in range(style_images.shape[0])]
-    return list(style_images)
+    styles = []
+    for style in style_images:
+        if isinstance(style, (str, os.PathLike)):
+            styles.extend(_images.image_files(style, what="style image"))
+        else:
+            styles.append(style)
+    return styles
 
 
 class StyleObjective:

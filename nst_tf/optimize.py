@@ -18,7 +18,7 @@ L-BFGS memory restarts, which costs a few steps.
 
 Speed: for long runs the backbone weights are folded into the compiled step as constants
 (``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in
-bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX). Several steps per call
+bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX; not faster without AMX). Several steps per call
 (``steps_per_call``) save only the Python round trip, which is small next to a VGG step.
 
 Example:
@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from nst_tf import images
-from nst_tf.device import resolve_jit_compile
+from nst_tf.device import PRECISIONS, resolve_jit_compile, resolve_precision  # noqa: F401
 from nst_tf.errors import ConfigError, ImageError, OptimizationError
 from nst_tf.lbfgs import LBFGS, Adam
 
@@ -50,7 +50,6 @@ DEFAULT_LEARNING_RATES = {"lbfgs": 1.0, "adam": 0.02}
 
 INITS = ("content", "style", "noise")
 
-PRECISIONS = ("float32", "bfloat16")
 
 #: ``freeze="auto"`` folds the weights into constants from this many steps × pixels on.
 FREEZE_MIN_PIXEL_STEPS = 20 * 512 * 512
@@ -95,25 +94,25 @@ class Callback:
 
 
 class Progbar(Callback):
-    """A ``keras.utils.Progbar`` showing the total loss and its parts."""
+    """A ``keras.utils.Progbar`` showing the total loss and its parts.
+
+    The bar starts its clock in ``on_begin``, so the time per step it shows is the real one
+    (the first step includes tracing; later estimates leave it out).
+    """
 
     def __init__(self, verbose=1):
         self.verbose = verbose
-        self.steps = None
         self._bar = None
 
     def on_begin(self, steps):
-        self.steps = steps
-        self._bar = None
+        import keras
+
+        self._bar = keras.utils.Progbar(steps, verbose=self.verbose, unit_name="step")
 
     def on_step(self, step, image, loss, parts):
         values = [("loss", loss)] + [(k, v) for k, v in parts.items()]
-        if self._bar is None:
-            import keras
-
-            # Stateful metrics: show the current values, not running averages.
-            self._bar = keras.utils.Progbar(self.steps, verbose=self.verbose, unit_name="step",
-                                            stateful_metrics=[name for name, _ in values])
+        # Stateful metrics: show the current values, not running averages.
+        self._bar.stateful_metrics.update(name for name, _ in values)
         self._bar.update(step, values=values)
 
 
@@ -289,10 +288,10 @@ def compute_precision(precision="float32"):
     AMX: about 4.5× less CPU time per 512² step, final losses within 0.1 % of float32. The option
     is part of each call's configuration, so it must be on during every call, not just the first;
     it is process-wide while the block runs. Elsewhere (GPU, non-oneDNN builds) it does nothing.
+    On CPUs with AVX512-BF16 but no AMX bfloat16 is not faster; ``"auto"`` takes it on AMX CPUs
+    only (:func:`nst_tf.device.resolve_precision`).
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "float32":
+    if resolve_precision(precision) == "float32":
         yield
         return
     key = "auto_mixed_precision_onednn_bfloat16"
@@ -344,8 +343,7 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
     """
     if int(steps) != steps or steps < 1:
         raise ConfigError(f"steps must be a positive integer, got {steps!r}")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    resolve_precision(precision)  # validates
     if int(steps_per_call) != steps_per_call or steps_per_call < 1:
         raise ConfigError(f"steps_per_call must be a positive integer, got {steps_per_call!r}")
     steps, steps_per_call = int(steps), int(steps_per_call)

@@ -46,7 +46,7 @@ import os
 import numpy as np
 
 from nst_tf import images
-from nst_tf.device import resolve_jit_compile
+from nst_tf.device import resolve_jit_compile, resolve_precision
 from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
 from nst_tf.networks import check_pastiche_input, pastiche_config
@@ -170,10 +170,12 @@ def _describe(model):
 
 
 #: Compute precisions of :func:`stylize`. ``"bfloat16"`` runs the convolutions in bfloat16
-#: (Keras ``mixed_bfloat16``; statistics, CIN and output stay float32): about 2x faster on CPUs
-#: with AVX512-BF16 / AMX, but outputs differ from float32 by ~4e-3 on average (~1 grey level)
-#: and up to a few 1e-2, so it is not Magenta-exact. Default ``"float32"``.
-PRECISIONS = ("float32", "bfloat16")
+#: (Keras ``mixed_bfloat16``; statistics, CIN and output stay float32): 2-2.8x faster than
+#: float32 on CPUs with AMX, but *slower* (0.8x of ``fast=True``) on CPUs with AVX512-BF16 and no
+#: AMX; outputs differ from float32 by ~4e-3 on average (~1 grey level) and up to a few 1e-2, so
+#: it is not Magenta-exact. ``"auto"`` takes bfloat16 only on AMX CPUs
+#: (:func:`nst_tf.device.resolve_precision`). Default ``"float32"``.
+PRECISIONS = ("float32", "bfloat16", "auto")
 
 
 def _is_fast(network):
@@ -212,8 +214,7 @@ def forward_function(network, jit_compile="auto", precision="float32", fast=Fals
     import tensorflow as tf
 
     jit = resolve_jit_compile(jit_compile)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    precision = resolve_precision(precision)
     fast = bool(fast) or _is_fast(network)
     key = (id(network), jit, precision, fast)
     if key in _functions:
@@ -258,8 +259,9 @@ def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_c
         crop: crop the output back to the input size (Magenta does not; default False).
         batch_size: images per forward pass (bounds memory for large batches).
         jit_compile: ``"auto"`` (XLA on GPU/TPU only), True or False.
-        precision: ``"float32"`` (default, Magenta's numbers) or ``"bfloat16"`` (about 2x faster
-            on CPUs with bfloat16 units, ~1 grey level different; see :data:`PRECISIONS`).
+        precision: ``"float32"`` (default, Magenta's numbers), ``"bfloat16"`` (about 2x faster
+            on CPUs with AMX, slower without; ~1 grey level different) or ``"auto"`` (bfloat16
+            on AMX CPUs only); see :data:`PRECISIONS`.
         fast: compute the same function in faster forms (sub-pixel and space-to-depth convs,
             moments by matrix products; see :func:`~nst_tf.networks.pastiche_network`): about
             1.4x less CPU time, outputs within float32 rounding of Magenta's (~1e-4) instead of

@@ -185,10 +185,31 @@ def test_style_images_glob_and_style_size():
         assert min(image.shape[:2]) == 48 and image.dtype == np.float32
     native = data.style_images([shared_image("style", "La_forma.jpg")])
     assert native[0].shape == np.asarray(Image.open(shared_image("style", "La_forma.jpg"))).shape
-    with pytest.raises(data.DatasetError, match="no style images match"):
+    with pytest.raises(ImageError, match="no style image files match"):
         data.style_images(os.path.join(folder, "*.nothing"))
     with pytest.raises(ImageError, match="not found"):
         data.style_images(["/no/such/style.jpg"])
+
+
+def test_style_sources_take_folders_globs_and_lists_like_content(tmp_path):
+    """A folder of style images works wherever a list of style images is accepted."""
+    from nst_tf import images
+    from nst_tf.objective import _style_list
+
+    folder = tmp_path / "styles"
+    folder.mkdir()
+    for name, value in (("b.png", 0.8), ("a.png", 0.2)):
+        images.save_image(str(folder / name), np.full((20, 24, 3), value, np.float32))
+    (folder / "readme.txt").write_text("not an image")
+    loaded = data.style_images(str(folder))
+    assert [float(im.mean()) for im in loaded] == pytest.approx([0.2, 0.8], abs=0.01)
+    listed = f"{folder / 'b.png'},{folder}"
+    assert [os.path.basename(p) for p in _style_list([listed])] == ["b.png", "a.png", "b.png"]
+    assert len(data.style_images(str(folder / "*.png"))) == 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ImageError, match=f"folder {empty} holds no style image files"):
+        data.style_images(str(empty))
 
 
 def test_style_gram_targets_match_numpy(rng):

@@ -133,6 +133,23 @@ def test_progbar_prints_loss_parts(target, capsys):
     assert "loss" in out and "data" in out and "3/3" in out
 
 
+def test_progbar_shows_the_real_time_per_step(capsys):
+    # Steps of ~0.2 s must read as ~200 ms/step, never microseconds (the bar used to start its
+    # clock after the first step and showed "10us/step").
+    import re
+    import time
+
+    bar = Progbar()
+    bar.on_begin(3)
+    for step in range(1, 4):
+        time.sleep(0.2)
+        bar.on_step(step, None, 1.0, {"style": 0.5})
+    out = capsys.readouterr().out
+    shown = [(float(v), unit) for v, unit in re.findall(r"(\d+(?:\.\d+)?)(us|ms|s)/step", out)]
+    seconds = [v * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit] for v, unit in shown]
+    assert seconds and all(0.15 < s < 1.0 for s in seconds), out
+
+
 def test_initial_image(rng, tmp_path):
     content = rng.uniform(0, 1, (20, 30, 3)).astype(np.float32)
     style = rng.uniform(0, 1, (40, 40, 3)).astype(np.float32)

@@ -8,13 +8,10 @@ Example:
 Errors print one line and exit with status 1; the output is written atomically.
 """
 
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from nst_tf.cli.runner import call_reporting_errors, entry_points  # noqa: E402
+from nst_tf.cli.runner import call_reporting_errors, entry_points
 
 PROGRAM = "nst-reconstruct"
 

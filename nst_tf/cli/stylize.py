@@ -17,12 +17,10 @@ exits with 130 after saving. ``main(argv)`` runs it from Python with fresh flags
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from nst_tf.cli.runner import call_reporting_errors, entry_points  # noqa: E402
-from nst_tf.gatys import DEFAULTS as _D  # noqa: E402
+from nst_tf.cli.runner import call_reporting_errors, entry_points
+from nst_tf.gatys import DEFAULTS as _D
 
 PROGRAM = "nst-stylize"
 
@@ -77,9 +75,9 @@ def define_flags(f):
                         flag_values=f)
     flags.DEFINE_integer("steps_per_call", _D["steps_per_call"], "Optimizer steps per "
                          "compiled call.", flag_values=f)
-    flags.DEFINE_enum("precision", _D["precision"], ["float32", "bfloat16"], "bfloat16: "
+    flags.DEFINE_enum("precision", _D["precision"], ["float32", "bfloat16", "auto"], "bfloat16: "
                       "convolutions in bfloat16 via oneDNN on x86 CPUs (about 4x faster with "
-                      "AMX).", flag_values=f)
+                      "AMX, not faster without); auto: bfloat16 on AMX CPUs only.", flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 

@@ -1,0 +1,44 @@
+"""Console entry points: quiet TensorFlow's native log, then run one program.
+
+Each ``nst-*`` command starts here, so the native-log filter (:mod:`nst_tf.cli.quiet`) is in
+place before the program's module imports TensorFlow. ``scripts/*.py`` call :func:`launch` too.
+
+Example:
+    >>> from nst_tf.cli import launch
+    >>> sorted(launch.PROGRAMS)[:2]
+    ['nst-export', 'nst-reconstruct']
+"""
+
+import importlib
+
+from nst_tf.cli import quiet
+
+#: Program name -> module under ``nst_tf.cli`` whose ``run()`` it calls.
+PROGRAMS = {
+    "nst-stylize": "stylize",
+    "nst-reconstruct": "reconstruct",
+    "nst-transform": "transform",
+    "nst-train": "train",
+    "nst-export": "export",
+}
+
+
+def launch(program, argv=None):
+    """Install the native-log filter, then run ``program``'s ``run(argv)``."""
+    quiet.filter_native_log()
+    importlib.import_module(f"nst_tf.cli.{PROGRAMS[program]}").run(argv)
+
+
+def _entry(program):
+    def run():
+        launch(program)
+
+    run.__doc__ = f"Console entry point of ``{program}``."
+    return run
+
+
+stylize = _entry("nst-stylize")
+reconstruct = _entry("nst-reconstruct")
+transform = _entry("nst-transform")
+train = _entry("nst-train")
+export = _entry("nst-export")
