@@ -45,6 +45,7 @@ _EXPORTS = {
     "InstanceNormalization": "layers", "NearestUpsample2D": "layers",
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
+    "adain_network": "networks", "load_adain": "adain",
     "stylize": "families",
     "export_saved_model": "export", "export_tflite": "export",
     # feed-forward training
@@ -55,7 +56,7 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "data",
-               "training", "export", "device", "io", "lbfgs", "cli"}
+               "training", "export", "device", "io", "lbfgs", "cli", "adain"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

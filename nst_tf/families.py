@@ -36,6 +36,7 @@ from nst_tf.errors import CheckpointError, ConfigError
 FAMILIES = (
     "nst_tf.pastiche:PasticheFamily",
     "nst_tf.single_style:SingleStyleFamily",
+    "nst_tf.adain:AdainFamily",
 )
 
 _KERAS_CACHE_SIZE = 2

@@ -346,3 +346,36 @@ def transfer_luminance(stylized, content):
 def grey_to_rgb(luma):
     """A luminance map ``[..., H, W]`` → a grey RGB image ``[..., H, W, 3]``."""
     return np.repeat(np.asarray(luma, np.float32)[..., None], 3, axis=-1)
+
+
+def coral(source, target):
+    """Give ``source`` [H, W, 3] the colour mean and covariance of ``target`` [h, w, 3] (CORAL,
+    Sun et al. 2016), as AdaIN's colour preservation does (pytorch-AdaIN ``coral``).
+
+    Per image, channels are standardized (mean, unbiased std); ``S = ẑ_s ẑ_sᵀ + I`` and
+    ``T = ẑ_t ẑ_tᵀ + I`` (sums over pixels); the result is ``T^½ S^-½ ẑ_s · std_t + mean_t``
+    (matrix square roots by SVD), computed in float64, returned float32 and not clipped.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> out = coral(rng.random((8, 8, 3)), rng.random((6, 9, 3)) * 0.5)
+        >>> out.shape, bool(abs(out.mean() - 0.25) < 0.1)
+        ((8, 8, 3), True)
+    """
+    def standardized(image):
+        flat = np.asarray(image, np.float64).reshape(-1, 3).T          # [3, N]
+        mean = flat.mean(axis=1, keepdims=True)
+        std = flat.std(axis=1, ddof=1, keepdims=True)
+        return (flat - mean) / np.maximum(std, 1e-12), mean, std
+
+    def sqrtm(matrix):
+        u, d, vt = np.linalg.svd(matrix)
+        return u @ np.diag(np.sqrt(d)) @ vt
+
+    source_z, _, _ = standardized(source)
+    target_z, target_mean, target_std = standardized(target)
+    source_cov = source_z @ source_z.T + np.eye(3)
+    target_cov = target_z @ target_z.T + np.eye(3)
+    moved = sqrtm(target_cov) @ np.linalg.inv(sqrtm(source_cov)) @ source_z
+    out = moved * target_std + target_mean
+    return out.T.reshape(np.shape(source)).astype(np.float32)

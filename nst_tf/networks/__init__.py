@@ -3,6 +3,7 @@
 * :mod:`~nst_tf.networks.pastiche`: Magenta's conditional-instance-norm multi-style transformer
   (Dumoulin et al. 2017), layer for layer, so Magenta checkpoints load into it.
 * :mod:`~nst_tf.networks.johnson`: the single-style transformer of Johnson et al. (2016).
+* :mod:`~nst_tf.networks.adain`: AdaIN (Huang & Belongie 2017): VGG encoder, AdaIN op, decoder.
 
 Layers shared between families live in :mod:`nst_tf.layers`. Every public name of the family
 modules is re-exported here, so ``from nst_tf.networks import pastiche_network`` works.
@@ -13,6 +14,8 @@ Example:
     'pastiche'
 """
 
+from nst_tf.networks.adain import (AdaptiveInstanceNorm, adain_config, adain_network,
+                                   is_adain_network)
 from nst_tf.networks.johnson import JOHNSON_DOWN, JOHNSON_UP, johnson_network
 from nst_tf.networks.pastiche import (MIN_PASTICHE_SIZE, PASTICHE_LAYERS, ConvSpec,
                                       as_weights_network, check_pastiche_input, is_conditional,
@@ -20,7 +23,8 @@ from nst_tf.networks.pastiche import (MIN_PASTICHE_SIZE, PASTICHE_LAYERS, ConvSp
                                       pastiche_network, pastiche_output_size, pastiche_widths,
                                       set_fast)
 
-__all__ = ["ConvSpec", "JOHNSON_DOWN", "JOHNSON_UP", "MIN_PASTICHE_SIZE", "PASTICHE_LAYERS",
+__all__ = ["AdaptiveInstanceNorm", "adain_config", "adain_network", "is_adain_network",
+           "ConvSpec", "JOHNSON_DOWN", "JOHNSON_UP", "MIN_PASTICHE_SIZE", "PASTICHE_LAYERS",
            "as_weights_network", "check_pastiche_input", "is_conditional", "johnson_network",
            "keras_name", "magenta_variable_names", "pastiche_config", "pastiche_network",
            "pastiche_output_size", "pastiche_widths", "set_fast"]
