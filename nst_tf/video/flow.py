@@ -23,6 +23,8 @@ from nst_tf.video.deps import require
 
 #: DIS presets: name → ``cv2.DISOPTICAL_FLOW_PRESET_*`` value.
 PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
+#: DIS needs the width or the height to be at least this many pixels.
+MIN_SIZE = 12
 
 
 def to_gray(frame):
@@ -51,6 +53,9 @@ class FlowEstimator:
         a, b = to_gray(frame0), to_gray(frame1)
         if a.shape != b.shape:
             raise ImageError(f"frames of different sizes {a.shape[::-1]} and {b.shape[::-1]}")
+        if max(a.shape) < MIN_SIZE:
+            raise ImageError(f"frames of {a.shape[1]}x{a.shape[0]} are too small for optical "
+                             f"flow: DIS needs a side of at least {MIN_SIZE} pixels")
         return np.asarray(self._dis.calc(a, b, None), np.float32)
 
 

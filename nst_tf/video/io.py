@@ -105,7 +105,8 @@ def frame_files(source):
 def _even_fit(height, width, size):
     """``(h, w)`` with the longest side ``size`` (aspect kept), both even."""
     scale = size / max(height, width)
-    return (max(2, 2 * round(height * scale / 2)), max(2, 2 * round(width * scale / 2)))
+    return (max(2, 2 * math.floor(height * scale / 2 + 0.5)),
+            max(2, 2 * math.floor(width * scale / 2 + 0.5)))
 
 
 def _resize_uint8(array, shape):
@@ -212,7 +213,7 @@ class FrameSource:
             raise VideoError(f"cannot read video {self.path}: {e}") from None
         if not container.streams.video:
             container.close()
-            raise VideoError(f"{self.path} has no video stream")
+            raise VideoError(f"{self.path} has no video frames (no video stream)")
         return container
 
     def _open_video(self, fps):
@@ -230,7 +231,7 @@ class FrameSource:
             self._duration = duration
             first = next(self._decode(container), None)
             if first is None:
-                raise VideoError(f"video {self.path} has no frames"
+                raise VideoError(f"video {self.path} has no video frames"
                                  + (f" after {self.start} s" if self.start else ""))
             self.source_size = (first.height, first.width)
 
