@@ -239,9 +239,31 @@ def _style_list(styles):
     return styles
 
 
-def run(content, styles, style_weights=None, **options):
-    """Like :func:`transfer`, but returns a :class:`TransferResult` (losses, interruption)."""
+def feature_extractor(opts):
+    """The :class:`~nst_tf.features.FeatureExtractor` that :func:`run` builds for validated
+    options ``opts`` (callers running many images with the same options build it once)."""
     from nst_tf.features import FeatureExtractor, default_layers
+
+    default_content, default_style = default_layers(opts["backbone"])
+    content_layers = opts["content_layers"] or list(default_content)
+    style_layers = opts["style_layers"] or list(default_style)
+    return FeatureExtractor(opts["backbone"],
+                            layers=list(dict.fromkeys(list(content_layers) + list(style_layers))),
+                            weights=opts["weights"], pooling=opts["pooling"], seed=opts["seed"])
+
+
+def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None, **options):
+    """Like :func:`transfer`, but returns a :class:`TransferResult` (losses, interruption).
+
+    Two hooks for callers that drive many optimizations (video frames):
+
+    * ``extractor``: a :class:`~nst_tf.features.FeatureExtractor` from :func:`feature_extractor`
+      with the same options, reused instead of building the backbone again;
+    * ``extra_terms``: ``f((height, width)) -> {name: term}`` called once per scale; the terms
+      are added to each scale's :class:`~nst_tf.objective.StyleObjective` (see its
+      ``extra_terms``).
+    """
+    from nst_tf.features import default_layers
     from nst_tf.objective import StyleObjective
 
     opts = validate_options(options)
@@ -274,11 +296,8 @@ def run(content, styles, style_weights=None, **options):
     default_content, default_style = default_layers(opts["backbone"])
     content_layers = opts["content_layers"] or list(default_content)
     style_layers = opts["style_layers"] or list(default_style)
-    extractor = FeatureExtractor(opts["backbone"],
-                                 layers=list(dict.fromkeys(list(content_layers)
-                                                           + list(style_layers))),
-                                 weights=opts["weights"], pooling=opts["pooling"],
-                                 seed=opts["seed"])
+    if extractor is None:
+        extractor = feature_extractor(opts)
     level_content, level_styles = [], []
     for size in sizes:  # validate every level before the first step
         shape = multiscale.fit_size(content_full.shape, size)
@@ -299,7 +318,8 @@ def run(content, styles, style_weights=None, **options):
             extractor, level_content[level][None], [s[None] for s in level_styles[level]],
             style_blend_weights=blend, content_layers=content_layers, style_layers=style_layers,
             content_weight=opts["content_weight"], style_weight=opts["style_weight"],
-            tv_weight=opts["tv_weight"], style_loss=opts["style_loss"])
+            tv_weight=opts["tv_weight"], style_loss=opts["style_loss"],
+            extra_terms=extra_terms(level_content[level].shape[:2]) if extra_terms else None)
         if mode == "luminance_only":
             objective = _Grey(objective)
         return objective, level_content[level].shape[:2]

@@ -48,6 +48,18 @@ def atomic_write(path, mode="wb"):
         raise
 
 
+def replace_folder(source, path):
+    """Rename the finished folder ``source`` to ``path``, replacing an existing folder ``path``
+    (moved aside first, then deleted): readers see the old folder or the new one."""
+    old = None
+    if os.path.exists(path):
+        old = source + ".old"
+        os.replace(path, old)
+    os.replace(source, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_directory(path):
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (a folder).
@@ -62,13 +74,7 @@ def atomic_directory(path):
     tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         yield tmp
-        old = None
-        if os.path.exists(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

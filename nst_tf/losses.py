@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
-    "gram_matrix", "content_loss", "gram_loss", "total_variation_loss",
+    "gram_matrix", "content_loss", "gram_loss", "total_variation_loss", "temporal_loss",
     "random_directions", "sorted_projections", "resample_sorted",
     "sliced_wasserstein_loss", "sliced_wasserstein_loss_from_sorted",
     "feature_moments", "psd_sqrt", "gaussian_w2_loss", "gaussian_w2_loss_from_stats",
@@ -110,6 +110,27 @@ def total_variation_loss(image, kind="l2"):
     if kind not in ("l1", "l2"):
         raise ValueError(f"total variation kind must be 'l1' or 'l2', got {kind!r}")
     return _total_variation(image, kind)
+
+
+def temporal_loss(image, target, weights):
+    """Ruder et al.'s short-term temporal loss ``Σ_k c_k (x_k − ω_k)² / D`` (D = H·W·C).
+
+    ``image`` and ``target`` (the flow-warped previous output ω) are ``[B, H, W, C]``; ``weights``
+    (the per-pixel reliability c in [0, 1]) is ``[B, H, W]`` or ``[B, H, W, 1]``, shared by the
+    channels. The target is a constant: the gradient flows into ``image`` only.
+
+    Example:
+        >>> import numpy as np
+        >>> x, w = np.ones((1, 2, 2, 3), np.float32), np.zeros((1, 2, 2, 3), np.float32)
+        >>> float(temporal_loss(x, w, np.array([[[1, 0], [0, 0]]], np.float32)))
+        0.25
+    """
+    image = tf.convert_to_tensor(image)
+    target = tf.cast(target, image.dtype)
+    weights = tf.cast(weights, image.dtype)
+    if weights.shape.rank == image.shape.rank - 1:
+        weights = weights[..., None]
+    return tf.reduce_mean(weights * tf.math.squared_difference(image, target))
 
 
 def _total_variation(image, kind):

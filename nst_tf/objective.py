@@ -191,6 +191,9 @@ class StyleObjective:
             ``DEFAULT_STYLE_WEIGHTS[style_loss]``.
         tv_kind: "l2" or "l1" (see :func:`nst_tf.losses.total_variation_loss`).
         style_loss: a name in :data:`nst_tf.losses.STYLE_LOSSES` or a ``StyleLoss`` instance.
+        extra_terms: ``{name: f(image) -> scalar}``, already weighted, added to the total and
+            reported as parts (a hook for terms the image optimization needs beyond content,
+            style and TV, e.g. the temporal loss of :mod:`nst_tf.video`). TF ops only.
 
     Raises:
         StyleWeightsError: bad blend weights. LayerError: a layer the extractor does not
@@ -200,7 +203,8 @@ class StyleObjective:
     def __init__(self, extractor, content_image, style_images, *, style_blend_weights=None,
                  content_layers=None, style_layers=None,
                  content_weight=DEFAULT_CONTENT_WEIGHT, style_weight=None,
-                 tv_weight=DEFAULT_TV_WEIGHT, tv_kind=DEFAULT_TV_KIND, style_loss="gram"):
+                 tv_weight=DEFAULT_TV_WEIGHT, tv_kind=DEFAULT_TV_KIND, style_loss="gram",
+                 extra_terms=None):
         import tensorflow as tf
 
         from nst_tf import features as _features
@@ -216,6 +220,10 @@ class StyleObjective:
         self.content_weight = _finite_nonnegative(content_weight, "content_weight")
         self.style_weight = _finite_nonnegative(style_weight, "style_weight")
         self.tv_weight = _finite_nonnegative(tv_weight, "tv_weight")
+        self.extra_terms = dict(extra_terms or {})
+        clash = sorted(set(self.extra_terms) & {"content", "style", "tv"})
+        if clash:
+            raise ConfigError(f"extra_terms cannot be named {clash}: those parts exist already")
 
         styles = _style_list(style_images)
         if content_image is None and not styles:
@@ -308,6 +316,9 @@ class StyleObjective:
             "tv": self.tv_weight * losses.total_variation_loss(image, self.tv_kind),
         }
         total = parts["content"] + parts["style"] + parts["tv"]
+        for name, term in self.extra_terms.items():
+            parts[name] = term(image)
+            total += parts[name]
         return total, parts
 
     def __repr__(self):

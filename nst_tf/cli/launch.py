@@ -20,6 +20,7 @@ PROGRAMS = {
     "nst-transform": "transform",
     "nst-train": "train",
     "nst-export": "export",
+    "nst-video": "video",
 }
 
 
@@ -42,3 +43,4 @@ reconstruct = _entry("nst-reconstruct")
 transform = _entry("nst-transform")
 train = _entry("nst-train")
 export = _entry("nst-export")
+video = _entry("nst-video")

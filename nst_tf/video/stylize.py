@@ -1,0 +1,310 @@
+"""``stylize_video``: stylize a clip with any model (or Gatys), without flicker, resumably.
+
+The pipeline, frame by frame, with two input frames and one output frame in memory:
+
+1. frames stream from :func:`nst_tf.video.io.open_frames` (trimmed, resampled, resized);
+2. feed-forward models stylize batches of ``batch_size`` frames; ``method="gatys"`` optimizes each
+   frame (:class:`~nst_tf.video.optimization.GatysStylizer`);
+3. with ``temporal=True`` (default) the backward and forward DIS flows of the *input* frames give
+   the previous output warped onto the current frame and Ruder et al.'s reliability mask; feed-
+   forward outputs are blended with the warped previous output where the mask is 1
+   (:func:`~nst_tf.video.consistency.blend_with_previous`), optimization starts from it and adds
+   the temporal loss;
+4. each finished frame is written as PNG into a work folder beside the output
+   (``.out.mp4.partial/``) with a small ``run.json``; an interrupted run (Ctrl-C, crash) run again
+   with the same arguments resumes after the frames already written;
+5. at the end the video is encoded (audio copied) into a temporary file and renamed over the
+   output, or the PNG folder is renamed to the output folder: the output appears complete or not
+   at all.
+
+Example:
+    >>> from nst_tf.video import stylize_video
+    >>> stylize_video("clip.mp4", "out.mp4", model="varied", style=5)        # doctest: +SKIP
+    >>> stylize_video("clip.mp4", "frames_out", method="gatys",              # doctest: +SKIP
+    ...               style="starry.jpg", size=256, steps=100)
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from nst_tf.errors import ConfigError
+from nst_tf.io import atomic_write, replace_folder
+from nst_tf.video import io as vio
+from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, occlusion_mask,
+                                      pair_warping_error)
+from nst_tf.video.optimization import (DEFAULT_TEMPORAL_WEIGHT, FeedForwardStylizer,
+                                       GatysStylizer)
+from nst_tf.video.warp import warp
+
+METHODS = ("feedforward", "gatys")
+_STATE = "run.json"
+
+
+@dataclasses.dataclass
+class VideoResult:
+    """What :func:`stylize_video` returns.
+
+    Attributes:
+        output: the output path (complete unless ``interrupted``).
+        frames: frames written (in total, resumed ones included).
+        fps: frame rate of the output.
+        size: ``(height, width)`` of the frames.
+        seconds: wall time of this call.
+        resumed: frames taken over from an interrupted run.
+        warping_error: Lai et al.'s warping error of the output against the input's flow (with
+            ``report=True``), else None.
+        interrupted: stopped by Ctrl-C; run again with the same arguments to resume.
+    """
+
+    output: str
+    frames: int
+    fps: float
+    size: tuple
+    seconds: float
+    resumed: int = 0
+    warping_error: float = None
+    interrupted: bool = False
+
+
+class Progress:
+    """A one-line progress bar on stderr: frames done / total, frames per second, ETA."""
+
+    def __init__(self, total, enabled=True, stream=None):
+        self.total, self.enabled = total, enabled
+        self.stream = stream or sys.stderr
+        self.start = time.perf_counter()
+        self.counted = 0
+
+    def update(self, done):
+        self.counted += 1
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        rate = self.counted / elapsed if elapsed > 0 else 0.0
+        total = f"/{self.total}" if self.total else ""
+        eta = ""
+        if self.total and rate > 0 and done < self.total:
+            left = (self.total - done) / rate
+            eta = f"  ETA {int(left // 60):d}:{int(left % 60):02d}"
+        self.stream.write(f"\rframe {done}{total}  {rate:.2f} fps{eta}   ")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled and self.counted:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def work_folder(output):
+    """The hidden folder beside ``output`` that holds the frames of an unfinished run."""
+    output = os.path.abspath(os.fspath(output).rstrip("/\\"))
+    return os.path.join(os.path.dirname(output), "." + os.path.basename(output) + ".partial")
+
+
+def _describe(value):
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _describe(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()
+    name = getattr(value, "name", type(value).__name__)
+    count = getattr(value, "count_params", lambda: 0)()
+    return f"{name}:{count}"
+
+
+def _fingerprint(source, settings):
+    stat = os.stat(source.path) if os.path.isfile(source.path) else None
+    key = {"input": os.path.abspath(source.path),
+           "input_file": [stat.st_size, stat.st_mtime_ns] if stat else None,
+           "fps": source.fps, "size": list(source.size), "start": source.start,
+           "end": source.end, **{k: _describe(v) for k, v in settings.items()}}
+    return hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _load_state(work, fingerprint):
+    """``(frames done, per-pair errors)`` of a resumable run in ``work``; a run with other
+    settings is discarded."""
+    try:
+        with open(os.path.join(work, _STATE)) as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        state = None
+    if state is None or state.get("fingerprint") != fingerprint:
+        if os.path.isdir(work):
+            shutil.rmtree(work)
+        os.makedirs(work)
+        return 0, []
+    done = int(state.get("frames", 0))
+    while done and not os.path.isfile(os.path.join(work, vio.FRAME_NAME.format(done))):
+        done -= 1
+    return done, list(state.get("errors", []))[:max(done - 1, 0)]
+
+
+def _save_state(work, fingerprint, done, errors):
+    with atomic_write(os.path.join(work, _STATE), "w") as f:
+        json.dump({"fingerprint": fingerprint, "frames": done, "errors": errors}, f)
+
+
+def _publish_folder(work, output):
+    """Rename the finished work folder to ``output`` (replacing an old folder)."""
+    os.remove(os.path.join(work, _STATE))
+    replace_folder(work, os.path.abspath(output))
+
+
+def _batches(frames, size):
+    batch = []
+    for frame in frames:
+        batch.append(frame)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def stylize_video(input, output, model="varied", style=None, *, method="feedforward",
+                  temporal=True, strength=DEFAULT_STRENGTH,
+                  temporal_weight=DEFAULT_TEMPORAL_WEIGHT, style_weights=None, first_steps=None,
+                  start=None, end=None, fps=None, size=None, batch_size=4, flow="medium",
+                  report=False, progress=True, quality=18, **options):
+    """Stylize a video file or frame sequence into a video file or a folder of PNG frames.
+
+    Args:
+        input: a video file, a folder of frames, or a glob / printf pattern.
+        output: a video file (``.mp4``, ``.mov``, ``.mkv``, ``.webm``, ``.avi``, ``.gif``; the
+            input's audio is copied) or a folder for numbered PNGs (``frame_000001.png``...).
+            Its parent folder must exist.
+        model: ``method="feedforward"``: anything :func:`nst_tf.stylize` accepts (preset,
+            checkpoint, ``.keras`` file, network...). Ignored by ``method="gatys"``.
+        style: what the model's family takes (pastiche: index or mix such as ``5`` or
+            ``{0: 0.5, 3: 0.5}``); for ``"gatys"`` the style image path(s).
+        method: ``"feedforward"`` or ``"gatys"`` (per-frame optimization).
+        temporal: temporal consistency (default True); False stylizes frame by frame.
+        strength: feed-forward blending weight of the warped previous output, in [0, 1].
+        temporal_weight: ``"gatys"``: weight of Ruder's temporal loss.
+        style_weights: ``"gatys"``: blend weights of several style images.
+        first_steps: ``"gatys"``: steps for the first frame (default 2 × ``steps``).
+        start, end: seconds of the input to stylize (``[start, end)``).
+        fps: output frame rate (nearest-frame resampling); for frame folders, their rate
+            (default 24).
+        size: longest side of the frames (rounded to even); None keeps the input's size.
+        batch_size: frames per forward pass of a feed-forward model.
+        flow: DIS preset for the optical flow: ``"ultrafast"``, ``"fast"``, ``"medium"``.
+        report: compute Lai et al.'s warping error of the output (see
+            :func:`nst_tf.video.warping_error`) on the way; in the result.
+        progress: show a progress bar (frames, fps, ETA) on stderr.
+        quality: x264 CRF of video outputs (lower is better; 18 is visually lossless).
+        **options: the family's options (``jit_compile``, ``precision``, ``fast``...) or, for
+            ``"gatys"``, :data:`nst_tf.gatys.DEFAULTS` options (``steps``, ``weights``,
+            ``style_weight``, ``optimizer``...).
+
+    Returns:
+        :class:`VideoResult`.
+
+    Raises:
+        VideoError: unreadable or empty input, frames of mixed sizes. ConfigError: bad options,
+        an image file name as output. OutputPathError: the output's folder does not exist.
+        MissingDependencyError: the ``video`` extra is not installed. Any error of the model.
+    """
+    began = time.perf_counter()
+    if method not in METHODS:
+        raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(temporal, bool):
+        raise ConfigError(f"temporal must be True or False, got {temporal!r}")
+    blend_with_previous(np.zeros((1, 1, 3)), np.zeros((1, 1, 3)), np.zeros((1, 1)), strength)
+    output = os.fspath(output)
+    kind = vio.check_output(output)
+    source = vio.open_frames(input, start=start, end=end, fps=fps, size=size)
+    if method == "feedforward":
+        if style_weights is not None or first_steps is not None:
+            raise ConfigError("style_weights and first_steps apply to method='gatys' only")
+        stylizer = FeedForwardStylizer(model, style, batch_size, **options)
+    else:
+        stylizer = GatysStylizer(style, style_weights, temporal_weight=temporal_weight,
+                                 first_steps=first_steps, **options)
+        batch_size = 1
+    estimator = None
+    if temporal or report:
+        from nst_tf.video.flow import FlowEstimator
+
+        estimator = FlowEstimator(flow)
+
+    settings = dict(model=model if method == "feedforward" else None, style=style,
+                    method=method, temporal=temporal, strength=strength,
+                    temporal_weight=temporal_weight, style_weights=style_weights,
+                    first_steps=first_steps, flow=flow, options=options)
+    fingerprint = _fingerprint(source, settings)
+    work = work_folder(output)
+    done, errors = _load_state(work, fingerprint)
+    resumed = done
+    frames = source.frames(first=max(done - 1, 0))
+    previous_in = previous_out = None
+    if done:
+        previous_in = next(frames, None)
+        previous_out = vio._load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
+        previous_out = previous_out.astype(np.float32) / 255.0
+
+    bar = Progress(source.count, progress)
+    interrupted = False
+    try:
+        for batch in _batches(frames, batch_size):
+            stylized = stylizer(np.stack(batch)) if method == "feedforward" else None
+            for i, frame in enumerate(batch):
+                flows = None
+                if previous_in is not None and estimator is not None:
+                    flows = estimator(frame, previous_in), estimator(previous_in, frame)
+                warped_prev = None
+                if temporal and flows is not None:
+                    mask = occlusion_mask(*flows)
+                    warped_prev = warp(previous_out, flows[0])[0], mask
+                if method == "feedforward":
+                    out = stylized[i]
+                    if warped_prev is not None:
+                        out = blend_with_previous(out, *warped_prev, strength)
+                else:
+                    out, stopped = stylizer(frame, warped_prev, first=done == 0)
+                    if stopped:
+                        raise KeyboardInterrupt
+                out = np.clip(out, 0.0, 1.0)
+                if report and flows is not None:
+                    backward, forward = flows
+                    errors.append(pair_warping_error(previous_out, out, forward,
+                                                     occlusion_mask(forward, backward)))
+                vio.write_png(os.path.join(work, vio.FRAME_NAME.format(done + 1)), out)
+                done += 1
+                _save_state(work, fingerprint, done, errors)
+                previous_in, previous_out = frame, out
+                bar.update(done)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    result = VideoResult(output=output, frames=done, fps=source.fps, size=source.size,
+                         seconds=0.0, resumed=resumed,
+                         warping_error=float(np.mean(errors)) if errors else None,
+                         interrupted=interrupted)
+    if interrupted:
+        print(f"interrupted after {done} frames; run the same command again to resume "
+              f"(frames kept in {work})", file=sys.stderr)
+    else:
+        if done == 0:
+            raise vio.VideoError(f"{source.path} yielded no frames")
+        paths = [os.path.join(work, vio.FRAME_NAME.format(k)) for k in range(1, done + 1)]
+        if kind == "video":
+            vio.encode_video(output, paths, source.fps,
+                             audio_from=source if source.has_audio else None, quality=quality)
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            _publish_folder(work, output)
+    result.seconds = time.perf_counter() - began
+    return result
