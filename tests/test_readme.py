@@ -140,7 +140,7 @@ def _test_imports():
 
 def test_every_test_import_is_installed_by_the_test_command():
     local = {os.path.splitext(n)[0] for n in os.listdir(os.path.join(ROOT, "tests"))}
-    local |= {"nst_tf", "magenta_compat", "tests"}
+    local |= {"nst_tf", "magenta_compat", "torch_compat", "tests"}
     providers = metadata.packages_distributions()
     allowed = _required_distributions()
     missing = []
