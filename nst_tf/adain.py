@@ -2,7 +2,8 @@
 
 ``style`` is a style image (path or ``[h, w, 3]`` array) or a list of them; ``model`` is
 ``"adain"`` (pytorch-AdaIN's released weights, downloaded once), a folder holding
-``vgg_normalised.pth`` and ``decoder.pth``, a decoder ``.pth`` (with ``vgg_normalised.pth`` from
+``vgg_normalised.pth`` and ``decoder.pth`` (or a ``nst-train --mode=adain`` train_dir, which
+holds ``adain.keras``), a decoder ``.pth`` (with ``vgg_normalised.pth`` from
 the same folder, else the released one), an ``.keras`` file of an AdaIN network, or a network
 from :func:`nst_tf.load_adain` / :func:`nst_tf.networks.adain_network` / ``nst-train --mode=adain``.
 
@@ -60,6 +61,8 @@ from torch_compat.adain import ADAIN_FILES, load_adain
 
 __all__ = ["AdainFamily", "load_adain", "stylize_adain"]
 
+#: What ``nst-train --mode=adain`` writes in its train_dir (a folder holding it is a model).
+TRAINED_MODEL = "adain.keras"
 _STATS_CACHE_SIZE = 32
 _stats_cache = collections.OrderedDict()    # (id(network), digest) -> (network, mean, std)
 _functions = {}                             # (id(network), jit) -> (network, functions)
@@ -267,12 +270,17 @@ class AdainFamily(Family):
 
     def owns_path(self, path):
         if os.path.isdir(path):
-            return os.path.isfile(os.path.join(path, ADAIN_FILES["decoder"]))
+            return any(os.path.isfile(os.path.join(path, name))
+                       for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
         return path.endswith((".pth", ".pt"))
 
     def load(self, model):
         if model == "adain":
             return load_adain()
+        if os.path.isdir(model) and os.path.isfile(os.path.join(model, TRAINED_MODEL)):
+            from nst_tf.families import load_keras_file
+
+            return load_keras_file(os.path.join(model, TRAINED_MODEL))
         if os.path.isdir(model):
             return load_adain(os.path.join(model, ADAIN_FILES["vgg"]),
                               os.path.join(model, ADAIN_FILES["decoder"]))

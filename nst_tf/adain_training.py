@@ -84,8 +84,14 @@ class AdainLoss:
         encoder, decoder = network.get_layer("encoder"), network.get_layer("decoder")
         layer = network.get_layer("adain")
         content, style = tf.cast(content, tf.float32), tf.cast(style, tf.float32)
-        style_features = encoder(style)
-        content_features = encoder(content)[-1]
+        if content.shape[1:3].is_fully_defined() and content.shape[1:3] == style.shape[1:3]:
+            both = encoder(tf.concat([content, style], axis=0))   # one pass for both (training)
+            batch = tf.shape(content)[0]
+            content_features = both[-1][:batch]
+            style_features = [f[batch:] for f in both]
+        else:
+            style_features = encoder(style)
+            content_features = encoder(content)[-1]
         target = tf.stop_gradient(layer([content_features, style_features[-1]]))
         stylized = tf.cast(decoder(target, training=training), tf.float32)
         stylized = stylized[:, :tf.shape(content)[1], :tf.shape(content)[2]]
@@ -192,7 +198,9 @@ def learning_rate(initial=ADAIN_LEARNING_RATE, decay=ADAIN_LR_DECAY):
 def save_network(network, train_dir):
     """Write the trained network as ``<train_dir>/adain.keras`` (atomically); returns the path.
     :func:`nst_tf.stylize` takes it as ``model=``."""
-    path = os.path.join(os.fspath(train_dir), "adain.keras")
+    from nst_tf.adain import TRAINED_MODEL
+
+    path = os.path.join(os.fspath(train_dir), TRAINED_MODEL)
     partial = os.path.join(os.fspath(train_dir), ".adain.partial.keras")
     network.save(partial)
     os.replace(partial, path)

@@ -72,40 +72,35 @@ def test_published_learning_rate_decay():
         np.testing.assert_allclose(float(schedule(step)), 1e-4 / (1 + 5e-5 * step), rtol=1e-6)
 
 
-def _fixed_losses(network, images):
+def _fixed_loss(network, images):
     content = training.validation_batch(images["content"], SIZE, count=4)
     style = training.validation_batch(images["style"], SIZE, count=4)
     return float(adain_training.AdainLoss()(network, content, style)[0])
-
-
-def test_training_lowers_the_loss(images, tmp_path):
-    keras.utils.set_random_seed(0)
-    before = _fixed_losses(adain_network(channel_divisor=16, seed=0), images)
-    net = training.train(images["content"], images["style"], str(tmp_path / "run"),
-                         train_steps=40, save_every=0, **FAST)
-    after = _fixed_losses(net, images)
-    assert after < 0.7 * before, (before, after)
-    history = net.train_history
-    assert set(history) >= {"loss", "content", "style"}
-    # The saved model is what stylize runs.
-    out = nst_tf.stylize(np.random.rand(20, 27, 3), os.path.join(images["style"], "s0.png"),
-                         model=net.keras_path, crop=True)
-    assert out.shape == (20, 27, 3) and net.keras_path.endswith("adain.keras")
 
 
 def _weights(network):
     return [np.array(w) for w in network.get_layer("decoder").get_weights()]
 
 
-def test_resumed_run_matches_uninterrupted_run(images, tmp_path):
-    common = dict(save_every=2, **FAST)
+def test_interrupted_and_resumed_run_matches_uninterrupted_run(images, tmp_path):
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    common = dict(save_every=0, **FAST)
     straight = training.train(images["content"], images["style"], str(tmp_path / "a"),
                               train_steps=4, **common)
-    training.train(images["content"], images["style"], str(tmp_path / "b"), train_steps=2,
-                   **common)
+    previous = signal.getsignal(signal.SIGINT)
+    stopped = training.train(images["content"], images["style"], str(tmp_path / "b"),
+                             train_steps=4, callbacks=[Interrupt()], **common)
+    assert signal.getsignal(signal.SIGINT) is previous            # handler restored
+    assert stopped.interrupted and stopped.final_step == 2        # Ctrl-C: saved, stopped
+    assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-2")
+    assert not os.path.exists(tmp_path / "b" / "adain.keras")     # no model from a partial run
     resumed = training.train(images["content"], images["style"], str(tmp_path / "b"),
                              train_steps=4, **common)
-    assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-4")
+    assert resumed.final_step == 4 and os.path.exists(tmp_path / "b" / "adain.keras")
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="backbone: saved 'adain-normalised' vs now "
@@ -114,43 +109,35 @@ def test_resumed_run_matches_uninterrupted_run(images, tmp_path):
                        **{**common, "encoder": "keras"})
 
 
-def test_sigint_saves_and_writes_no_model(images, tmp_path):
-    class Interrupt(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 1:
-                os.kill(os.getpid(), signal.SIGINT)
-
-    net = training.train(images["content"], images["style"], str(tmp_path / "run"),
-                         train_steps=50, save_every=0, callbacks=[Interrupt()], **FAST)
-    assert net.interrupted and net.final_step == 2
-    assert tf.train.latest_checkpoint(str(tmp_path / "run")).endswith("ckpt-2")
-    assert not os.path.exists(tmp_path / "run" / "adain.keras")
-
-
-def test_cli_with_published_encoder_and_decoder_files(images, tmp_path):
+def test_cli_training_lowers_the_loss_and_gives_a_model(images, tmp_path):
+    """Random encoder (the PyTorch fixture's, read from its .pth) and the fixture decoder as
+    --init_decoder; 30 steps lower the loss; adain.keras and the train_dir are stylize models."""
     from nst_tf.cli import train as cli
+    from torch_compat.pth import read_state_dict
 
+    vgg, decoder = os.path.join(FIXTURE, "vgg_normalised.pth"), os.path.join(FIXTURE, "decoder.pth")
+    start, _ = adain_training.build(weights=vgg, alpha=1 / 16, init_decoder=decoder)
+    np.testing.assert_array_equal(start.get_layer("decoder").get_layer("dec4_1").get_weights()[0],
+                                  read_state_dict(decoder)["1.weight"].transpose(2, 3, 1, 0))
     run = tmp_path / "cli"
     code = cli.main(["nst-train", "--mode=adain", f"--content_images={images['content']}",
                      f"--style_images={images['style']}", f"--train_dir={run}",
-                     f"--weights={FIXTURE}/vgg_normalised.pth",
-                     f"--init_decoder={FIXTURE}/decoder.pth", "--alpha=0.0625",
-                     "--batch_size=2", f"--image_size={SIZE}", "--train_steps=2",
-                     "--summary_every=1", "--verbose=0"])
+                     f"--weights={vgg}", f"--init_decoder={decoder}", "--alpha=0.0625",
+                     "--batch_size=4", f"--image_size={SIZE}", "--train_steps=30",
+                     "--learning_rate=1e-3", "--summary_every=10", "--verbose=0"])
     assert code == 0
-    assert os.path.exists(run / "adain.keras")
+    trained = nst_tf.families.load_keras_file(str(run / "adain.keras"))
+    before, after = _fixed_loss(start, images), _fixed_loss(trained, images)
+    assert after < 0.7 * before, (before, after)
     events = glob.glob(str(run / "logs" / "events.*"))
     tags = {v.tag for e in events for r in tf.compat.v1.train.summary_iterator(e)
             for v in r.summary.value}
     assert {"stylized", "loss/content", "loss/style", "learning_rate"} <= tags
-    # --init_decoder loaded the published decoder: at step 0 it is the fixture's.
-    from torch_compat.pth import read_state_dict
-
-    net, _ = adain_training.build(weights=os.path.join(FIXTURE, "vgg_normalised.pth"),
-                                  alpha=1 / 16, init_decoder=os.path.join(FIXTURE, "decoder.pth"))
-    np.testing.assert_array_equal(net.get_layer("decoder").get_layer("dec4_1").get_weights()[0],
-                                  read_state_dict(os.path.join(FIXTURE, "decoder.pth"))
-                                  ["1.weight"].transpose(2, 3, 1, 0))
+    photo = np.random.default_rng(0).random((20, 27, 3))
+    style = os.path.join(images["style"], "s0.png")
+    out = nst_tf.stylize(photo, style, model=str(run / "adain.keras"), crop=True)
+    assert out.shape == (20, 27, 3)
+    np.testing.assert_array_equal(out, nst_tf.stylize(photo, style, model=str(run), crop=True))
     assert cli.main(["nst-train", "--mode=adain", f"--content_images={images['content']}",
                      f"--style_images={images['style']}", f"--train_dir={tmp_path / 'x'}",
                      "--alpha=0.3", "--weights=random", "--verbose=0"]) == 1
