@@ -276,7 +276,9 @@ class AdainFamily(Family):
 
     def load(self, model):
         if model == "adain":
-            return load_adain()
+            from torch_compat.adain import adain_files
+
+            return load_adain(*adain_files())
         if os.path.isdir(model) and os.path.isfile(os.path.join(model, TRAINED_MODEL)):
             from nst_tf.families import load_keras_file
 

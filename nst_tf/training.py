@@ -651,7 +651,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
                 encoder, weights, alpha, init_decoder, content_weights, style_weights,
                 validation_batch(style_images, image_size, count=4), seed)
             trainer_class = adain_training.AdainTrainer
-            rate = adain_training.learning_rate(learning_rate, lr_decay or 5e-5)
+            rate = adain_training.learning_rate(
+                learning_rate, adain_training.ADAIN_LR_DECAY if lr_decay is None else lr_decay)
             backbone = f"adain-{encoder}"
         else:
             with dtype_policy("float32"):
