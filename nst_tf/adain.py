@@ -256,6 +256,44 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
+def _is_adain_train_dir(path):
+    import json
+
+    config = os.path.join(path, "train_config.json")
+    if not os.path.isfile(config):
+        return False
+    try:
+        with open(config) as f:
+            return json.load(f).get("mode") == "adain"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_train_dir(path):
+    """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
+    an interrupted run, which has no ``adain.keras`` yet)."""
+    import json
+
+    import tensorflow as tf
+
+    from nst_tf.errors import CheckpointError
+    from nst_tf.networks import adain_network
+
+    with open(os.path.join(path, "train_config.json")) as f:
+        config = json.load(f)
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(f"{path} is an AdaIN train_dir without checkpoints yet")
+    network = adain_network(config["backbone"].split("-", 1)[1],
+                            channel_divisor=round(1 / config["alpha"]))
+    try:
+        tf.train.Checkpoint(network=network).restore(latest).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise CheckpointError(f"cannot load {latest}: {str(e).splitlines()[0]}") from None
+    return network
+
+
 class AdainFamily(Family):
     """:func:`nst_tf.stylize` adapter for AdaIN networks: ``style`` is a style image or a list
     of them (see :func:`stylize_adain`); preset ``"adain"`` = pytorch-AdaIN's released weights."""
@@ -270,8 +308,9 @@ class AdainFamily(Family):
 
     def owns_path(self, path):
         if os.path.isdir(path):
-            return any(os.path.isfile(os.path.join(path, name))
-                       for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
+            return _is_adain_train_dir(path) or any(
+                os.path.isfile(os.path.join(path, name))
+                for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
         return path.endswith((".pth", ".pt"))
 
     def load(self, model):
@@ -279,6 +318,8 @@ class AdainFamily(Family):
             from torch_compat.adain import adain_files
 
             return load_adain(*adain_files())
+        if os.path.isdir(model) and _is_adain_train_dir(model):
+            return load_train_dir(model)
         if os.path.isdir(model) and os.path.isfile(os.path.join(model, TRAINED_MODEL)):
             from nst_tf.families import load_keras_file
 

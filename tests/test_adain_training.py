@@ -98,6 +98,9 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(images, tmp_path)
     assert stopped.interrupted and stopped.final_step == 2        # Ctrl-C: saved, stopped
     assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-2")
     assert not os.path.exists(tmp_path / "b" / "adain.keras")     # no model from a partial run
+    photo, style = np.random.default_rng(1).random((16, 16, 3)), np.full((16, 16, 3), 0.3)
+    np.testing.assert_allclose(nst_tf.stylize(photo, style, model=str(tmp_path / "b")),
+                               nst_tf.stylize(photo, style, model=stopped), atol=1e-6)
     resumed = training.train(images["content"], images["style"], str(tmp_path / "b"),
                              train_steps=4, **common)
     assert resumed.final_step == 4 and os.path.exists(tmp_path / "b" / "adain.keras")
