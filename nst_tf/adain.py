@@ -2,8 +2,8 @@
 
 ``style`` is a style image (path or ``[h, w, 3]`` array) or a list of them; ``model`` is
 ``"adain"`` (pytorch-AdaIN's released weights, downloaded once), a folder holding
-``vgg_normalised.pth`` and ``decoder.pth`` (or a ``nst-train --mode=adain`` train_dir, which
-holds ``adain.keras``), a decoder ``.pth`` (with ``vgg_normalised.pth`` from
+``vgg_normalised.pth`` and ``decoder.pth``, a ``nst-train --mode=adain`` train_dir (its latest
+checkpoint) or a folder holding ``adain.keras``, a decoder ``.pth`` (with ``vgg_normalised.pth`` from
 the same folder, else the released one), an ``.keras`` file of an AdaIN network, or a network
 from :func:`nst_tf.load_adain` / :func:`nst_tf.networks.adain_network` / ``nst-train --mode=adain``.
 

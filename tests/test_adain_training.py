@@ -45,11 +45,7 @@ def _mean_std(features):
     return flat.mean(1), np.sqrt(flat.var(1, ddof=1) + 1e-5)
 
 
-def test_loss_matches_numpy(rng):
-    net = adain_network(channel_divisor=16, seed=1)
-    content = rng.random((2, 32, 32, 3)).astype(np.float32)
-    style = rng.random((2, 32, 32, 3)).astype(np.float32)
-    total, parts = adain_training.AdainLoss()(net, content, style)
+def _numpy_loss(net, content, style):
     encoder, decoder = net.get_layer("encoder"), net.get_layer("decoder")
     style_features = [f.numpy() for f in encoder(style)]
     target = net.get_layer("adain")([encoder(content)[-1], encoder(style)[-1]]).numpy()
@@ -59,9 +55,20 @@ def test_loss_matches_numpy(rng):
     for mine, theirs in zip(ours, style_features):
         (m1, s1), (m2, s2) = _mean_std(mine), _mean_std(theirs)
         style_loss += 10 * (np.mean((m1 - m2) ** 2) + np.mean((s1 - s2) ** 2))
-    np.testing.assert_allclose(float(parts["content"]), content_loss, rtol=1e-4)
-    np.testing.assert_allclose(float(parts["style"]), style_loss, rtol=1e-4)
-    np.testing.assert_allclose(float(total), content_loss + style_loss, rtol=1e-4)
+    return content_loss, style_loss
+
+
+@pytest.mark.parametrize("encoder", ["normalised", "keras"])
+def test_loss_matches_numpy(rng, encoder):
+    net = adain_network(encoder, channel_divisor=16, seed=1)
+    content = rng.random((2, 32, 32, 3)).astype(np.float32)
+    for style in (rng.random((2, 32, 32, 3)), rng.random((2, 24, 40, 3))):  # one pass / two
+        style = style.astype(np.float32)
+        total, parts = adain_training.AdainLoss()(net, content, style)
+        content_loss, style_loss = _numpy_loss(net, content, style)
+        np.testing.assert_allclose(float(parts["content"]), content_loss, rtol=1e-4)
+        np.testing.assert_allclose(float(parts["style"]), style_loss, rtol=1e-4)
+        np.testing.assert_allclose(float(total), content_loss + style_loss, rtol=1e-4)
     with pytest.raises(ConfigError, match="relu4_1"):
         adain_training.AdainLoss(content_weights={"relu3_1": 1.0})
 
