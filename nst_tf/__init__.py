@@ -6,6 +6,8 @@ Two ways to stylize an image:
   feature extractor, with Gram, sliced-Wasserstein, Gaussian-W2 or mean-std style losses.
 * :func:`stylize` runs a feed-forward conditional-instance-norm network (Dumoulin et al.), including
   Magenta's pretrained "varied" (32 styles) and "monet" (10 styles) checkpoints, with style mixing.
+  The same :func:`stylize` runs AdaIN on any style image (:func:`load_adain`: pytorch-AdaIN's
+  released weights, read without PyTorch; :mod:`nst_tf.adain`).
 
 Example:
     >>> import nst_tf

@@ -2,7 +2,8 @@
 
 ``style`` is a style image (path or ``[h, w, 3]`` array) or a list of them; ``model`` is
 ``"adain"`` (pytorch-AdaIN's released weights, downloaded once), a folder holding
-``vgg_normalised.pth`` and ``decoder.pth``, a decoder ``.pth`` (with ``vgg_normalised.pth`` from
+``vgg_normalised.pth`` and ``decoder.pth``, a ``nst-train --mode=adain`` train_dir (its latest
+checkpoint) or a folder holding ``adain.keras``, a decoder ``.pth`` (with ``vgg_normalised.pth`` from
 the same folder, else the released one), an ``.keras`` file of an AdaIN network, or a network
 from :func:`nst_tf.load_adain` / :func:`nst_tf.networks.adain_network` / ``nst-train --mode=adain``.
 
@@ -60,6 +61,8 @@ from torch_compat.adain import ADAIN_FILES, load_adain
 
 __all__ = ["AdainFamily", "load_adain", "stylize_adain"]
 
+#: What ``nst-train --mode=adain`` writes in its train_dir (a folder holding it is a model).
+TRAINED_MODEL = "adain.keras"
 _STATS_CACHE_SIZE = 32
 _stats_cache = collections.OrderedDict()    # (id(network), digest) -> (network, mean, std)
 _functions = {}                             # (id(network), jit) -> (network, functions)
@@ -253,6 +256,44 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
+def _is_adain_train_dir(path):
+    import json
+
+    config = os.path.join(path, "train_config.json")
+    if not os.path.isfile(config):
+        return False
+    try:
+        with open(config) as f:
+            return json.load(f).get("mode") == "adain"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def load_train_dir(path):
+    """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
+    an interrupted run, which has no ``adain.keras`` yet)."""
+    import json
+
+    import tensorflow as tf
+
+    from nst_tf.errors import CheckpointError
+    from nst_tf.networks import adain_network
+
+    with open(os.path.join(path, "train_config.json")) as f:
+        config = json.load(f)
+    latest = tf.train.latest_checkpoint(path)
+    if latest is None:
+        raise CheckpointError(f"{path} is an AdaIN train_dir without checkpoints yet")
+    network = adain_network(config["backbone"].split("-", 1)[1],
+                            channel_divisor=round(1 / config["alpha"]))
+    try:
+        tf.train.Checkpoint(network=network).restore(latest).expect_partial() \
+            .assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise CheckpointError(f"cannot load {latest}: {str(e).splitlines()[0]}") from None
+    return network
+
+
 class AdainFamily(Family):
     """:func:`nst_tf.stylize` adapter for AdaIN networks: ``style`` is a style image or a list
     of them (see :func:`stylize_adain`); preset ``"adain"`` = pytorch-AdaIN's released weights."""
@@ -267,12 +308,22 @@ class AdainFamily(Family):
 
     def owns_path(self, path):
         if os.path.isdir(path):
-            return os.path.isfile(os.path.join(path, ADAIN_FILES["decoder"]))
+            return _is_adain_train_dir(path) or any(
+                os.path.isfile(os.path.join(path, name))
+                for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
         return path.endswith((".pth", ".pt"))
 
     def load(self, model):
         if model == "adain":
-            return load_adain()
+            from torch_compat.adain import adain_files
+
+            return load_adain(*adain_files())
+        if os.path.isdir(model) and _is_adain_train_dir(model):
+            return load_train_dir(model)
+        if os.path.isdir(model) and os.path.isfile(os.path.join(model, TRAINED_MODEL)):
+            from nst_tf.families import load_keras_file
+
+            return load_keras_file(os.path.join(model, TRAINED_MODEL))
         if os.path.isdir(model):
             return load_adain(os.path.join(model, ADAIN_FILES["vgg"]),
                               os.path.join(model, ADAIN_FILES["decoder"]))

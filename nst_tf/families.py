@@ -192,7 +192,8 @@ def stylize(content, style=None, model="varied", **options):
         style: what the model's family takes: for multi-style (pastiche) networks an int, a dict
             ``{index: weight}``, a length-N vector, a ``[K, N]`` array or a Magenta
             ``which_styles`` string (see :mod:`nst_tf.pastiche`); ``None`` for single-style
-            networks. See each family's ``stylize`` for the others.
+            networks; a style image (path or array) or a list of them for AdaIN networks
+            (see :mod:`nst_tf.adain`). See each family's ``stylize`` for the others.
         model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
             file, a prefixed handle its family owns, or a loaded network.
         **options: the family's options (``crop``, ``batch_size``, ``fast``, ...). An option the

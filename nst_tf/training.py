@@ -43,7 +43,7 @@ from nst_tf.errors import CheckpointError, ConfigError
 from nst_tf.io import atomic_write
 from nst_tf.networks import is_conditional
 
-MODES = ("johnson", "cin", "finetune")
+MODES = ("johnson", "cin", "finetune", "adain")
 STRATEGIES = ("default", "mirrored", "one_device")
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 
@@ -532,6 +532,8 @@ def _check_config(mode, mixed_precision, strategy, batch_size, image_size, train
         raise ConfigError(f"learning_rate must be a positive number, got {learning_rate!r}")
     if mode == "finetune" and not checkpoint:
         raise ConfigError("mode 'finetune' needs --checkpoint (a pastiche checkpoint to extend)")
+    if mode == "adain" and mixed_precision:
+        raise ConfigError("mode 'adain' trains in float32; leave mixed_precision unset")
 
 
 def _write_or_check_config(train_dir, config):
@@ -578,11 +580,12 @@ def validation_batch(content_images, image_size, count=4):
 
 
 def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=None, batch_size=16,
-          image_size=256, style_size=None, learning_rate=1e-3, train_steps=40000,
+          image_size=256, style_size=None, learning_rate=None, train_steps=40000,
           content_weights=None, style_weights=None, tv_weight=0.0, backbone="vgg16",
           pooling="avg", preprocessing="magenta", weights="imagenet", alpha=1.0,
           mixed_precision=None, strategy="default", jit_compile="auto", seed=0, save_every=1000,
-          log_dir=None, summary_every=100, new_style_init="identity", verbose=1, callbacks=()):
+          log_dir=None, summary_every=100, new_style_init="identity", verbose=1, callbacks=(),
+          encoder="normalised", init_decoder=None, lr_decay=None):
     """Train a style network from content images and style images; resumes from ``train_dir``.
 
     Args:
@@ -592,7 +595,13 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
             is resumed (same step, weights, optimizer state and data position).
         mode: ``"johnson"`` (one style, :func:`~nst_tf.networks.johnson_network`), ``"cin"`` (one
             pastiche network for all styles, a random style per example) or ``"finetune"`` (add the
-            styles to the pastiche ``checkpoint`` and train only their gamma / beta).
+            styles to the pastiche ``checkpoint`` and train only their gamma / beta), or
+            ``"adain"`` (an AdaIN decoder for any style, :mod:`nst_tf.adain_training`: style
+            images are a second shuffled image stream; ``encoder``, ``weights`` = the encoder's,
+            ``init_decoder`` (a ``decoder.pth``), ``lr_decay``; it writes
+            ``<train_dir>/adain.keras`` at the end).
+        learning_rate: Adam's; default 1e-3, or 1e-4 decayed as ``lr / (1 + lr_decay·step)``
+            (``lr_decay`` default 5e-5) in mode ``"adain"``.
         content_weights, style_weights: ``{layer: weight}`` dicts or JSON strings; default
             Magenta's (content ``vgg_16/conv3``: 1, style ``vgg_16/conv1..4``: 1e-4).
         backbone, pooling, preprocessing, weights: the loss network
@@ -616,33 +625,49 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
     """
     from nst_tf.features import FeatureExtractor
 
+    adain = mode == "adain"
+    if learning_rate is None:
+        learning_rate = 1e-4 if adain else 1e-3
     _check_config(mode, mixed_precision, strategy, batch_size, image_size, train_steps,
                   learning_rate, checkpoint)
-    styles = data.style_images(style_images, style_size=style_size)
+    styles = [] if adain else data.style_images(style_images, style_size=style_size)
     if mode == "johnson" and len(styles) != 1:
         raise ConfigError(f"mode 'johnson' trains one style, got {len(styles)} style images; "
                           "use --mode cin for several")
-    content_weights = MAGENTA_CONTENT_WEIGHTS if content_weights is None else content_weights
-    style_weights = MAGENTA_STYLE_WEIGHTS if style_weights is None else style_weights
-    content_weights = parse_layer_weights(content_weights, backbone, "content weights")
-    style_weights = parse_layer_weights(style_weights, backbone, "style weights")
+    if not adain:
+        content_weights = MAGENTA_CONTENT_WEIGHTS if content_weights is None else content_weights
+        style_weights = MAGENTA_STYLE_WEIGHTS if style_weights is None else style_weights
+        content_weights = parse_layer_weights(content_weights, backbone, "content weights")
+        style_weights = parse_layer_weights(style_weights, backbone, "style weights")
     os.makedirs(train_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     dist = make_strategy(strategy)
     with dist.scope():
-        with dtype_policy("float32"):
-            extractor = FeatureExtractor(backbone, list(dict.fromkeys([*content_weights, *style_weights])),
-                                         weights=weights, pooling=pooling,
-                                         preprocessing=preprocessing, seed=seed)
-            loss = PerceptualLoss(extractor, styles, content_weights, style_weights, tv_weight)
-        with dtype_policy(mixed_precision):
-            network, offset = build_network(mode, len(styles), checkpoint, alpha, new_style_init)
+        trainer_class, offset, rate = StyleTrainer, 0, learning_rate
+        if adain:  # the encoder is the loss network; styles are a second image stream
+            from nst_tf import adain_training
+
+            network, loss = adain_training.build(
+                encoder, weights, alpha, init_decoder, content_weights, style_weights,
+                validation_batch(style_images, image_size, count=4), seed)
+            trainer_class = adain_training.AdainTrainer
+            rate = adain_training.learning_rate(
+                learning_rate, adain_training.ADAIN_LR_DECAY if lr_decay is None else lr_decay)
+            backbone = f"adain-{encoder}"
+        else:
+            with dtype_policy("float32"):
+                extractor = FeatureExtractor(backbone, list(dict.fromkeys([*content_weights, *style_weights])),
+                                             weights=weights, pooling=pooling,
+                                             preprocessing=preprocessing, seed=seed)
+                loss = PerceptualLoss(extractor, styles, content_weights, style_weights, tv_weight)
+            with dtype_policy(mixed_precision):
+                network, offset = build_network(mode, len(styles), checkpoint, alpha, new_style_init)
         _write_or_check_config(train_dir, {
             "mode": mode, "num_styles": len(styles), "label_offset": offset, "alpha": alpha,
             "backbone": backbone, "style_images": [str(s) for s in np.atleast_1d(style_images)],
             "checkpoint": checkpoint and os.fspath(checkpoint)})
-        trainer = StyleTrainer(network, loss, label_offset=offset)
-        trainer.compile(learning_rate=learning_rate, jit_compile=jit_compile)
+        trainer = trainer_class(network, loss, label_offset=offset)
+        trainer.compile(learning_rate=rate, jit_compile=jit_compile)
         saver = CheckpointCallback(train_dir, trainer, save_every=save_every)
         step = saver.restore()
 
@@ -654,9 +679,13 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
             print(f"{train_dir} is already at step {step} >= train_steps={train_steps}")
         return network
     dataset = data.content_dataset(content_images, image_size=image_size, batch_size=batch_size,
-                                   seed=seed, start_batch=step)
+                                   seed=seed, start_batch=step,
+                                   resize_short_side=2 * image_size if adain else None)
     counter = dataset.decode_counter
-    if is_conditional(network):
+    if adain:
+        dataset = adain_training.style_batches(dataset, style_images, image_size, batch_size,
+                                               seed=seed, start_batch=step)
+    elif is_conditional(network):
         dataset = data.with_style_labels(dataset, len(styles), seed=seed, start_batch=step)
     all_callbacks = [saver, ThroughputCallback(batch_size)]
     log_dir = os.path.join(train_dir, "logs") if log_dir is None else log_dir
@@ -672,6 +701,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
     network.skipped_images = counter.skipped
     network.final_step = saver.step
     network.interrupted = saver.interrupted
+    if adain and not saver.interrupted:
+        network.keras_path = adain_training.save_network(network, train_dir)
     if verbose and counter.skipped:
         print(f"Skipped {counter.skipped} unreadable content image(s) of {counter.attempted} read")
     return network

@@ -196,3 +196,12 @@ def test_preset_uses_cached_files(tmp_path, monkeypatch, expected):
     monkeypatch.chdir(tmp_path)
     out = nst_tf.stylize(expected["content"], expected["style_a"], model="adain", style_size=None)
     assert np.abs(out - np.clip(expected["output"], 0, 1)).max() <= 1e-4
+
+
+def test_reading_a_pth_needs_neither_torch_nor_tensorflow():
+    code = ("import sys, torch_compat, nst_tf.adain; "
+            f"s = torch_compat.read_state_dict({DECODER!r}); "
+            "print(len(s), 'tensorflow' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.stdout.split() == ["18", "False", "False"]

@@ -21,6 +21,7 @@ PROGRAMS = {
     "nst-train": "train",
     "nst-export": "export",
     "nst-video": "video",
+    "nst-adain": "adain",
 }
 
 
@@ -44,3 +45,4 @@ transform = _entry("nst-transform")
 train = _entry("nst-train")
 export = _entry("nst-export")
 video = _entry("nst-video")
+adain = _entry("nst-adain")

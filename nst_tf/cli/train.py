@@ -11,6 +11,9 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
     nst-train --mode=johnson --style_images=starry.jpg --content_images=photos/ \\
         --train_dir=runs/starry --style_size=512 --tv_weight=1e-2
 
+    nst-train --mode=adain --content_images=coco/ --style_images=wikiart/ \\
+        --train_dir=runs/adain --batch_size=8 --train_steps=160000   # pytorch-AdaIN's recipe
+
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
   data position). Ctrl-C saves a checkpoint and stops; run again to continue.
 * ``--content_weights`` / ``--style_weights`` are JSON objects ``{layer: weight}``; layers are
@@ -43,10 +46,21 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("train_dir", None,
                         "Folder for checkpoints, logs and train_config.json; an existing run "
                         "there is resumed.", **fv)
-    flags.DEFINE_enum("mode", "cin", ["johnson", "cin", "finetune"],
+    flags.DEFINE_enum("mode", "cin", ["johnson", "cin", "finetune", "adain"],
                       "johnson: one style; cin: one conditional-instance-norm network for all "
-                      "styles; finetune: add the styles to --checkpoint, train only gamma/beta.",
+                      "styles; finetune: add the styles to --checkpoint, train only gamma/beta; "
+                      "adain: an AdaIN decoder for any style (--style_images is a second image "
+                      "stream; writes <train_dir>/adain.keras).",
                       **fv)
+    flags.DEFINE_enum("encoder", "normalised", ["normalised", "keras"],
+                      "adain: the encoder: the published normalised VGG-19 (--weights: "
+                      "imagenet = the released vgg_normalised.pth, random, or a .pth) or "
+                      "keras.applications.VGG19 (imagenet, random or a .h5).", **fv)
+    flags.DEFINE_string("init_decoder", None,
+                        "adain: start from this decoder (pytorch-AdaIN decoder.pth or an AdaIN "
+                        ".keras file).", **fv)
+    flags.DEFINE_float("lr_decay", 5e-5, "adain: learning rate lr / (1 + lr_decay * step).",
+                       **fv)
     flags.DEFINE_string("checkpoint", None,
                         "finetune: the pastiche checkpoint to extend (file, folder or preset "
                         "name such as 'varied').", **fv)
@@ -55,7 +69,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("style_size", None,
                          "Resize style images so their shorter side is this (default: native "
                          "size, as Magenta).", **fv)
-    flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.", **fv)
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4).",
+                       **fv)
     flags.DEFINE_integer("train_steps", 40000, "Total training steps (including resumed ones).",
                          **fv)
     flags.DEFINE_string("content_weights", None,
@@ -110,8 +125,9 @@ def train_and_export(flag_values):
         mixed_precision=None if fv.mixed_precision == "none" else fv.mixed_precision,
         strategy=fv.strategy, jit_compile=fv.jit_compile, seed=fv.seed,
         save_every=fv.save_every, log_dir=fv.logdir, summary_every=fv.summary_every,
-        verbose=fv.verbose)
-    exported = []
+        verbose=fv.verbose, encoder=fv.encoder, init_decoder=fv.init_decoder,
+        lr_decay=fv.lr_decay)
+    exported = [network.keras_path] if getattr(network, "keras_path", None) else []
     if fv.export_magenta and not network.interrupted:
         exported.append(training.export_magenta_checkpoint(network, fv.export_magenta))
     if fv.export_saved_model and not network.interrupted:
