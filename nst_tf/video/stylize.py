@@ -287,6 +287,10 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
                 bar.update(done)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        if done == 0:  # failed before the first frame (e.g. a bad style): leave nothing behind
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
         bar.close()
     result = VideoResult(output=output, frames=done, fps=source.fps, size=source.size,
