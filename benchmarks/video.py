@@ -24,8 +24,8 @@ the two variants with each other.
 
 Usage::
 
-    python benchmarks/video.py                  # ~8 min on 2 busy cores
-    python benchmarks/video.py --gatys_steps 10 --quality_size 128   # quicker
+    python benchmarks/video.py                  # ~10 min on 2 busy cores (Gatys: ~10 s set-up per frame)
+    python benchmarks/video.py --frames 12 --gatys_steps 5   # quicker
 
 Prints a table and writes ``benchmarks/results/video.json``.
 """
@@ -78,7 +78,7 @@ def style_loss(folder, objective):
     return float(np.mean(values))
 
 
-def quality(args, work, clip):
+def quality(args, work, clip, gatys_clip):
     """Warping error and style loss, frame by frame vs consistent, for both methods."""
     from nst_tf.features import FeatureExtractor
     from nst_tf.networks import pastiche_network
@@ -94,12 +94,14 @@ def quality(args, work, clip):
     rows = [{"method": "input clip", "variant": "-", "warping_error": warping_error(clip)}]
     cases = [("feedforward", dict(model=network, style=5, batch_size=4)),
               ("gatys", dict(style=STYLE, steps=args.gatys_steps, weights="random"))]
+    inputs = {"feedforward": clip, "gatys": gatys_clip}
+    rows[0]["gatys_clip_warping_error"] = warping_error(gatys_clip)
     for method, options in cases:
         for temporal in (False, True):
             out = os.path.join(work, f"{method}_{'consistent' if temporal else 'frames'}")
             start = time.perf_counter()
-            result = stylize_video(clip, out, method=method, temporal=temporal, report=True,
-                                   progress=args.progress, **options)
+            result = stylize_video(inputs[method], out, method=method, temporal=temporal,
+                                   report=True, progress=args.progress, **options)
             seconds = time.perf_counter() - start
             rows.append({"method": method,
                          "variant": "consistent" if temporal else "frame by frame",
@@ -145,7 +147,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--quality_size", type=int, default=192, help="clip width for quality")
-    parser.add_argument("--gatys_steps", type=int, default=20)
+    parser.add_argument("--gatys_size", type=int, default=96, help="clip width for gatys")
+    parser.add_argument("--gatys_steps", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
@@ -155,8 +158,10 @@ def main():
     work = tempfile.mkdtemp(prefix="nst_video_bench_")
     try:
         clip = render_clip(os.path.join(work, "clip"), args.frames, args.quality_size)
-        print(f"quality at {args.quality_size} px, {args.frames} frames:", flush=True)
-        rows = quality(args, work, clip)
+        gatys_clip = render_clip(os.path.join(work, "gclip"), args.frames, args.gatys_size)
+        print(f"quality, {args.frames} frames: feed-forward at {args.quality_size} px, gatys at "
+              f"{args.gatys_size} px ({args.gatys_steps} steps, first frame 2x):", flush=True)
+        rows = quality(args, work, clip, gatys_clip)
         speed = None
         if not args.skip_speed:
             print("speed at 512 px:", flush=True)

@@ -55,7 +55,8 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "data",
-               "training", "export", "device", "io", "lbfgs", "cli"}
+               "training", "export", "device", "io", "lbfgs", "cli",
+               "video"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -92,32 +92,39 @@ def test_changed_settings_do_not_resume(tmp_path, clip, network, monkeypatch):
     assert other.resumed == 0
 
 
-def test_gatys_video_uses_the_temporal_loss_and_warped_init(tmp_path, style_path, monkeypatch):
+def test_gatys_video_uses_the_temporal_loss_and_warped_init(tmp_path, clip, style_path,
+                                                          monkeypatch):
+    import tensorflow as tf
+
     from nst_tf import gatys
 
-    clip = write_folder(str(tmp_path / "frames"), translating_frames(3, step=(2, 1)))
     seen = []
     real_run = gatys.run
 
     def spy(content, styles, style_weights=None, **kwargs):
-        result = real_run(content, styles, style_weights, **kwargs)
-        seen.append((kwargs.get("extra_terms"), kwargs["steps"], result))
-        return result
+        seen.append(kwargs)
+        return real_run(content, styles, style_weights, **kwargs)
 
     monkeypatch.setattr(gatys, "run", spy)
-    result = stylize_video(clip, str(tmp_path / "out"), method="gatys", style=style_path,
-                           steps=2, weights="random", temporal_weight=1e3, progress=False,
-                           report=True)
-    assert result.frames == 3 and result.warping_error is not None
-    assert [s[1] for s in seen] == [4, 2, 2]           # first frame: 2 x steps
-    assert seen[0][0] is None and seen[1][0] is not None
-    terms = seen[1][0]((48, 64))
-    import tensorflow as tf
-
-    frame_out = load_folder(str(tmp_path / "out"))
-    value = float(terms["temporal"](tf.constant(frame_out[1][None])))
-    assert value >= 0 and np.isfinite(value)
-    assert load_folder(str(tmp_path / "out")).shape == (3, 48, 64, 3)
+    options = dict(method="gatys", style=style_path, steps=2, weights="random", init="noise",
+                   end=0.25, progress=False, report=True)       # frames 0, 1, 2 of the clip
+    plain = stylize_video(clip, str(tmp_path / "plain"), temporal=False, **options)
+    assert [k["steps"] for k in seen] == [4, 2, 2]              # first frame: 2 x steps
+    assert all(k["extra_terms"] is None and k["init"] == "noise" for k in seen)
+    seen.clear()
+    steady = stylize_video(clip, str(tmp_path / "steady"), temporal_weight=1e3, **options)
+    assert steady.frames == plain.frames == 3
+    assert seen[0]["extra_terms"] is None and seen[0]["init"] == "noise"
+    noise = np.random.default_rng(0).random((1, 48, 64, 3)).astype(np.float32)
+    for k in (1, 2):
+        init = seen[k]["init"]
+        assert isinstance(init, np.ndarray) and init.shape == (48, 64, 3)
+        term = seen[k]["extra_terms"]((48, 64))["temporal"]
+        # The init is the warped previous output wherever the mask is 1: no temporal loss there.
+        assert float(term(tf.constant(init[None]))) == pytest.approx(0.0, abs=1e-6)
+        assert float(term(tf.constant(noise))) > 1.0
+    # Ruder et al.'s ordering: noise-initialized frames flicker, prevWarped + L_temp does not.
+    assert steady.warping_error < plain.warping_error / 2
 
 
 def test_bad_inputs_leave_nothing_behind(tmp_path, network):
@@ -165,3 +172,16 @@ def test_cli_stylizes_and_reports(tmp_path, clip, network, capsys):
                  f"--model={model}", "--style=2", "--temporal_weight=5"])
     err = capsys.readouterr().err.strip()
     assert code == 1 and "--method=gatys only" in err
+
+
+def test_script_runs_through_absl_global_flags(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "scripts", "video.py"),
+                          f"--input={tmp_path / 'none.mp4'}", f"--output={tmp_path / 'o.mp4'}"],
+                         capture_output=True, text=True)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("nst-video:")]
+    assert out.returncode == 1 and len(lines) == 1 and "input not found" in lines[0]
+    assert os.listdir(tmp_path) == []
