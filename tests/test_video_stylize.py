@@ -52,6 +52,23 @@ def test_feedforward_frame_by_frame_equals_the_model_and_temporal_is_steadier(tm
     assert sorted(os.listdir(tmp_path)) == ["clip.mkv", "plain", "steady.mp4"]
 
 
+def test_audio_is_copied_and_trimmed_with_the_frames(tmp_path, network):
+    import av
+
+    clip = write_video(str(tmp_path / "in.mp4"), translating_frames(6), fps=12,
+                       audio_seconds=0.5)
+    out = str(tmp_path / "out.mp4")
+    result = stylize_video(clip, out, model=network, style=0, start=2 / 12, progress=False)
+    assert result.frames == 4
+    frames, has_audio = read_video(out)
+    assert len(frames) == 4 and has_audio
+    with av.open(out) as container:
+        audio = container.streams.audio[0]
+        seconds = sum(float(p.duration * audio.time_base) for p in container.demux(audio)
+                      if p.duration)
+    assert abs(seconds - (0.5 - 2 / 12)) < 0.1           # the audio after --start, not all of it
+
+
 def test_interrupted_run_resumes_from_the_frames_written(tmp_path, clip, network, monkeypatch):
     full = stylize_video(clip, str(tmp_path / "full"), model=network, style={0: 0.5, 2: 0.5},
                          batch_size=2, progress=False)
