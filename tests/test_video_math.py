@@ -158,3 +158,20 @@ def test_temporal_loss_matches_numpy(rng):
     expected = np.sum(mask[..., None].astype(np.float64) * (x - target.astype(np.float64)) ** 2)
     expected /= x.size
     assert float(temporal_loss(x, target, mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_progress_shows_frames_rate_and_eta():
+    import io
+    import time
+
+    from nst_tf.video.stylize import Progress
+
+    log = io.StringIO()
+    bar = Progress(20, stream=log)
+    for done in range(1, 5):
+        time.sleep(0.01)
+        bar.update(done)
+    first = log.getvalue().splitlines()[0]
+    assert first.startswith("frame 1/20  ") and " fps  ETA 0:0" in first
+    rate = float(first.split()[2])
+    assert 10 < rate < 150   # about one frame per 10 ms

@@ -81,6 +81,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
         self.counted = 0
+        self.every = max(1, (total or 100) // 10)
 
     def update(self, done):
         self.counted += 1
@@ -93,11 +94,15 @@ class Progress:
         if self.total and rate > 0 and done < self.total:
             left = (self.total - done) / rate
             eta = f"  ETA {int(left // 60):d}:{int(left % 60):02d}"
-        self.stream.write(f"\rframe {done}{total}  {rate:.2f} fps{eta}   ")
+        line = f"frame {done}{total}  {rate:.2f} fps{eta}"
+        if getattr(self.stream, "isatty", lambda: False)():
+            self.stream.write(f"\r{line}   ")
+        elif self.counted == 1 or done == self.total or self.counted % self.every == 0:
+            self.stream.write(line + "\n")   # logs: a line every ~10 % of the frames
         self.stream.flush()
 
     def close(self):
-        if self.enabled and self.counted:
+        if self.enabled and self.counted and getattr(self.stream, "isatty", lambda: False)():
             self.stream.write("\n")
             self.stream.flush()
 
