@@ -174,4 +174,4 @@ def test_progress_shows_frames_rate_and_eta():
     first = log.getvalue().splitlines()[0]
     assert first.startswith("frame 1/20  ") and " fps  ETA 0:0" in first
     rate = float(first.split()[2])
-    assert 10 < rate < 150   # about one frame per 10 ms
+    assert 0.5 < rate <= 100   # at most one frame per 10 ms
