@@ -91,11 +91,13 @@ def quality(args, work, clip, gatys_clip):
 
     keras.utils.set_random_seed(0)
     network = pastiche_network(32)
-    rows = [{"method": "input clip", "variant": "-", "warping_error": warping_error(clip)}]
+    rows = [{"method": "input", "variant": f"{args.quality_size} px clip",
+             "warping_error": warping_error(clip)},
+            {"method": "input", "variant": f"{args.gatys_size} px clip",
+             "warping_error": warping_error(gatys_clip)}]
     cases = [("feedforward", dict(model=network, style=5, batch_size=4)),
               ("gatys", dict(style=STYLE, steps=args.gatys_steps, weights="random"))]
     inputs = {"feedforward": clip, "gatys": gatys_clip}
-    rows[0]["gatys_clip_warping_error"] = warping_error(gatys_clip)
     for method, options in cases:
         for temporal in (False, True):
             out = os.path.join(work, f"{method}_{'consistent' if temporal else 'frames'}")
