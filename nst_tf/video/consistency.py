@@ -82,6 +82,16 @@ def occlusion_mask(flow, reverse_flow, *, boundaries=True, blur=0.0):
     return mask
 
 
+def _channel_stats(image):
+    """Per-channel mean and standard deviation of ``[H, W, C]`` (one pass of matrix products,
+    several times faster than ``mean`` / ``std`` over two axes)."""
+    flat = image.reshape(-1, image.shape[-1])
+    ones = np.ones(flat.shape[0], np.float32)
+    mean = (ones @ flat).astype(np.float64) / flat.shape[0]
+    square = np.einsum("ij,ij->j", flat, flat, dtype=np.float64) / flat.shape[0]
+    return mean, np.sqrt(np.maximum(square - mean ** 2, 0.0))
+
+
 def blend_with_previous(stylized, warped_previous, mask, strength=DEFAULT_STRENGTH,
                         keep_statistics=True):
     """``stylized + strength · mask · (warped_previous − stylized)``, float32 ``[H, W, 3]``.
@@ -109,11 +119,10 @@ def blend_with_previous(stylized, warped_previous, mask, strength=DEFAULT_STRENG
     weight = float(strength) * np.asarray(mask, np.float32)[..., None]
     out = stylized + weight * (np.asarray(warped_previous, np.float32) - stylized)
     if keep_statistics:
-        axes = (0, 1)
-        std = out.std(axis=axes)
-        scale = np.where(std > 1e-6, stylized.std(axis=axes) / np.maximum(std, 1e-6), 1.0)
-        out = (out - out.mean(axis=axes)) * scale + stylized.mean(axis=axes)
-        out = np.clip(out, 0.0, 1.0)
+        (mean, std), (target_mean, target_std) = _channel_stats(out), _channel_stats(stylized)
+        scale = np.where(std > 1e-6, target_std / np.maximum(std, 1e-6), 1.0)
+        out = np.clip(out * scale.astype(np.float32)
+                      + (target_mean - mean * scale).astype(np.float32), 0.0, 1.0)
     return out.astype(np.float32, copy=False)
 
 
