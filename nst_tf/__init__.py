@@ -58,7 +58,7 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "data",
-               "training", "export", "device", "io", "lbfgs", "cli", "adain"}
+               "training", "export", "device", "io", "lbfgs", "cli", "adain", "video"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -235,3 +235,22 @@ def test_default_weights_and_layers(pictures):
     for name in losses.STYLE_LOSSES:
         o = StyleObjective(ex, None, [pictures["style_a"]], style_loss=name)
         assert o.style_weight == objective_module.DEFAULT_STYLE_WEIGHTS[name]
+
+
+def test_extra_terms_are_added_to_the_total_and_reported(extractor, pictures):
+    kwargs = dict(content_layers=["relu2_1"], style_layers=["conv1_1", "conv3_1"])
+    plain = StyleObjective(extractor, pictures["content"], [pictures["style_a"]], **kwargs)
+    target = np.float32(0.25)
+    extra = StyleObjective(extractor, pictures["content"], [pictures["style_a"]], **kwargs,
+                           extra_terms={"temporal": lambda x: 3.0 * tf.reduce_mean(
+                               (x - target) ** 2)})
+    total, parts = plain(pictures["image"])
+    total_x, parts_x = extra(pictures["image"])
+    expected = 3.0 * np.mean((pictures["image"].astype(np.float64) - 0.25) ** 2)
+    assert float(parts_x["temporal"]) == pytest.approx(expected, rel=1e-5)
+    assert float(total_x) == pytest.approx(float(total) + expected, rel=1e-5)
+    assert {k: float(v) for k, v in parts.items()} == pytest.approx(
+        {k: float(v) for k, v in parts_x.items() if k != "temporal"})
+    with pytest.raises(ConfigError, match="style"):
+        StyleObjective(extractor, pictures["content"], [pictures["style_a"]], **kwargs,
+                       extra_terms={"style": lambda x: 0.0})

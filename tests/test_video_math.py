@@ -90,8 +90,16 @@ def test_blend_with_previous_follows_the_mask():
     stylized = np.zeros((2, 3, 3), np.float32)
     warped = np.ones((2, 3, 3), np.float32)
     mask = np.array([[1, 0, 0.5], [0, 1, 1]], np.float32)
-    out = blend_with_previous(stylized, warped, mask, strength=0.6)
+    out = blend_with_previous(stylized, warped, mask, strength=0.6, keep_statistics=False)
     np.testing.assert_allclose(out[..., 0], 0.6 * mask)
+    rng = np.random.default_rng(1)
+    stylized, warped = rng.random((2, 8, 9, 3)).astype(np.float32) * 0.5 + 0.2
+    kept = blend_with_previous(stylized, warped, np.ones((8, 9)), strength=0.5)
+    np.testing.assert_allclose(kept.mean((0, 1)), stylized.mean((0, 1)), atol=1e-5)
+    np.testing.assert_allclose(kept.std((0, 1)), stylized.std((0, 1)), rtol=1e-4)
+    raw = 0.5 * (stylized + warped)  # same pattern as the plain blend, contrast restored
+    corr = np.corrcoef(kept[..., 0].ravel(), raw[..., 0].ravel())[0, 1]
+    assert corr > 0.999
     with pytest.raises(ValueError, match="strength"):
         blend_with_previous(stylized, warped, mask, strength=1.5)
 
@@ -150,3 +158,20 @@ def test_temporal_loss_matches_numpy(rng):
     expected = np.sum(mask[..., None].astype(np.float64) * (x - target.astype(np.float64)) ** 2)
     expected /= x.size
     assert float(temporal_loss(x, target, mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_progress_shows_frames_rate_and_eta():
+    import io
+    import time
+
+    from nst_tf.video.stylize import Progress
+
+    log = io.StringIO()
+    bar = Progress(20, stream=log)
+    for done in range(1, 5):
+        time.sleep(0.01)
+        bar.update(done)
+    first = log.getvalue().splitlines()[0]
+    assert first.startswith("frame 1/20  ") and " fps  ETA 0:0" in first
+    rate = float(first.split()[2])
+    assert 0.5 < rate <= 100   # at most one frame per 10 ms

@@ -24,6 +24,7 @@ Example:
     ...               style="starry.jpg", size=256, steps=100)
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -81,6 +82,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.start = time.perf_counter()
         self.counted = 0
+        self.every = max(1, (total or 100) // 10)
 
     def update(self, done):
         self.counted += 1
@@ -93,11 +95,15 @@ class Progress:
         if self.total and rate > 0 and done < self.total:
             left = (self.total - done) / rate
             eta = f"  ETA {int(left // 60):d}:{int(left % 60):02d}"
-        self.stream.write(f"\rframe {done}{total}  {rate:.2f} fps{eta}   ")
+        line = f"frame {done}{total}  {rate:.2f} fps{eta}"
+        if getattr(self.stream, "isatty", lambda: False)():
+            self.stream.write(f"\r{line}   ")
+        elif self.counted == 1 or done == self.total or self.counted % self.every == 0:
+            self.stream.write(line + "\n")   # logs: a line every ~10 % of the frames
         self.stream.flush()
 
     def close(self):
-        if self.enabled and self.counted:
+        if self.enabled and self.counted and getattr(self.stream, "isatty", lambda: False)():
             self.stream.write("\n")
             self.stream.flush()
 
@@ -170,6 +176,79 @@ def _batches(frames, size):
             batch = []
     if batch:
         yield batch
+
+
+class _Chain:
+    """The sequential part of a run: flows, consistency, blending, writing, state, progress.
+
+    Frame t needs the finished output of frame t−1 (warped onto it), so frames are finished one
+    by one, in order; only the model's forward passes may run ahead.
+    """
+
+    def __init__(self, work, fingerprint, done, errors, estimator, temporal, strength, report,
+                 bar):
+        self.work, self.fingerprint = work, fingerprint
+        self.done, self.errors = done, errors
+        self.estimator, self.temporal, self.strength, self.report = (estimator, temporal,
+                                                                     strength, report)
+        self.bar = bar
+        self.previous_in = self.previous_out = None
+        self._flows = None
+
+    def warped_previous(self, frame):
+        """``(previous output warped onto frame, reliability mask)``, or None (first frame,
+        temporal off). Computes the flows once for :meth:`finish`."""
+        self._flows = None
+        if self.previous_in is not None and self.estimator is not None:
+            self._flows = (self.estimator(frame, self.previous_in),
+                           self.estimator(self.previous_in, frame))
+        if not self.temporal or self._flows is None:
+            return None
+        return warp(self.previous_out, self._flows[0])[0], occlusion_mask(*self._flows)
+
+    def finish(self, frame, out):
+        """Record the finished output of ``frame``: report, write, save state, progress."""
+        out = np.clip(out, 0.0, 1.0)
+        if self.report and self._flows is not None:
+            backward, forward = self._flows
+            self.errors.append(pair_warping_error(self.previous_out, out, forward,
+                                                  occlusion_mask(forward, backward)))
+        vio.write_png(os.path.join(self.work, vio.FRAME_NAME.format(self.done + 1)), out)
+        self.done += 1
+        _save_state(self.work, self.fingerprint, self.done, self.errors)
+        self.previous_in, self.previous_out = frame, out
+        self.bar.update(self.done)
+
+    def blend_batch(self, batch, stylized):
+        """Finish a batch of feed-forward outputs, blending each with the previous output."""
+        for frame, out in zip(batch, stylized):
+            previous = self.warped_previous(frame)
+            if previous is not None:
+                out = blend_with_previous(out, *previous, self.strength)
+            self.finish(frame, out)
+
+
+def _run_feedforward(chain, stylizer, batches):
+    """Run the model on batch k+1 while a worker thread finishes batch k (flows, warps, PNG
+    writes and NumPy release the GIL, as TensorFlow does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-video") as pool:
+        try:
+            for batch in batches:
+                stylized = stylizer(np.stack(batch))
+                if pending is not None:
+                    pending.result()  # in order, and errors surface here
+                pending = pool.submit(chain.blend_batch, batch, stylized)
+            if pending is not None:
+                pending.result()
+        except BaseException:
+            if pending is not None:
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    pending.result()  # let the frame being written finish: state stays valid
+            raise
 
 
 def stylize_video(input, output, model="varied", style=None, *, method="feedforward",
@@ -248,47 +327,32 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
     done, errors = _load_state(work, fingerprint)
     resumed = done
     frames = source.frames(first=max(done - 1, 0))
-    previous_in = previous_out = None
+    chain = _Chain(work, fingerprint, done, errors, estimator, temporal, strength, report,
+                   Progress(source.count, progress))
     if done:
-        previous_in = next(frames, None)
-        previous_out = vio._load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
-        previous_out = previous_out.astype(np.float32) / 255.0
-
-    bar = Progress(source.count, progress)
+        chain.previous_in = next(frames, None)
+        chain.previous_out = vio._load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
+        chain.previous_out = chain.previous_out.astype(np.float32) / 255.0
     interrupted = False
     try:
-        for batch in _batches(frames, batch_size):
-            stylized = stylizer(np.stack(batch)) if method == "feedforward" else None
-            for i, frame in enumerate(batch):
-                flows = None
-                if previous_in is not None and estimator is not None:
-                    flows = estimator(frame, previous_in), estimator(previous_in, frame)
-                warped_prev = None
-                if temporal and flows is not None:
-                    mask = occlusion_mask(*flows)
-                    warped_prev = warp(previous_out, flows[0])[0], mask
-                if method == "feedforward":
-                    out = stylized[i]
-                    if warped_prev is not None:
-                        out = blend_with_previous(out, *warped_prev, strength)
-                else:
-                    out, stopped = stylizer(frame, warped_prev, first=done == 0)
-                    if stopped:
-                        raise KeyboardInterrupt
-                out = np.clip(out, 0.0, 1.0)
-                if report and flows is not None:
-                    backward, forward = flows
-                    errors.append(pair_warping_error(previous_out, out, forward,
-                                                     occlusion_mask(forward, backward)))
-                vio.write_png(os.path.join(work, vio.FRAME_NAME.format(done + 1)), out)
-                done += 1
-                _save_state(work, fingerprint, done, errors)
-                previous_in, previous_out = frame, out
-                bar.update(done)
+        if method == "feedforward":
+            _run_feedforward(chain, stylizer, _batches(frames, batch_size))
+        else:
+            for frame in frames:
+                stylized, stopped = stylizer(frame, chain.warped_previous(frame),
+                                             first=chain.done == 0)
+                if stopped:
+                    raise KeyboardInterrupt
+                chain.finish(frame, stylized)
     except KeyboardInterrupt:
         interrupted = True
+    except BaseException:
+        if chain.done == 0:  # failed before the first frame (e.g. a bad style): leave nothing
+            shutil.rmtree(work, ignore_errors=True)
+        raise
     finally:
-        bar.close()
+        chain.bar.close()
+    done, errors = chain.done, chain.errors
     result = VideoResult(output=output, frames=done, fps=source.fps, size=source.size,
                          seconds=0.0, resumed=resumed,
                          warping_error=float(np.mean(errors)) if errors else None,

@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Video stylization: flicker (warping error), style loss and speed, frame by frame vs consistent.
+
+The clip is synthetic with known motion: a real photo (``picabo_lava.jpg`` from ../shared) seen
+through a window that moves 4 px right and 2 px down and zooms in 1 % per frame, 24 frames,
+rendered straight to PNG (no codec loss, reference A4). For each method it stylizes the clip twice
+with :func:`nst_tf.video.stylize_video` — ``temporal=False`` (frame by frame) and ``temporal=True``
+(consistent) — and reports
+
+* the warping error (Lai et al., :func:`nst_tf.video.warping_error` against the input's DIS flow;
+  lower is steadier), also of the input clip itself for scale;
+* the style loss: the mean over frames of the Gram style loss against ``towers_1916_sq.jpg``
+  (VGG19, default style layers, :class:`nst_tf.objective.StyleObjective`, unweighted);
+* frames per second of the whole video pipeline at 512 px (decode, network, flow, warp, blend,
+  PNG work frames, H.264 encode) against the same network's single-image throughput
+  (``nst_tf.stylize`` on one 512 px frame at a time), interleaved run by run because the machine
+  is shared.
+
+**No ImageNet weights here** (none can be downloaded): the feed-forward model is a pastiche
+network with random weights (the "varied" architecture, 32 styles, style 5) and Gatys uses VGG19
+with seeded random weights (``weights="random"``), also for the style-loss measure. Random
+networks are benign for speed and for the flicker comparison; the style-loss numbers only compare
+the two variants with each other.
+
+Usage::
+
+    python benchmarks/video.py                  # ~10 min on 2 busy cores (Gatys: ~10 s set-up per frame)
+    python benchmarks/video.py --frames 12 --gatys_steps 5   # quicker
+
+Prints a table and writes ``benchmarks/results/video.json``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from nst_tf.io import atomic_write  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "shared", "data", "images")
+SCENE = os.path.join(IMAGES, "content", "picabo_lava.jpg")
+STYLE = os.path.join(IMAGES, "style", "towers_1916_sq.jpg")
+
+
+def render_clip(folder, frames=24, width=512, step=(4, 2), zoom=1.01):
+    """PNG frames of the photo through a moving, zooming 4:3 window; returns the folder."""
+    os.makedirs(folder, exist_ok=True)
+    scene = Image.open(SCENE).convert("RGB")
+    height = width * 3 // 4
+    for t in range(frames):
+        scale = (512 / width) / zoom ** t          # source pixels per output pixel
+        cx, cy = 350 + step[0] * t, 274 + step[1] * t
+        data = (scale, 0, cx - scale * width / 2, 0, scale, cy - scale * height / 2)
+        frame = scene.transform((width, height), Image.AFFINE, data, resample=Image.BICUBIC)
+        frame.save(os.path.join(folder, f"frame_{t + 1:03d}.png"))
+    return folder
+
+
+def style_loss(folder, objective):
+    from nst_tf.video.io import open_frames
+
+    values = []
+    for frame in open_frames(folder):
+        feats = objective.extractor(frame[None])
+        values.append(float(objective.style_part(feats)))
+    return float(np.mean(values))
+
+
+def quality(args, work, clip, gatys_clip):
+    """Warping error and style loss, frame by frame vs consistent, for both methods."""
+    from nst_tf.features import FeatureExtractor
+    from nst_tf.networks import pastiche_network
+    from nst_tf.objective import StyleObjective
+    from nst_tf.video import stylize_video, warping_error
+
+    extractor = FeatureExtractor("vgg19", weights=None, seed=0)
+    objective = StyleObjective(extractor, None, [STYLE])
+    import keras
+
+    keras.utils.set_random_seed(0)
+    network = pastiche_network(32)
+    rows = [{"method": "input", "variant": f"{args.quality_size} px clip",
+             "warping_error": warping_error(clip)},
+            {"method": "input", "variant": f"{args.gatys_size} px clip",
+             "warping_error": warping_error(gatys_clip)}]
+    cases = [("feedforward", dict(model=network, style=5, batch_size=4)),
+              ("gatys", dict(style=STYLE, steps=args.gatys_steps, weights="random"))]
+    inputs = {"feedforward": clip, "gatys": gatys_clip}
+    for method, options in cases:
+        for temporal in (False, True):
+            out = os.path.join(work, f"{method}_{'consistent' if temporal else 'frames'}")
+            start = time.perf_counter()
+            result = stylize_video(inputs[method], out, method=method, temporal=temporal,
+                                   report=True, progress=args.progress, **options)
+            seconds = time.perf_counter() - start
+            rows.append({"method": method,
+                         "variant": "consistent" if temporal else "frame by frame",
+                         "warping_error": result.warping_error,
+                         "style_loss": style_loss(out, objective),
+                         "seconds": seconds, "frames": result.frames})
+            print(f"  {method:11s} temporal={temporal!s:5s} E_warp={result.warping_error:.5f} "
+                  f"style={rows[-1]['style_loss']:.4g} ({seconds:.0f} s)", flush=True)
+    return rows
+
+
+def throughput(args, work):
+    """Video fps vs the network's single-image fps at 512 px, interleaved."""
+    import nst_tf
+    from nst_tf.networks import pastiche_network
+    from nst_tf.video import stylize_video
+    from nst_tf.video.io import open_frames
+
+    clip = render_clip(os.path.join(work, "clip512"), frames=args.frames, width=512)
+    network = pastiche_network(32)
+    frames = list(open_frames(clip))
+    nst_tf.stylize(frames[0], 5, model=network)          # trace / warm up both paths
+    video_fps, image_fps = [], []
+    for repeat in range(args.repeats):
+        start = time.perf_counter()
+        for frame in frames:
+            nst_tf.stylize(frame, 5, model=network)
+        image_fps.append(len(frames) / (time.perf_counter() - start))
+        out = os.path.join(work, f"speed_{repeat}.mp4")
+        start = time.perf_counter()
+        stylize_video(clip, out, model=network, style=5, batch_size=args.batch_size,
+                      progress=False)
+        video_fps.append(len(frames) / (time.perf_counter() - start))
+        print(f"  repeat {repeat}: network {image_fps[-1]:.2f} img/s, video "
+              f"{video_fps[-1]:.2f} fps", flush=True)
+    return {"size": "512x384", "frames": len(frames), "batch_size": args.batch_size,
+            "network_images_per_s": float(np.median(image_fps)),
+            "video_fps": float(np.median(video_fps)),
+            "ratio": float(np.median(np.array(video_fps) / np.array(image_fps)))}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--quality_size", type=int, default=192, help="clip width for quality")
+    parser.add_argument("--gatys_size", type=int, default=96, help="clip width for gatys")
+    parser.add_argument("--gatys_steps", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--skip_speed", action="store_true")
+    args = parser.parse_args()
+
+    work = tempfile.mkdtemp(prefix="nst_video_bench_")
+    try:
+        clip = render_clip(os.path.join(work, "clip"), args.frames, args.quality_size)
+        gatys_clip = render_clip(os.path.join(work, "gclip"), args.frames, args.gatys_size)
+        print(f"quality, {args.frames} frames: feed-forward at {args.quality_size} px, gatys at "
+              f"{args.gatys_size} px ({args.gatys_steps} steps, first frame 2x):", flush=True)
+        rows = quality(args, work, clip, gatys_clip)
+        speed = None
+        if not args.skip_speed:
+            print("speed at 512 px:", flush=True)
+            speed = throughput(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n{'method':12s} {'variant':15s} {'warping error':>14s} {'style loss':>11s} "
+          f"{'seconds':>8s}")
+    for row in rows:
+        loss = f"{row['style_loss']:11.4g}" if "style_loss" in row else f"{'-':>11s}"
+        secs = f"{row['seconds']:8.1f}" if "seconds" in row else f"{'-':>8s}"
+        print(f"{row['method']:12s} {row['variant']:15s} {row['warping_error']:14.5f} {loss} "
+              f"{secs}")
+    summary = {}
+    for method in ("feedforward", "gatys"):
+        plain, steady = [r for r in rows if r["method"] == method]
+        summary[method] = {
+            "warping_error_reduction": plain["warping_error"] / steady["warping_error"],
+            "style_loss_change": steady["style_loss"] / plain["style_loss"] - 1.0}
+        print(f"{method}: consistent has {summary[method]['warping_error_reduction']:.1f}x lower "
+              f"warping error, style loss {100 * summary[method]['style_loss_change']:+.1f} %")
+    if speed:
+        print(f"512x384 feed-forward: video {speed['video_fps']:.2f} fps vs network "
+              f"{speed['network_images_per_s']:.2f} img/s single-image = "
+              f"{100 * speed['ratio']:.0f} % (batch {speed['batch_size']})")
+    os.makedirs(RESULTS, exist_ok=True)
+    with atomic_write(os.path.join(RESULTS, "video.json"), "w") as f:
+        json.dump({"machine": platform.machine(), "args": vars(args), "quality": rows,
+                   "summary": summary, "speed": speed, "weights": "random (no ImageNet)"}, f,
+                  indent=2)
+    print(f"wrote {os.path.join(RESULTS, 'video.json')}")
+
+
+if __name__ == "__main__":
+    main()

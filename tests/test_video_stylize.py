@@ -1,0 +1,204 @@
+"""stylize_video / nst-video end to end on tiny clips of a real photo moving with known motion:
+a small random pastiche network and Gatys with random VGG19 weights."""
+
+import os
+
+import numpy as np
+import pytest
+
+from video_helpers import read_video, translating_frames, write_folder, write_video
+
+pytest.importorskip("av")  # the `video` extra is part of `test`: this never skips in CI
+
+from nst_tf.video import stylize as video_stylize  # noqa: E402
+from nst_tf.video import stylize_video, warping_error  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def network():
+    from nst_tf.networks import pastiche_network
+
+    return pastiche_network(3, alpha=0.25)
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return write_video(str(tmp_path / "clip.mkv"), translating_frames(6, step=(2, 1)), fps=12)
+
+
+def load_folder(folder):
+    from nst_tf.video.io import open_frames
+
+    return np.stack(list(open_frames(folder)))
+
+
+def test_feedforward_frame_by_frame_equals_the_model_and_temporal_is_steadier(tmp_path, clip,
+                                                                             network):
+    import nst_tf
+
+    plain = stylize_video(clip, str(tmp_path / "plain"), model=network, style=1,
+                          temporal=False, batch_size=4, report=True, progress=False)
+    expected = nst_tf.stylize(load_folder(clip), 1, model=network, crop=True)
+    got = load_folder(str(tmp_path / "plain"))
+    assert got.shape == (6, 48, 64, 3) and plain.frames == 6 and plain.fps == 12
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+    steady = stylize_video(clip, str(tmp_path / "steady.mp4"), model=network, style=1,
+                           report=True, progress=False)
+    written, _ = read_video(str(tmp_path / "steady.mp4"))
+    assert len(written) == 6 and written[0].shape == (48, 64, 3)
+    assert steady.warping_error < plain.warping_error / 2
+    # The warping error reported on the way is the public metric of the written frames.
+    assert plain.warping_error == pytest.approx(warping_error(got, reference=clip), rel=1e-3)
+    assert sorted(os.listdir(tmp_path)) == ["clip.mkv", "plain", "steady.mp4"]
+
+
+def test_audio_is_copied_and_trimmed_with_the_frames(tmp_path, network):
+    import av
+
+    clip = write_video(str(tmp_path / "in.mp4"), translating_frames(6), fps=12,
+                       audio_seconds=0.5)
+    out = str(tmp_path / "out.mp4")
+    result = stylize_video(clip, out, model=network, style=0, start=2 / 12, progress=False)
+    assert result.frames == 4
+    frames, has_audio = read_video(out)
+    assert len(frames) == 4 and has_audio
+    with av.open(out) as container:
+        audio = container.streams.audio[0]
+        seconds = sum(float(p.duration * audio.time_base) for p in container.demux(audio)
+                      if p.duration)
+    assert abs(seconds - (0.5 - 2 / 12)) < 0.1           # the audio after --start, not all of it
+
+
+def test_interrupted_run_resumes_from_the_frames_written(tmp_path, clip, network, monkeypatch):
+    full = stylize_video(clip, str(tmp_path / "full"), model=network, style={0: 0.5, 2: 0.5},
+                         batch_size=2, progress=False)
+    real_write = video_stylize.vio.write_png
+    calls = []
+
+    def write_then_stop(path, frame):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(path)
+        real_write(path, frame)
+
+    monkeypatch.setattr(video_stylize.vio, "write_png", write_then_stop)
+    out = str(tmp_path / "out")
+    first = stylize_video(clip, out, model=network, style={0: 0.5, 2: 0.5}, batch_size=2,
+                          progress=False)
+    assert first.interrupted and first.frames == 3 and not os.path.exists(out)
+    assert os.path.isdir(video_stylize.work_folder(out))
+    monkeypatch.setattr(video_stylize.vio, "write_png", real_write)
+    second = stylize_video(clip, out, model=network, style={0: 0.5, 2: 0.5}, batch_size=2,
+                           progress=False)
+    assert (second.resumed, second.frames, second.interrupted) == (3, 6, False)
+    assert not os.path.exists(video_stylize.work_folder(out))
+    # Resuming restarts the blending from the saved (8-bit) previous frame: same frames to 2/255.
+    assert np.abs(load_folder(out) - load_folder(str(tmp_path / "full"))).max() <= 2 / 255
+    assert full.frames == 6
+
+
+def test_changed_settings_do_not_resume(tmp_path, clip, network, monkeypatch):
+    out = str(tmp_path / "out")
+    monkeypatch.setattr(video_stylize.vio, "encode_video", None)  # crash before publishing
+    with pytest.raises(TypeError):
+        stylize_video(clip, out + ".mp4", model=network, style=0, progress=False)
+    monkeypatch.undo()
+    again = stylize_video(clip, out + ".mp4", model=network, style=0, progress=False)
+    assert again.resumed == 6
+    other = stylize_video(clip, out + "2.mp4", model=network, style=1, progress=False)
+    assert other.resumed == 0
+
+
+def test_gatys_video_uses_the_temporal_loss_and_warped_init(tmp_path, clip, style_path,
+                                                          monkeypatch):
+    import tensorflow as tf
+
+    from nst_tf import gatys
+
+    seen = []
+    real_run = gatys.run
+
+    def spy(content, styles, style_weights=None, **kwargs):
+        seen.append(kwargs)
+        return real_run(content, styles, style_weights, **kwargs)
+
+    monkeypatch.setattr(gatys, "run", spy)
+    options = dict(method="gatys", style=style_path, steps=2, weights="random", init="noise",
+                   end=0.25, progress=False, report=True)       # frames 0, 1, 2 of the clip
+    plain = stylize_video(clip, str(tmp_path / "plain"), temporal=False, **options)
+    assert [k["steps"] for k in seen] == [4, 2, 2]              # first frame: 2 x steps
+    assert all(k["extra_terms"] is None and k["init"] == "noise" for k in seen)
+    seen.clear()
+    steady = stylize_video(clip, str(tmp_path / "steady"), temporal_weight=1e3, **options)
+    assert steady.frames == plain.frames == 3
+    assert seen[0]["extra_terms"] is None and seen[0]["init"] == "noise"
+    noise = np.random.default_rng(0).random((1, 48, 64, 3)).astype(np.float32)
+    for k in (1, 2):
+        init = seen[k]["init"]
+        assert isinstance(init, np.ndarray) and init.shape == (48, 64, 3)
+        term = seen[k]["extra_terms"]((48, 64))["temporal"]
+        # The init is the warped previous output wherever the mask is 1: no temporal loss there.
+        assert float(term(tf.constant(init[None]))) == pytest.approx(0.0, abs=1e-6)
+        assert float(term(tf.constant(noise))) > 1.0
+    # Ruder et al.'s ordering: noise-initialized frames flicker, prevWarped + L_temp does not.
+    assert steady.warping_error < plain.warping_error / 2
+
+
+def test_bad_inputs_leave_nothing_behind(tmp_path, network):
+    from nst_tf.errors import ConfigError, NSTError
+
+    frames = translating_frames(3)
+    mixed = write_folder(str(tmp_path / "mixed"), frames)
+    from PIL import Image
+
+    Image.fromarray(frames[0][:40]).save(os.path.join(mixed, "frame_3.png"))
+    bad = str(tmp_path / "bad.mp4")
+    with open(bad, "wb") as f:
+        f.write(b"\x00" * 100)
+    good = write_folder(str(tmp_path / "good"), frames)
+    before = set(os.listdir(tmp_path))
+    for args, match in [((mixed, str(tmp_path / "o.mp4")), "mixed sizes"),
+                        ((bad, str(tmp_path / "o.mp4")), "cannot read video"),
+                        ((good, str(tmp_path / "no" / "o.mp4")), "does not exist"),
+                        ((good, str(tmp_path / "o.png")), "image file name")]:
+        with pytest.raises(NSTError, match=match):
+            stylize_video(*args, model=network, style=0, progress=False)
+    with pytest.raises(ConfigError, match="selects 2 outputs"):
+        stylize_video(good, str(tmp_path / "o.mp4"), model=network, style="[0, 1]",
+                      progress=False)
+    assert set(os.listdir(tmp_path)) == before
+
+
+def test_cli_stylizes_and_reports(tmp_path, clip, network, capsys):
+    from nst_tf.cli.video import main
+
+    model = str(tmp_path / "net.keras")
+    network.save(model)
+    out = str(tmp_path / "out.mp4")
+    code = main(["nst-video", f"--input={clip}", f"--output={out}", f"--model={model}",
+                 "--style=2", "--report", "--noprogress", "--end=0.3"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "warping error:" in captured.out
+    assert len(read_video(out)[0]) == 4                  # 0.3 s at 12 fps: frames 0..3
+    code = main(["nst-video", f"--input={clip}", f"--output={tmp_path / 'x' / 'o.mp4'}",
+                 f"--model={model}", "--style=2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.startswith("nst-video: error:") and "\n" not in err
+    code = main(["nst-video", f"--input={clip}", f"--output={out}", "--steps=3",
+                 f"--model={model}", "--style=2", "--temporal_weight=5"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and "--method=gatys only" in err
+
+
+def test_script_runs_through_absl_global_flags(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, os.path.join(root, "scripts", "video.py"),
+                          f"--input={tmp_path / 'none.mp4'}", f"--output={tmp_path / 'o.mp4'}"],
+                         capture_output=True, text=True)
+    lines = [line for line in out.stderr.splitlines() if line.startswith("nst-video:")]
+    assert out.returncode == 1 and len(lines) == 1 and "input not found" in lines[0]
+    assert os.listdir(tmp_path) == []
