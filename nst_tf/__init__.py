@@ -46,7 +46,10 @@ _EXPORTS = {
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
     "stylize": "families",
-    "export_saved_model": "export", "export_tflite": "export",
+    # texture networks (Ulyanov et al.)
+    "texture_network": "networks", "synthesize": "texture", "CircularPad2D": "layers",
+    "NoiseFill": "layers",
+    "export_saved_model": "export", "export_tflite": "export", "export_keras": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
@@ -54,7 +57,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
-               "single_style", "data",
+               "single_style", "texture", "data",
                "training", "export", "device", "io", "lbfgs", "cli"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]

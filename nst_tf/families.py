@@ -35,6 +35,7 @@ from nst_tf.errors import CheckpointError, ConfigError
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
     "nst_tf.pastiche:PasticheFamily",
+    "nst_tf.texture:TextureFamily",
     "nst_tf.single_style:SingleStyleFamily",
 )
 
