@@ -264,22 +264,27 @@ def test_checkpoints_hold_the_noise_state(trained):
 
 def test_diversity_term_spreads_samples_at_a_bounded_cost(stripes_file, tmp_path):
     """Same initialization and noise, with and without the 2017 diversity term (pixels): the
-    samples move apart (mean pairwise RMS distance ×2 or more) while the Gram loss stays within
-    ×2. Style layers relu1_1 … relu3_1 only, to keep the test fast."""
+    samples move apart (mean pairwise RMS distance ×1.5 or more) while keeping >= 95 % of the
+    Gram-loss reduction of training. Style layers relu1_1 … relu3_1 only, to keep it fast."""
     style_weights = {k: v for k, v in ulyanov_style_weights().items() if k[5] in "123"}
     gram_loss = _gram_loss(stripes_file, style_weights)
+    options = dict(num_scales=3, seed=0, norm="instance")
+    keras.utils.set_random_seed(0)
+    untrained = training.build_network("texture", 1, network_options=options)[0]
+    untrained_loss = gram_loss(nst_tf.synthesize(untrained, SIZE, count=8, seed=11))
     results = {}
-    for weight in (0.0, 1e5):
+    for weight in (0.0, 3e4):
         keras.utils.set_random_seed(0)
         net = training.train(None, stripes_file, str(tmp_path / str(weight)), mode="texture",
                              train_steps=20, diversity_weight=weight, style_weights=style_weights,
-                             network_options=dict(num_scales=3, seed=0, norm="instance"),
-                             **FAST)
+                             learning_rate=0.03, lr_schedule="constant",
+                             network_options=options, **FAST)
         samples = nst_tf.synthesize(net, SIZE, count=8, seed=11)
         results[weight] = (_mean_pairwise_distance(samples), gram_loss(samples))
-    (plain_d, plain_loss), (div_d, div_loss) = results[0.0], results[1e5]
-    assert div_d > 2.0 * plain_d, results
-    assert div_loss < 2.0 * plain_loss, results
+    (plain_d, plain_loss), (div_d, div_loss) = results[0.0], results[3e4]
+    assert div_d > 1.5 * plain_d, results
+    # The cost: the diversity network keeps >= 95 % of the Gram-loss reduction training brings.
+    assert div_loss - plain_loss < 0.05 * (untrained_loss - plain_loss), (untrained_loss, results)
 
 
 def test_diversity_loss_matches_numpy(rng):
