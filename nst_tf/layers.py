@@ -617,7 +617,9 @@ class NoiseFill(keras.layers.Layer):
     ``ratio``, else :class:`~nst_tf.errors.ImageError`, or an ``InvalidArgumentError`` with the
     same message for sizes only known at run time). The noise comes from a
     ``keras.random.SeedGenerator``: each call draws new noise and advances the generator, so the
-    sequence of draws is fixed by ``seed`` (reset it with :meth:`reseed`). Calling
+    sequence of draws is fixed by ``seed`` (reset it with :meth:`reseed`). Under a
+    ``tf.distribute`` strategy each replica folds its id into the seed, so replicas draw
+    different noise. Calling
     ``layer([x, noise])`` returns the given ``noise`` instead (checked against the expected
     shape): networks built that way take explicit noise inputs, e.g. for tests.
 
@@ -676,7 +678,13 @@ class NoiseFill(keras.layers.Layer):
         x = self._check(inputs)
         shape = tf.shape(x)
         size = tf.stack([shape[0], shape[1] // self.ratio, shape[2] // self.ratio, self.channels])
-        noise = keras.random.uniform(size, seed=self.seed_generator, dtype="float32")
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Every replica reads the same generator state: give each its own stream.
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+            seed = tf.stack([seed[0], seed[1] * context.num_replicas_in_sync + replica])
+        noise = tf.random.stateless_uniform(size, seed=seed, dtype=tf.float32)
         return tf.cast(noise, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -369,3 +369,35 @@ def test_export_keras_for_other_families(build, tmp_path, rng):
     np.testing.assert_allclose(out, np.clip(reference.numpy()[0], 0, 1), atol=1e-5)
     with pytest.raises(ConfigError, match=r"end in \.keras"):
         export_keras(net, tmp_path / "net.h5")
+
+
+_REPLICAS = """
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from nst_tf.layers import NoiseFill
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = NoiseFill(3, seed=1)
+step = tf.function(lambda: strategy.run(lambda: layer(tf.zeros([1, 4, 4, 3]))))
+first = [t.numpy() for t in strategy.experimental_local_results(step())]
+second = strategy.experimental_local_results(step())[0].numpy()
+print(float(np.abs(first[0] - first[1]).max()), float(np.abs(first[0] - second).max()))
+"""
+
+
+def test_replicas_draw_different_noise():
+    """Under MirroredStrategy every replica reads the same generator state; the layer folds the
+    replica id into the seed so the replicas' samples differ (else the global batch would hold
+    copies). Subprocess: logical devices must be set before TensorFlow starts."""
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run([sys.executable, "-c", _REPLICAS], capture_output=True, text=True,
+                            env=env, timeout=300, cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    across_replicas, across_calls = map(float, result.stdout.split()[-2:])
+    assert across_replicas > 0.05 and across_calls > 0.05
