@@ -204,10 +204,11 @@ def trained(texture_file, tmp_path_factory):
     """A 3-scale texture network trained for 40 steps (circular padding, instance norm)."""
     run = tmp_path_factory.mktemp("texture_run")
     options = dict(num_scales=3, seed=0, norm="instance")
+    keras.utils.set_random_seed(0)                       # train() starts from the same weights
     untrained = training.build_network("texture", 1, network_options=options)[0]
-    keras.utils.set_random_seed(0)
     net = training.train(None, texture_file, str(run), mode="texture", train_steps=40,
-                         network_options=options, **{**FAST, "log_dir": str(run / "logs")},
+                         learning_rate=0.03, lr_schedule="constant", network_options=options,
+                         **{**FAST, "log_dir": str(run / "logs")},
                          summary_every=20)
     return {"net": net, "untrained": untrained, "dir": run}
 
