@@ -402,3 +402,13 @@ def test_replicas_draw_different_noise():
     assert result.returncode == 0, result.stderr[-3000:]
     across_replicas, across_calls = map(float, result.stdout.split()[-2:])
     assert across_replicas > 0.05 and across_calls > 0.05
+
+
+def test_synthesize_is_exported_lazily():
+    import subprocess
+    import sys
+
+    assert nst_tf.synthesize.__module__ == "nst_tf.texture"
+    code = "import sys, nst_tf; nst_tf.synthesize; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
