@@ -49,7 +49,10 @@ _EXPORTS = {
     "johnson_network": "networks",
     "adain_network": "networks", "load_adain": "adain",
     "stylize": "families",
-    "export_saved_model": "export", "export_tflite": "export",
+    # texture networks (Ulyanov et al.)
+    "texture_network": "networks", "synthesize": "texture", "CircularPad2D": "layers",
+    "NoiseFill": "layers",
+    "export_saved_model": "export", "export_tflite": "export", "export_keras": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
@@ -57,7 +60,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
-               "single_style", "data",
+               "single_style", "texture", "data",
                "training", "export", "device", "io", "lbfgs", "cli", "adain", "video"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]

@@ -8,6 +8,9 @@ Pastiche networks take Magenta's TFLite-export interface (mixture mode); single-
 * ``style_weights``: float32 ``[N]`` mixing weights (one-hot for a single style; not normalized);
 * output ``stylized_image``: float32 ``[1, 4·ceil(H/4), 4·ceil(W/4), 3]`` in [0, 1].
 
+:func:`export_keras` writes any nst_tf network as a ``.keras`` file (``keras.saving.load_model``,
+:func:`nst_tf.stylize` and :func:`nst_tf.synthesize` load it).
+
 Files are written atomically: the SavedModel goes to a temporary folder beside ``path`` that is
 renamed into place; the ``.tflite`` bytes go through :func:`nst_tf.io.atomic_write`.
 
@@ -21,7 +24,9 @@ Example:
     >>> served.signatures["serving_default"](image=..., style_weights=...)  # doctest: +SKIP
 """
 
+import contextlib
 import os
+import tempfile
 
 import tensorflow as tf
 
@@ -140,3 +145,35 @@ def export_tflite(network, path, image_size=384, quantize=None):
     with atomic_write(path) as f:
         f.write(flat_buffer)
     return os.fspath(path)
+
+
+def export_keras(network, path):
+    """Write ``network`` as a ``.keras`` file (atomically); returns ``path``.
+
+    A pastiche network trained with integer style labels is written in the mixing-weights form
+    :func:`nst_tf.stylize` runs. The file loads with ``keras.saving.load_model`` once nst_tf's
+    layers are registered (``import nst_tf.layers``), or directly as ``model=`` of
+    :func:`nst_tf.stylize` / :func:`nst_tf.synthesize`.
+
+    Example:
+        >>> from nst_tf.networks import texture_network
+        >>> export_keras(texture_network(num_scales=4), "/tmp/texture.keras")   # doctest: +SKIP
+        '/tmp/texture.keras'
+    """
+    path = os.fspath(path)
+    if not path.endswith(".keras"):
+        raise ConfigError(f"a Keras model file must end in .keras, got {path!r}")
+    if is_conditional(network):
+        network = as_weights_network(network)
+    folder = check_output_dir(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".keras")
+    os.close(fd)
+    try:
+        network.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path

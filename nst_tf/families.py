@@ -35,8 +35,9 @@ from nst_tf.errors import CheckpointError, ConfigError
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
     "nst_tf.pastiche:PasticheFamily",
-    "nst_tf.single_style:SingleStyleFamily",
     "nst_tf.adain:AdainFamily",
+    "nst_tf.texture:TextureFamily",
+    "nst_tf.single_style:SingleStyleFamily",  # any image-to-image network: keep it last
 )
 
 _KERAS_CACHE_SIZE = 2

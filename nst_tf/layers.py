@@ -8,6 +8,8 @@
 * :class:`NearestUpsample2D`: integer-factor nearest-neighbour upsampling (pixel repetition).
 * :class:`ReflectConv2D`: [upsample →] reflect pad → VALID conv in one layer, computed in a
   faster equivalent form (sub-pixel conv for upsampling, space-to-depth for few output channels).
+* :class:`CircularPad2D` (periodic padding, for tileable textures) and :class:`NoiseFill` (fresh
+  seeded noise on every call): the texture network's layers (Ulyanov et al. 2016).
 
 Every layer is registered under the ``nst_tf`` package, so models using them round-trip through
 ``.keras`` files, and ``get_config()`` returns exactly the constructor arguments.
@@ -520,4 +522,180 @@ class ReflectConv2D(keras.layers.Layer):
                       upsample=self.upsample,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
                       fast=self.fast)
+        return config
+
+
+# --- Texture networks: circular padding and per-call noise ------------------------------------------
+
+def _circular_message(name, ph, pw, height=None, width=None):
+    got = "got H, W =" if height is None else f"got {height}x{width}"
+    return (f"{name}: circular padding by {ph}x{pw} needs an input of at least {ph}x{pw} "
+            f"pixels (H x W), {got}")
+
+
+def _wrap_axis(x, pad, axis):
+    if pad == 0:
+        return x
+    head = [slice(None)] * 4
+    tail = [slice(None)] * 4
+    head[axis] = slice(-pad, None)
+    tail[axis] = slice(0, pad)
+    return tf.concat([x[tuple(head)], x, x[tuple(tail)]], axis)
+
+
+def circular_pad(x, pad_h, pad_w, name="circular_pad"):
+    """Pad H and W of an NHWC tensor periodically: ``numpy.pad(mode="wrap")``.
+
+    ``[1, 2, 3]`` padded by 2 gives ``[2, 3, 1, 2, 3, 1, 2]``: a convolution of the padded tensor
+    is the convolution on a torus, so a network built from such convolutions (and pooling /
+    upsampling by factors that divide the size) makes images that tile without seams. Each side
+    padded by ``p`` needs at least ``p`` pixels (:class:`~nst_tf.errors.ImageError` otherwise
+    when the size is known while tracing, an ``InvalidArgumentError`` at run time).
+
+    Example:
+        >>> circular_pad(tf.reshape(tf.range(3.0), [1, 1, 3, 1]), 0, 2)[0, 0, :, 0].numpy()
+        array([1., 2., 0., 1., 2., 0., 1.], dtype=float32)
+    """
+    height, width = x.shape[1], x.shape[2]
+    if (height is not None and height < pad_h) or (width is not None and width < pad_w):
+        raise ImageError(_circular_message(name, pad_h, pad_w, height, width))
+    if height is None or width is None:
+        shape = tf.shape(x)
+        ok = tf.logical_and(shape[1] >= pad_h, shape[2] >= pad_w)
+        check = tf.debugging.Assert(ok, [_circular_message(name, pad_h, pad_w), shape[1],
+                                         shape[2]])
+        with tf.control_dependencies([check]):
+            x = tf.identity(x)
+    return _wrap_axis(_wrap_axis(x, pad_h, 1), pad_w, 2)
+
+
+@_REGISTER
+class CircularPad2D(keras.layers.Layer):
+    """Periodic ("wrap", "circular") padding of H and W, as ``numpy.pad(mode="wrap")``.
+
+    The padding Ulyanov et al.'s texture networks use for tileable textures (see
+    :func:`circular_pad`).
+
+    Args:
+        padding: int (same on all sides) or ``(pad_h, pad_w)``.
+
+    Example:
+        >>> CircularPad2D(1)(tf.reshape(tf.range(3.0), [1, 1, 3, 1]))[0, 1, :, 0].numpy()
+        array([2., 0., 1., 2., 0.], dtype=float32)
+    """
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _pair(padding, "padding")
+
+    def call(self, x):
+        return circular_pad(x, *self.padding, name=self.name)
+
+    def compute_output_shape(self, input_shape):
+        ph, pw = self.padding
+        b, h, w, c = input_shape
+        return (b, None if h is None else h + 2 * ph, None if w is None else w + 2 * pw, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(padding=self.padding)
+        return config
+
+
+def _noise_size_message(name, ratio, height=None, width=None):
+    got = "got H, W =" if height is None else f"got {height}x{width}"
+    return (f"{name}: the image height and width must be multiples of {ratio} (the coarsest "
+            f"scale of this texture network is 1/{ratio} of the output size), {got}")
+
+
+@_REGISTER
+class NoiseFill(keras.layers.Layer):
+    """Fresh uniform noise in [0, 1) on every call: the noise source of a texture network.
+
+    ``NoiseFill(channels, ratio)(x)`` returns noise ``[B, H/ratio, W/ratio, channels]`` for
+    ``x`` ``[B, H, W, *]`` (only the shape of ``x`` is used; H and W must be multiples of
+    ``ratio``, else :class:`~nst_tf.errors.ImageError`, or an ``InvalidArgumentError`` with the
+    same message for sizes only known at run time). The noise comes from a
+    ``keras.random.SeedGenerator``: each call draws new noise and advances the generator, so the
+    sequence of draws is fixed by ``seed`` (reset it with :meth:`reseed`). Under a
+    ``tf.distribute`` strategy each replica folds its id into the seed, so replicas draw
+    different noise. Calling
+    ``layer([x, noise])`` returns the given ``noise`` instead (checked against the expected
+    shape): networks built that way take explicit noise inputs, e.g. for tests.
+
+    Args:
+        channels: noise channels.
+        ratio: the output is ``1/ratio`` of the input's size.
+        seed: int seed of the generator (None: drawn from Keras' global seed, which
+            ``keras.utils.set_random_seed`` fixes).
+
+    Example:
+        >>> layer = NoiseFill(3, ratio=4, seed=1)
+        >>> layer(tf.zeros([2, 8, 12, 3])).shape
+        TensorShape([2, 2, 3, 3])
+    """
+
+    def __init__(self, channels=3, ratio=1, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        self.ratio = int(ratio)
+        if self.channels < 1 or self.ratio < 1:
+            raise ValueError(f"channels and ratio must be >= 1, got {channels}, {ratio}")
+        self.seed = None if seed is None else int(seed)
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+
+    def reseed(self, seed):
+        """Restart the noise sequence from ``seed`` (an int in [0, 2³²))."""
+        self.seed_generator.state.assign(tf.constant([int(seed) % 2**32, 0], tf.uint32))
+
+    def _check(self, x):
+        height, width, r = x.shape[1], x.shape[2], self.ratio
+        if (height is not None and height % r) or (width is not None and width % r):
+            raise ImageError(_noise_size_message(self.name, r, height, width))
+        if r > 1 and (height is None or width is None):
+            shape = tf.shape(x)
+            ok = tf.logical_and(tf.equal(shape[1] % r, 0), tf.equal(shape[2] % r, 0))
+            check = tf.debugging.Assert(ok, [_noise_size_message(self.name, r), shape[1],
+                                             shape[2]])
+            with tf.control_dependencies([check]):
+                x = tf.identity(x)
+        return x
+
+    def call(self, inputs):
+        if isinstance(inputs, (list, tuple)):
+            x, noise = inputs
+            x = self._check(x)
+            noise = tf.cast(noise, self.compute_dtype)
+            shape = tf.shape(x)
+            expected = tf.stack([shape[0], shape[1] // self.ratio, shape[2] // self.ratio,
+                                 self.channels])
+            check = tf.debugging.assert_equal(
+                tf.shape(noise), expected,
+                message=f"{self.name}: explicit noise must have shape [B, H/{self.ratio}, "
+                        f"W/{self.ratio}, {self.channels}]")
+            with tf.control_dependencies([check]):
+                return tf.identity(noise)
+        x = self._check(inputs)
+        shape = tf.shape(x)
+        size = tf.stack([shape[0], shape[1] // self.ratio, shape[2] // self.ratio, self.channels])
+        seed = tf.cast(self.seed_generator.next(), tf.int64)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            # Every replica reads the same generator state: give each its own stream.
+            replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+            seed = tf.stack([seed[0], seed[1] * context.num_replicas_in_sync + replica])
+        noise = tf.random.stateless_uniform(size, seed=seed, dtype=tf.float32)
+        return tf.cast(noise, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and input_shape and \
+                isinstance(input_shape[0], (list, tuple)):
+            input_shape = input_shape[0]
+        b, h, w, _ = input_shape
+        r = self.ratio
+        return (b, None if h is None else h // r, None if w is None else w // r, self.channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(channels=self.channels, ratio=self.ratio, seed=self.seed)
         return config

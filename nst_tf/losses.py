@@ -18,6 +18,8 @@ sliced_wasserstein     ``mean_k mean_n (sort(F·d_k)[n] − Q_k(n))²``: F proje
 gaussian_w2_loss       ``|μ₁−μ₂|² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½)`` (squared W2 distance
                        of the Gaussians with the features' channel means and covariances)
 mean_std_loss          ``mean_c (μ₁−μ₂)² + mean_c (σ₁−σ₂)²`` (per-channel mean and std)
+diversity_loss         ``−mean_i ln(min_{j≠i} d(x_i, x_j) + ε)`` over a batch, ``d`` the RMS
+                       difference (Ulyanov et al. 2017's entropy estimate; not a per-example loss)
 =====================  ====================================================================
 
 Style losses also exist as small objects in :data:`STYLE_LOSSES` with ``.target(features)``
@@ -43,7 +45,7 @@ __all__ = [
     "random_directions", "sorted_projections", "resample_sorted",
     "sliced_wasserstein_loss", "sliced_wasserstein_loss_from_sorted",
     "feature_moments", "psd_sqrt", "gaussian_w2_loss", "gaussian_w2_loss_from_stats",
-    "channel_mean_std", "mean_std_loss",
+    "channel_mean_std", "mean_std_loss", "pairwise_distances", "diversity_loss",
     "StyleLoss", "GramStyleLoss", "SlicedWassersteinStyleLoss", "GaussianW2StyleLoss",
     "MeanStdStyleLoss", "STYLE_LOSSES", "get_style_loss",
 ]
@@ -342,6 +344,44 @@ def mean_std_loss(features, target_features, eps=1e-5):
     target_mean, target_std = channel_mean_std(tf.cast(target_features, features.dtype), eps)
     return (tf.reduce_mean(tf.math.squared_difference(mean, target_mean))
             + tf.reduce_mean(tf.math.squared_difference(std, target_std)))
+
+
+# --- Diversity (Improved Texture Networks) ------------------------------------------------------
+
+def pairwise_distances(embeddings):
+    """RMS distances ``d_ij = √(mean_k (e_ik − e_jk)²)`` between the rows of ``embeddings``
+    ``[B, ...]`` (flattened per example) → ``[B, B]`` (zero diagonal).
+
+    Computed from the Gram matrix ``‖e_i‖² + ‖e_j‖² − 2 e_i·e_j`` (no ``[B, B, D]`` tensor), in
+    float32, clipped at 0 against rounding.
+    """
+    e = tf.cast(tf.reshape(embeddings, [tf.shape(embeddings)[0], -1]), tf.float32)
+    dim = tf.cast(tf.shape(e)[1], tf.float32)
+    squares = tf.reduce_sum(tf.square(e), axis=1)
+    d2 = squares[:, None] + squares[None, :] - 2.0 * tf.matmul(e, e, transpose_b=True)
+    d2 = tf.maximum(d2, 0.0) * (1.0 - tf.eye(tf.shape(e)[0]))
+    return tf.sqrt(d2 / dim + 1e-20)
+
+
+def diversity_loss(embeddings, eps=1e-3):
+    """Negative Kozachenko–Leonenko entropy estimate of a batch (Ulyanov et al. 2017, eq. 8):
+    ``−(1/B) Σ_i ln(min_{j≠i} d_ij + eps)`` with ``d`` from :func:`pairwise_distances`.
+
+    Minimizing it pushes every sample away from its nearest neighbour in the batch. ``embeddings``
+    is ``[B, ...]`` with ``B >= 2``: images (pixels) or feature maps of a loss-network layer. The
+    RMS distance makes the value independent of the embedding's size; ``eps`` keeps the
+    logarithm finite for identical samples.
+
+    Example:
+        >>> x = tf.constant([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]])
+        >>> round(float(diversity_loss(x, eps=0.0)), 4)   # nearest: 3.5355, 0.7071, 0.7071
+        -0.1899
+    """
+    d = pairwise_distances(embeddings)
+    batch = tf.shape(d)[0]
+    tf.debugging.assert_greater_equal(batch, 2, message="diversity_loss needs a batch of >= 2")
+    nearest = tf.reduce_min(d + tf.eye(batch) * tf.reduce_max(d) * 2.0 + tf.eye(batch), axis=1)
+    return -tf.reduce_mean(tf.math.log(nearest + eps))
 
 
 # --- Style-loss objects: targets computed once -------------------------------------------------

@@ -43,7 +43,9 @@ from nst_tf.errors import CheckpointError, ConfigError
 from nst_tf.io import atomic_write
 from nst_tf.networks import is_conditional
 
-MODES = ("johnson", "cin", "finetune", "adain")
+MODES = ("johnson", "cin", "finetune", "adain", "texture", "texture_stylize")
+#: Modes training an Ulyanov et al. texture network (defaults: :func:`nst_tf.texture.training_defaults`).
+TEXTURE_MODES = ("texture", "texture_stylize")
 STRATEGIES = ("default", "mirrored", "one_device")
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 
@@ -123,9 +125,14 @@ class PerceptualLoss:
             accepts, or a JSON string).
         tv_weight: weight of :func:`nst_tf.losses.total_variation_loss` (L2; Magenta's CIN
             training uses 0).
+        diversity_weight: weight λ of :func:`nst_tf.losses.diversity_loss` (Ulyanov et al. 2017:
+            rewards samples that differ from each other; needs batches of >= 2).
+        diversity_layer: the embedding of the diversity term: ``"pixels"`` or a layer of the
+            extractor.
 
     Call ``loss(stylized, content, labels)`` with float32 ``[B, H, W, 3]`` images and int labels
-    ``[B]`` → ``(total, {"content", "style", "tv"})``, TF ops only (usable inside XLA).
+    ``[B]`` → ``(total, {"content", "style", "tv"[, "diversity"]})``, TF ops only (usable inside
+    XLA). Without content weights the content images are not run through the loss network.
 
     Example:
         >>> from nst_tf.features import FeatureExtractor
@@ -137,7 +144,8 @@ class PerceptualLoss:
         0.0
     """
 
-    def __init__(self, extractor, styles, content_weights, style_weights, tv_weight=0.0):
+    def __init__(self, extractor, styles, content_weights, style_weights, tv_weight=0.0,
+                 diversity_weight=0.0, diversity_layer="pixels"):
         backbone = extractor.backbone
         self.extractor = extractor
         self.content_weights = parse_layer_weights(content_weights, backbone, "content weights")
@@ -156,6 +164,14 @@ class PerceptualLoss:
             raise ConfigError("at least one style image is needed")
         self.num_styles = len(styles)
         self.style_grams = data.style_gram_targets(extractor, styles, list(self.style_weights))
+        self.diversity_weight = float(diversity_weight)
+        if not math.isfinite(self.diversity_weight) or self.diversity_weight < 0:
+            raise ConfigError(f"diversity_weight must be finite and >= 0, got {diversity_weight}")
+        self.diversity_layer = None if diversity_layer in (None, "pixels") else \
+            resolve_loss_layer(backbone, diversity_layer)
+        if self.diversity_layer is not None and self.diversity_layer not in extractor.layers:
+            raise ConfigError(f"the loss network does not output the diversity layer "
+                              f"{self.diversity_layer}; it has {extractor.layers}")
 
     def __call__(self, stylized, content, labels):
         from nst_tf import losses
@@ -163,7 +179,8 @@ class PerceptualLoss:
         stylized = tf.cast(stylized, tf.float32)
         content = tf.cast(content, tf.float32)
         batch = tf.shape(content)[0]
-        features = self.extractor(tf.concat([stylized, content], axis=0))
+        features = self.extractor(tf.concat([stylized, content], axis=0) if self.content_weights
+                                  else stylized)
         content_loss = tf.constant(0.0)
         for name, weight in self.content_weights.items():
             ours, target = features[name][:batch], tf.stop_gradient(features[name][batch:])
@@ -178,7 +195,13 @@ class PerceptualLoss:
         tv_loss = (self.tv_weight * losses.total_variation_loss(stylized)
                    if self.tv_weight else tf.constant(0.0))
         total = content_loss + style_loss + tv_loss
-        return total, {"content": content_loss, "style": style_loss, "tv": tv_loss}
+        parts = {"content": content_loss, "style": style_loss, "tv": tv_loss}
+        if self.diversity_weight:
+            embedding = (stylized if self.diversity_layer is None
+                         else features[self.diversity_layer][:batch])
+            parts["diversity"] = self.diversity_weight * losses.diversity_loss(embedding)
+            total += parts["diversity"]
+        return total, parts
 
 
 # --- Trainer ----------------------------------------------------------------------------------------
@@ -331,7 +354,11 @@ class CheckpointCallback(keras.callbacks.Callback):
         self._previous_handler = None
         if not trainer.optimizer.built:
             trainer.optimizer.build(trainer.network.trainable_variables)
-        self.checkpoint = tf.train.Checkpoint(network=trainer.network, optimizer=trainer.optimizer)
+        # Random-generator states (texture networks' noise) are not Keras weights: save them too,
+        # so a resumed run draws the same noise as an uninterrupted one.
+        rng = [v for v in trainer.network.variables if "seed_generator_state" in v.path]
+        self.checkpoint = tf.train.Checkpoint(network=trainer.network, optimizer=trainer.optimizer,
+                                              **({"rng": rng} if rng else {}))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=max_to_keep, checkpoint_name="ckpt")
         self._trainer = trainer
@@ -471,7 +498,8 @@ class SummaryCallback(keras.callbacks.Callback):
         with self.writer.as_default(step=step):
             if step % self.every == 0:
                 for name, value in (logs or {}).items():
-                    write_scalar(f"loss/{name}" if name in ("loss", "content", "style", "tv")
+                    write_scalar(f"loss/{name}" if name in ("loss", "content", "style", "tv",
+                                                                   "diversity")
                                  else name, float(value), step)
                 lr = self.trainer.optimizer.learning_rate
                 write_scalar("learning_rate", float(keras.ops.convert_to_numpy(lr)), step)
@@ -516,7 +544,7 @@ def make_strategy(name="default"):
 
 
 def _check_config(mode, mixed_precision, strategy, batch_size, image_size, train_steps,
-                  learning_rate, checkpoint):
+                  learning_rate, checkpoint, content_images=True):
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if mixed_precision not in MIXED_PRECISION:
@@ -534,12 +562,14 @@ def _check_config(mode, mixed_precision, strategy, batch_size, image_size, train
         raise ConfigError("mode 'finetune' needs --checkpoint (a pastiche checkpoint to extend)")
     if mode == "adain" and mixed_precision:
         raise ConfigError("mode 'adain' trains in float32; leave mixed_precision unset")
+    if mode != "texture" and not content_images:
+        raise ConfigError(f"mode {mode!r} needs content images (--content_images)")
 
 
 def _write_or_check_config(train_dir, config):
     """Record the run's architecture in train_dir; a resumed run must use the same one."""
     path = os.path.join(train_dir, CONFIG_FILE)
-    keys = ("mode", "num_styles", "label_offset", "alpha", "backbone")
+    keys = ("mode", "num_styles", "label_offset", "alpha", "backbone", "network_options")
     if os.path.exists(path):
         with open(path) as f:
             saved = json.load(f)
@@ -552,12 +582,24 @@ def _write_or_check_config(train_dir, config):
         json.dump(config, f, indent=1)
 
 
-def build_network(mode, num_styles, checkpoint=None, alpha=1.0, new_style_init="identity"):
+def build_network(mode, num_styles, checkpoint=None, alpha=1.0, new_style_init="identity",
+                  network_options=None):
     """The network to train: ``johnson_network``, a labels-input ``pastiche_network`` with
-    ``num_styles`` styles, or (finetune) ``checkpoint``'s network extended by ``num_styles`` styles
-    with its convolutions frozen. Returns ``(network, label_offset)``."""
+    ``num_styles`` styles, (finetune) ``checkpoint``'s network extended by ``num_styles`` styles
+    with its convolutions frozen, or (texture modes) a ``texture_network`` built with
+    ``network_options``. Returns ``(network, label_offset)``."""
     from nst_tf.networks import johnson_network, pastiche_network
 
+    if mode in TEXTURE_MODES:
+        from nst_tf.networks import texture_network
+
+        kind = "texture" if mode == "texture" else "stylize"
+        try:
+            return texture_network(mode=kind, **(network_options or {})), 0
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"texture network options {network_options}: {exc}") from None
+    if network_options:
+        raise ConfigError(f"network_options apply to the texture modes, not {mode!r}")
     if mode == "johnson":
         return johnson_network(alpha=alpha), 0
     if mode == "cin":
@@ -579,29 +621,63 @@ def validation_batch(content_images, image_size, count=4):
     return np.stack(images) if images else None
 
 
+def mode_defaults(mode):
+    """Defaults of :func:`train`'s ``None`` arguments for ``mode``: Magenta's for johnson / cin
+    / finetune, the paper's for the texture modes (:func:`nst_tf.texture.training_defaults`)."""
+    if mode in TEXTURE_MODES:
+        from nst_tf.texture import training_defaults
+
+        return training_defaults(mode)
+    if mode == "adain":  # the encoder is the loss network; its loss has its own layer weights
+        return {"learning_rate": 1e-4, "train_steps": 40000, "backbone": "vgg19",
+                "pooling": "max", "content_weights": None, "style_weights": None,
+                "lr_schedule": "constant"}
+    return {"learning_rate": 1e-3, "train_steps": 40000, "backbone": "vgg16", "pooling": "avg",
+            "content_weights": MAGENTA_CONTENT_WEIGHTS, "style_weights": MAGENTA_STYLE_WEIGHTS,
+            "lr_schedule": "constant"}
+
+
+def learning_rate_schedule(kind, learning_rate):
+    """``"constant"`` (the float) or ``"ulyanov"`` (:class:`nst_tf.texture.UlyanovSchedule`)."""
+    if kind == "constant":
+        return learning_rate
+    if kind == "ulyanov":
+        from nst_tf.texture import UlyanovSchedule
+
+        return UlyanovSchedule(learning_rate)
+    raise ConfigError(f"lr_schedule must be 'constant' or 'ulyanov', got {kind!r}")
+
+
 def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=None, batch_size=16,
-          image_size=256, style_size=None, learning_rate=None, train_steps=40000,
-          content_weights=None, style_weights=None, tv_weight=0.0, backbone="vgg16",
-          pooling="avg", preprocessing="magenta", weights="imagenet", alpha=1.0,
+          image_size=256, style_size=None, learning_rate=None, train_steps=None,
+          content_weights=None, style_weights=None, tv_weight=0.0, backbone=None,
+          pooling=None, preprocessing="magenta", weights="imagenet", alpha=1.0,
           mixed_precision=None, strategy="default", jit_compile="auto", seed=0, save_every=1000,
           log_dir=None, summary_every=100, new_style_init="identity", verbose=1, callbacks=(),
-          encoder="normalised", init_decoder=None, lr_decay=None):
+          network_options=None, diversity_weight=0.0, diversity_layer="pixels",
+          lr_schedule=None, encoder="normalised", init_decoder=None, lr_decay=None):
     """Train a style network from content images and style images; resumes from ``train_dir``.
 
     Args:
-        content_images: glob pattern(s), folder(s) or TFRecords (:func:`nst_tf.data.content_dataset`).
+        content_images: glob pattern(s), folder(s) or TFRecords (:func:`nst_tf.data.content_dataset`);
+            None for ``mode="texture"`` (noise only).
         style_images: style image paths / patterns; label ``i`` is the ``i``-th (sorted) image.
         train_dir: checkpoints (``ckpt-<step>``) and ``train_config.json``; an existing run there
             is resumed (same step, weights, optimizer state and data position).
         mode: ``"johnson"`` (one style, :func:`~nst_tf.networks.johnson_network`), ``"cin"`` (one
-            pastiche network for all styles, a random style per example) or ``"finetune"`` (add the
-            styles to the pastiche ``checkpoint`` and train only their gamma / beta), or
+            pastiche network for all styles, a random style per example), ``"finetune"`` (add the
+            styles to the pastiche ``checkpoint`` and train only their gamma / beta),
             ``"adain"`` (an AdaIN decoder for any style, :mod:`nst_tf.adain_training`: style
             images are a second shuffled image stream; ``encoder``, ``weights`` = the encoder's,
             ``init_decoder`` (a ``decoder.pth``), ``lr_decay``; it writes
-            ``<train_dir>/adain.keras`` at the end).
-        learning_rate: Adam's; default 1e-3, or 1e-4 decayed as ``lr / (1 + lr_decay·step)``
-            (``lr_decay`` default 5e-5) in mode ``"adain"``.
+            ``<train_dir>/adain.keras`` at the end), ``"texture"`` (Ulyanov et al.'s texture
+            network, from noise alone) or ``"texture_stylize"`` (their stylization network).
+        learning_rate, train_steps, backbone, pooling, content_weights, style_weights,
+        lr_schedule: None takes the mode's default (:func:`mode_defaults`: Magenta's setting;
+            for ``"adain"`` Adam 1e-4 decayed as ``lr / (1 + lr_decay·step)``, ``lr_decay``
+            default 5e-5; for the texture modes the paper's: VGG-19, Gram loss on relu1_1 …
+            relu5_1, Adam 0.1 with the ``"ulyanov"`` schedule, 2000 steps). ``lr_schedule``:
+            ``"constant"`` or ``"ulyanov"`` (×0.7 every 200 steps after 800).
         content_weights, style_weights: ``{layer: weight}`` dicts or JSON strings; default
             Magenta's (content ``vgg_16/conv3``: 1, style ``vgg_16/conv1..4``: 1e-4).
         backbone, pooling, preprocessing, weights: the loss network
@@ -614,6 +690,10 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
             seeds Python's and NumPy's generators), the file order, the crops and the labels.
         save_every: checkpoint every this many steps (and at the end, and on Ctrl-C).
         log_dir: TensorBoard folder (default ``<train_dir>/logs``; ``""`` disables summaries).
+        network_options: texture modes: arguments of :func:`nst_tf.networks.texture_network`
+            (``num_scales``, ``channels``, ``norm``, ``padding``, ...).
+        diversity_weight, diversity_layer: the 2017 diversity term (see :class:`PerceptualLoss`);
+            ``diversity_layer`` is ``"pixels"`` or a loss-network layer name.
 
     Returns:
         The trained network (labels input for ``cin`` / ``finetune``), with attributes
@@ -625,25 +705,36 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
     """
     from nst_tf.features import FeatureExtractor
 
-    adain = mode == "adain"
-    if learning_rate is None:
-        learning_rate = 1e-4 if adain else 1e-3
+    defaults = mode_defaults(mode) if mode in MODES else mode_defaults("cin")
+    learning_rate = defaults["learning_rate"] if learning_rate is None else learning_rate
+    train_steps = defaults["train_steps"] if train_steps is None else train_steps
+    backbone = backbone or defaults["backbone"]
+    pooling = pooling or defaults["pooling"]
+    lr_schedule = lr_schedule or defaults["lr_schedule"]
     _check_config(mode, mixed_precision, strategy, batch_size, image_size, train_steps,
-                  learning_rate, checkpoint)
+                  learning_rate, checkpoint, content_images)
+    adain = mode == "adain"
     styles = [] if adain else data.style_images(style_images, style_size=style_size)
-    if mode == "johnson" and len(styles) != 1:
-        raise ConfigError(f"mode 'johnson' trains one style, got {len(styles)} style images; "
+    if mode in ("johnson", *TEXTURE_MODES) and len(styles) != 1:
+        raise ConfigError(f"mode {mode!r} trains one style, got {len(styles)} style images; "
                           "use --mode cin for several")
+    if diversity_weight and batch_size < 2:
+        raise ConfigError(f"the diversity term compares the samples of a batch: batch_size must "
+                          f"be >= 2, got {batch_size}")
     if not adain:
-        content_weights = MAGENTA_CONTENT_WEIGHTS if content_weights is None else content_weights
-        style_weights = MAGENTA_STYLE_WEIGHTS if style_weights is None else style_weights
+        content_weights = defaults["content_weights"] if content_weights is None \
+            else content_weights
+        style_weights = defaults["style_weights"] if style_weights is None else style_weights
         content_weights = parse_layer_weights(content_weights, backbone, "content weights")
         style_weights = parse_layer_weights(style_weights, backbone, "style weights")
+    diversity_layers = ([] if diversity_layer in (None, "pixels")
+                        else [resolve_loss_layer(backbone, diversity_layer)])
     os.makedirs(train_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     dist = make_strategy(strategy)
     with dist.scope():
-        trainer_class, offset, rate = StyleTrainer, 0, learning_rate
+        trainer_class, offset = StyleTrainer, 0
+        rate = learning_rate_schedule(lr_schedule, learning_rate)
         if adain:  # the encoder is the loss network; styles are a second image stream
             from nst_tf import adain_training
 
@@ -656,16 +747,20 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
             backbone = f"adain-{encoder}"
         else:
             with dtype_policy("float32"):
-                extractor = FeatureExtractor(backbone, list(dict.fromkeys([*content_weights, *style_weights])),
-                                             weights=weights, pooling=pooling,
-                                             preprocessing=preprocessing, seed=seed)
-                loss = PerceptualLoss(extractor, styles, content_weights, style_weights, tv_weight)
+                extractor = FeatureExtractor(
+                    backbone, list(dict.fromkeys([*content_weights, *style_weights,
+                                                  *diversity_layers])),
+                    weights=weights, pooling=pooling, preprocessing=preprocessing, seed=seed)
+                loss = PerceptualLoss(extractor, styles, content_weights, style_weights,
+                                      tv_weight, diversity_weight, diversity_layer)
             with dtype_policy(mixed_precision):
-                network, offset = build_network(mode, len(styles), checkpoint, alpha, new_style_init)
+                network, offset = build_network(mode, len(styles), checkpoint, alpha,
+                                                new_style_init, network_options)
         _write_or_check_config(train_dir, {
             "mode": mode, "num_styles": len(styles), "label_offset": offset, "alpha": alpha,
             "backbone": backbone, "style_images": [str(s) for s in np.atleast_1d(style_images)],
-            "checkpoint": checkpoint and os.fspath(checkpoint)})
+            "checkpoint": checkpoint and os.fspath(checkpoint),
+            "network_options": network_options or {}})
         trainer = trainer_class(network, loss, label_offset=offset)
         trainer.compile(learning_rate=rate, jit_compile=jit_compile)
         saver = CheckpointCallback(train_dir, trainer, save_every=save_every)
@@ -678,10 +773,15 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         if verbose:
             print(f"{train_dir} is already at step {step} >= train_steps={train_steps}")
         return network
-    dataset = data.content_dataset(content_images, image_size=image_size, batch_size=batch_size,
-                                   seed=seed, start_batch=step,
-                                   resize_short_side=2 * image_size if adain else None)
-    counter = dataset.decode_counter
+    if mode == "texture":   # the network draws its own noise: its input is an all-zero canvas
+        from nst_tf.texture import canvas_dataset
+
+        dataset, counter = canvas_dataset(batch_size, image_size), data.DecodeCounter()
+    else:
+        dataset = data.content_dataset(content_images, image_size=image_size,
+                                       batch_size=batch_size, seed=seed, start_batch=step,
+                                       resize_short_side=2 * image_size if adain else None)
+        counter = dataset.decode_counter
     if adain:
         dataset = adain_training.style_batches(dataset, style_images, image_size, batch_size,
                                                seed=seed, start_batch=step)
@@ -690,7 +790,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
     all_callbacks = [saver, ThroughputCallback(batch_size)]
     log_dir = os.path.join(train_dir, "logs") if log_dir is None else log_dir
     if log_dir:
-        validation = validation_batch(content_images, image_size, count=min(4, batch_size))
+        validation = (np.zeros((4, image_size, image_size, 3), np.float32) if mode == "texture"
+                      else validation_batch(content_images, image_size, count=min(4, batch_size)))
         all_callbacks.append(SummaryCallback(log_dir, trainer, validation, every=summary_every))
     all_callbacks.extend(callbacks)
     if verbose and step:

@@ -75,7 +75,7 @@ def test_missing_inputs(folders, tmp_path, capsys):
     assert cli.main(argv) == 1
     assert "no files match" in capsys.readouterr().err
     assert cli.main(["nst-train", "--train_dir=x"]) == 1          # required flags
-    assert "content_images" in capsys.readouterr().err
+    assert "style_images" in capsys.readouterr().err
 
 
 def test_script_defines_every_flag_on_the_global_flags(folders, tmp_path):

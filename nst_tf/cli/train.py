@@ -1,4 +1,5 @@
-"""``nst-train``: train a feed-forward style network (Johnson, Dumoulin CIN, or fine-tune).
+"""``nst-train``: train a feed-forward style network (Johnson, Dumoulin CIN, fine-tune, or
+Ulyanov et al.'s texture networks).
 
 Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they overlap::
 
@@ -14,15 +15,24 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
     nst-train --mode=adain --content_images=coco/ --style_images=wikiart/ \\
         --train_dir=runs/adain --batch_size=8 --train_steps=160000   # pytorch-AdaIN's recipe
 
+    nst-train --mode=texture --style_images=bricks.jpg --train_dir=runs/bricks \\
+        --export_keras=bricks.keras                   # then nst_tf.synthesize("bricks.keras", ...)
+
+    nst-train --mode=texture_stylize --style_images=starry.jpg --content_images=photos/ \\
+        --train_dir=runs/starry_tn --diversity_weight=1 --export_keras=starry_tn.keras
+
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
   data position). Ctrl-C saves a checkpoint and stops; run again to continue.
 * ``--content_weights`` / ``--style_weights`` are JSON objects ``{layer: weight}``; layers are
   Magenta end points (``vgg_16/conv3``), Keras names (``block3_conv3``) or Caffe aliases
-  (``relu3_3``). Defaults are Magenta's.
+  (``relu3_3``). Defaults are Magenta's; the texture modes default to the paper's setting
+  (VGG-19, Gram loss on relu1_1 … relu5_1, content relu4_2 for stylization, Adam 0.1 with ×0.7
+  every 200 steps after 800, 2000 steps); ``--learning_rate``, ``--train_steps``, ``--backbone``
+  and ``--pooling`` override them.
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
-* ``--export_magenta`` (CIN / finetune) and ``--export_saved_model`` write the trained network at
-  the end. Errors are one line on stderr, exit code 1.
+* ``--export_magenta`` (CIN / finetune), ``--export_saved_model`` and ``--export_keras`` (every
+  mode) write the trained network at the end. Errors are one line on stderr, exit code 1.
 
 ``scripts/train.py`` runs the same :func:`run`.
 """
@@ -39,18 +49,21 @@ def define_flags(flag_values=flags.FLAGS):
     fv = dict(flag_values=flag_values)
     flags.DEFINE_string("content_images", None,
                         "Content images: glob pattern(s), folder(s) or ImageNet TFRecords "
-                        "(train-*), comma-separated.", **fv)
+                        "(train-*), comma-separated (not used by --mode=texture).", **fv)
     flags.DEFINE_string("style_images", None,
                         "Style images: paths or glob patterns, comma-separated; label i is the "
                         "i-th in sorted order.", **fv)
     flags.DEFINE_string("train_dir", None,
                         "Folder for checkpoints, logs and train_config.json; an existing run "
                         "there is resumed.", **fv)
-    flags.DEFINE_enum("mode", "cin", ["johnson", "cin", "finetune", "adain"],
+    flags.DEFINE_enum("mode", "cin", ["johnson", "cin", "finetune", "adain", "texture",
+                                      "texture_stylize"],
                       "johnson: one style; cin: one conditional-instance-norm network for all "
                       "styles; finetune: add the styles to --checkpoint, train only gamma/beta; "
                       "adain: an AdaIN decoder for any style (--style_images is a second image "
-                      "stream; writes <train_dir>/adain.keras).",
+                      "stream; writes <train_dir>/adain.keras); texture: a texture network from "
+                      "noise (no content images); texture_stylize: Ulyanov et al.'s stylization "
+                      "network.",
                       **fv)
     flags.DEFINE_enum("encoder", "normalised", ["normalised", "keras"],
                       "adain: the encoder: the published normalised VGG-19 (--weights: "
@@ -69,19 +82,20 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("style_size", None,
                          "Resize style images so their shorter side is this (default: native "
                          "size, as Magenta).", **fv)
-    flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4).",
-                       **fv)
-    flags.DEFINE_integer("train_steps", 40000, "Total training steps (including resumed ones).",
-                         **fv)
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4; "
+                       "texture modes 0.1).", **fv)
+    flags.DEFINE_integer("train_steps", None, "Total training steps including resumed ones "
+                         "(default 40000; texture modes 2000).", **fv)
     flags.DEFINE_string("content_weights", None,
                         'JSON {layer: weight}; default \'{"vgg_16/conv3": 1.0}\'.', **fv)
     flags.DEFINE_string("style_weights", None,
                         'JSON {layer: weight}; default 1e-4 on vgg_16/conv1..conv4.', **fv)
     flags.DEFINE_float("tv_weight", 0.0, "Total-variation weight (Magenta's CIN training: 0).",
                        **fv)
-    flags.DEFINE_enum("backbone", "vgg16", ["vgg16", "vgg19"], "Loss network.", **fv)
-    flags.DEFINE_enum("pooling", "avg", ["avg", "max"], "Loss network pooling (Magenta: avg).",
-                      **fv)
+    flags.DEFINE_enum("backbone", None, ["vgg16", "vgg19"],
+                      "Loss network (default vgg16; texture modes vgg19).", **fv)
+    flags.DEFINE_enum("pooling", None, ["avg", "max"],
+                      "Loss network pooling (default avg as Magenta; texture modes max).", **fv)
     flags.DEFINE_enum("preprocessing", "magenta", ["magenta", "keras"],
                       "Loss network input preprocessing (magenta: x*255 - Magenta's RGB mean, "
                       "in the BGR order of Keras' VGG weights).", **fv)
@@ -106,8 +120,26 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("export_magenta", None,
                         "At the end, write a Magenta checkpoint here (cin / finetune).", **fv)
     flags.DEFINE_string("export_saved_model", None, "At the end, write a SavedModel here.", **fv)
+    flags.DEFINE_string("export_keras", None, "At the end, write the network as a .keras file "
+                        "(every mode).", **fv)
+    # Texture networks (Ulyanov et al. 2016, 2017).
+    flags.DEFINE_integer("num_scales", 6, "Texture modes: number of scales K (sizes are "
+                         "multiples of 2^(K-1)).", **fv)
+    flags.DEFINE_integer("texture_channels", 8, "Texture modes: conv channels per scale.", **fv)
+    flags.DEFINE_enum("norm", "batch", ["batch", "instance"],
+                      "Texture modes: batch norm (2016) or instance norm (2017).", **fv)
+    flags.DEFINE_enum("padding", "auto", ["auto", "circular", "reflect"],
+                      "Texture modes: circular (tileable; default for texture) or reflect "
+                      "(default for texture_stylize).", **fv)
+    flags.DEFINE_float("diversity_weight", 0.0, "Weight of the 2017 diversity (entropy) term; "
+                       "needs --batch_size >= 2.", **fv)
+    flags.DEFINE_string("diversity_layer", "pixels", "Embedding of the diversity term: pixels "
+                        "or a loss-network layer (e.g. relu4_2).", **fv)
+    flags.DEFINE_enum("lr_schedule", None, ["constant", "ulyanov"],
+                      "Learning-rate schedule (default constant; texture modes ulyanov: x0.7 "
+                      "every 200 steps after 800).", **fv)
     flags.DEFINE_integer("verbose", 1, "0: silent, 1: progress bar, 2: one line per epoch.", **fv)
-    flags.mark_flags_as_required(["content_images", "style_images", "train_dir"], **fv)
+    flags.mark_flags_as_required(["style_images", "train_dir"], **fv)
 
 
 def train_and_export(flag_values):
@@ -115,6 +147,11 @@ def train_and_export(flag_values):
     from nst_tf import export, training
 
     fv = flag_values
+    network_options = None
+    if fv.mode in training.TEXTURE_MODES:
+        network_options = {"num_scales": fv.num_scales, "channels": fv.texture_channels,
+                           "norm": fv.norm, "seed": fv.seed,
+                           "padding": None if fv.padding == "auto" else fv.padding}
     network = training.train(
         fv.content_images, fv.style_images, fv.train_dir, mode=fv.mode, checkpoint=fv.checkpoint,
         batch_size=fv.batch_size, image_size=fv.image_size, style_size=fv.style_size,
@@ -125,13 +162,17 @@ def train_and_export(flag_values):
         mixed_precision=None if fv.mixed_precision == "none" else fv.mixed_precision,
         strategy=fv.strategy, jit_compile=fv.jit_compile, seed=fv.seed,
         save_every=fv.save_every, log_dir=fv.logdir, summary_every=fv.summary_every,
-        verbose=fv.verbose, encoder=fv.encoder, init_decoder=fv.init_decoder,
+        verbose=fv.verbose, network_options=network_options,
+        diversity_weight=fv.diversity_weight, diversity_layer=fv.diversity_layer,
+        lr_schedule=fv.lr_schedule, encoder=fv.encoder, init_decoder=fv.init_decoder,
         lr_decay=fv.lr_decay)
     exported = [network.keras_path] if getattr(network, "keras_path", None) else []
     if fv.export_magenta and not network.interrupted:
         exported.append(training.export_magenta_checkpoint(network, fv.export_magenta))
     if fv.export_saved_model and not network.interrupted:
         exported.append(export.export_saved_model(network, fv.export_saved_model))
+    if fv.export_keras and not network.interrupted:
+        exported.append(export.export_keras(network, fv.export_keras))
     return network, exported
 
 

@@ -4,6 +4,7 @@
   (Dumoulin et al. 2017), layer for layer, so Magenta checkpoints load into it.
 * :mod:`~nst_tf.networks.johnson`: the single-style transformer of Johnson et al. (2016).
 * :mod:`~nst_tf.networks.adain`: AdaIN (Huang & Belongie 2017): VGG encoder, AdaIN op, decoder.
+* :mod:`~nst_tf.networks.texture`: Ulyanov et al.'s multi-scale texture / stylization generator.
 
 Layers shared between families live in :mod:`nst_tf.layers`. Every public name of the family
 modules is re-exported here, so ``from nst_tf.networks import pastiche_network`` works.
@@ -22,9 +23,13 @@ from nst_tf.networks.pastiche import (MIN_PASTICHE_SIZE, PASTICHE_LAYERS, ConvSp
                                       keras_name, magenta_variable_names, pastiche_config,
                                       pastiche_network, pastiche_output_size, pastiche_widths,
                                       set_fast)
+from nst_tf.networks.texture import (check_texture_size, is_texture_network, noise_layers,
+                                     texture_config, texture_network, texture_ratios)
 
 __all__ = ["AdaptiveInstanceNorm", "adain_config", "adain_network", "is_adain_network",
            "ConvSpec", "JOHNSON_DOWN", "JOHNSON_UP", "MIN_PASTICHE_SIZE", "PASTICHE_LAYERS",
            "as_weights_network", "check_pastiche_input", "is_conditional", "johnson_network",
            "keras_name", "magenta_variable_names", "pastiche_config", "pastiche_network",
-           "pastiche_output_size", "pastiche_widths", "set_fast"]
+           "pastiche_output_size", "pastiche_widths", "set_fast",
+           "check_texture_size", "is_texture_network", "noise_layers", "texture_config",
+           "texture_network", "texture_ratios"]
