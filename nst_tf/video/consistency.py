@@ -82,6 +82,13 @@ def occlusion_mask(flow, reverse_flow, *, boundaries=True, blur=0.0):
     return mask
 
 
+def check_strength(strength):
+    """Raise ConfigError unless ``strength`` is a number in [0, 1]."""
+    if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) \
+            or not 0.0 <= float(strength) <= 1.0:
+        raise ConfigError(f"temporal strength must be a number in [0, 1], got {strength!r}")
+
+
 def _channel_stats(image):
     """Per-channel mean and standard deviation of ``[H, W, C]`` (one pass of matrix products,
     several times faster than ``mean`` / ``std`` over two axes)."""
@@ -113,8 +120,7 @@ def blend_with_previous(stylized, warped_previous, mask, strength=DEFAULT_STRENG
         >>> float(out.max())
         0.25
     """
-    if not 0.0 <= float(strength) <= 1.0:
-        raise ConfigError(f"temporal strength must be in [0, 1], got {strength!r}")
+    check_strength(strength)
     stylized = np.asarray(stylized, np.float32)
     weight = float(strength) * np.asarray(mask, np.float32)[..., None]
     out = stylized + weight * (np.asarray(warped_previous, np.float32) - stylized)

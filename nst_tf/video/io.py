@@ -269,7 +269,7 @@ class FrameSource:
         """``(array or None, repeats)`` per source frame; the array is decoded lazily."""
         if self.kind == "images":
             for index, path in enumerate(self._files):
-                yield (lambda p=path: _load_rgb(p)), _repeats(index, self._step)
+                yield (lambda p=path: load_rgb(p)), _repeats(index, self._step)
             return
         with contextlib.closing(self._container()) as container:
             for index, frame in enumerate(self._decode(container)):
@@ -297,7 +297,8 @@ class FrameSource:
                 f"size={self.size}, count={self.count})")
 
 
-def _load_rgb(path):
+def load_rgb(path):
+    """A frame file as uint8 ``[H, W, 3]``; VideoError naming the file if it cannot be read."""
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))
@@ -419,7 +420,7 @@ def encode_video(path, frame_paths, fps, audio_from=None, quality=18):
             pending = None
             rate = _fps_fraction(fps)
             for index, frame_path in enumerate(frame_paths):
-                array = _load_rgb(frame_path)
+                array = load_rgb(frame_path)
                 if stream is None:
                     height, width = (array.shape[0] // 2) * 2, (array.shape[1] // 2) * 2
                     stream = out.add_stream(codec, rate=rate)

@@ -38,8 +38,8 @@ import numpy as np
 from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_write, replace_folder
 from nst_tf.video import io as vio
-from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, occlusion_mask,
-                                      pair_warping_error)
+from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, check_strength,
+                                      occlusion_mask, pair_warping_error)
 from nst_tf.video.optimization import (DEFAULT_TEMPORAL_WEIGHT, FeedForwardStylizer,
                                        GatysStylizer)
 from nst_tf.video.warp import warp
@@ -123,9 +123,13 @@ def _describe(value):
         return {str(k): _describe(v) for k, v in value.items()}
     if isinstance(value, np.ndarray):
         return hashlib.sha1(np.ascontiguousarray(value).tobytes()).hexdigest()
-    name = getattr(value, "name", type(value).__name__)
-    count = getattr(value, "count_params", lambda: 0)()
-    return f"{name}:{count}"
+    weights = getattr(value, "get_weights", None)
+    if weights is not None:  # a network object: identified by its weights
+        digest = hashlib.sha1()
+        for array in weights():
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return f"{getattr(value, 'name', '')}:{digest.hexdigest()}"
+    return f"{type(value).__name__}:{id(value)}"
 
 
 def _fingerprint(source, settings):
@@ -300,7 +304,7 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
         raise ConfigError(f"method must be one of {METHODS}, got {method!r}")
     if not isinstance(temporal, bool):
         raise ConfigError(f"temporal must be True or False, got {temporal!r}")
-    blend_with_previous(np.zeros((1, 1, 3)), np.zeros((1, 1, 3)), np.zeros((1, 1)), strength)
+    check_strength(strength)
     output = os.fspath(output)
     kind = vio.check_output(output)
     source = vio.open_frames(input, start=start, end=end, fps=fps, size=size)
@@ -331,7 +335,7 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
                    Progress(source.count, progress))
     if done:
         chain.previous_in = next(frames, None)
-        chain.previous_out = vio._load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
+        chain.previous_out = vio.load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
         chain.previous_out = chain.previous_out.astype(np.float32) / 255.0
     interrupted = False
     try:
