@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nst_tf.cli.video import run  # noqa: E402
+from nst_tf.cli.launch import launch  # noqa: E402
 
 if __name__ == "__main__":
-    run()
+    launch("nst-video")
