@@ -158,6 +158,7 @@ def calibrate_tau(utility, num_styles, error_rate=0.2, seed=0, count=20000, top=
                         simplex.dirichlet(rng, num_styles, count - count // 2, 0.3)])
     u = np.sort(utility(W))[-max(int(top * len(W)), 2):]
     gaps = np.abs(u[:, None] - u[None, :])[np.triu_indices(len(u), 1)]
+    gaps = gaps[gaps > 1e-9 * (np.abs(u).max() + 1)]   # equal utilities have no wrong answer
     low, high = 1e-9, 1e3 * (gaps.max() + 1e-9)
     for _ in range(100):  # bisection on log τ: the error rate grows with τ
         tau = np.sqrt(low * high)

@@ -217,7 +217,9 @@ class PreferenceLearner:
         if len(self._comparisons) < self.init_pairs or self.posterior() is None:
             return self.random_pair()
         incumbent = self.best().astype(np.float64)
-        rng = self._rng
+        # the pool depends on the data only: asking twice gives the same pair, and a copy of the
+        # learner with one more answer predicts the pair that will follow that answer
+        rng = np.random.default_rng([self.seed, len(self._comparisons)])
         W, _, _, _ = self._training_set()
         pool = np.concatenate([
             np.eye(self.num_styles),
@@ -238,6 +240,14 @@ class PreferenceLearner:
         gain = gp.expected_improvement(mean - inc_mean[0], sd)
         challenger = pool[np.argmax(gain)]
         return incumbent.astype(np.float32), challenger.astype(np.float32)
+
+    def copy(self):
+        """An independent learner with the same settings and comparisons."""
+        other = PreferenceLearner(self.num_styles, self.seed, self.features, self.init_pairs)
+        other._comparisons = list(self._comparisons)
+        other._hyper = self._hyper
+        other._rng.bit_generator.state = self._rng.bit_generator.state
+        return other
 
     # ---------------------------------------------------------------- files
     def save(self, path):
