@@ -20,13 +20,20 @@ def _toy_problem(seed=0, n=12, m=20, dims=4):
     return X, first, second, outcome
 
 
-def test_laplace_mode_and_variance_match_explicit_inverse():
+def _kernel(a, b, ls, s, rho):
+    full = np.exp(-np.sum((a - b) ** 2) / (2 * ls ** 2))
+    per_style = np.mean([np.exp(-(x - y) ** 2 / (2 * (ls / 3) ** 2)) for x, y in zip(a, b)])
+    return s ** 2 * ((1 - rho) * full + rho * per_style)
+
+
+@pytest.mark.parametrize("rho", [0.0, 0.5, 1.0])
+def test_laplace_mode_and_variance_match_explicit_inverse(rho):
     X, first, second, y = _toy_problem()
     ls, s = 0.4, 1.5
-    post = gp.fit(X, first, second, y, ls, s)
-    # independent reference: explicit K⁻¹, dense D and W, float64
+    post = gp.fit(X, first, second, y, ls, s, additive=rho)
+    # independent reference: explicit kernel loops, K⁻¹, dense D and W, float64
     n = len(X)
-    K = np.array([[s ** 2 * np.exp(-np.sum((a - b) ** 2) / (2 * ls ** 2)) for b in X] for a in X])
+    K = np.array([[_kernel(a, b, ls, s, rho) for b in X] for a in X])
     K += 1e-10 * np.eye(n)
     D = np.zeros((len(first), n))
     D[np.arange(len(first)), first] = 1
@@ -38,7 +45,7 @@ def test_laplace_mode_and_variance_match_explicit_inverse():
     W = D.T @ np.diag(p * (1 - p)) @ D
     cov = np.linalg.inv(np.linalg.inv(K) + W)                  # Laplace posterior covariance
     Z = np.random.default_rng(1).dirichlet(np.ones(4), size=5)
-    Kz = np.array([[s ** 2 * np.exp(-np.sum((a - b) ** 2) / (2 * ls ** 2)) for b in X] for a in Z])
+    Kz = np.array([[_kernel(a, b, ls, s, rho) for b in X] for a in Z])
     Kinv = np.linalg.inv(K)
     mean_ref = Kz @ Kinv @ f
     var_ref = s ** 2 - np.einsum("ij,jk,ik->i", Kz, Kinv - Kinv @ cov @ Kinv, Kz)
@@ -51,9 +58,10 @@ def test_laplace_mode_and_variance_match_explicit_inverse():
     assert post.log_evidence == pytest.approx(ref, abs=1e-5)
 
 
-def test_mean_gradient_matches_finite_differences():
+@pytest.mark.parametrize("rho", [0.0, 0.5])
+def test_mean_gradient_matches_finite_differences(rho):
     X, first, second, y = _toy_problem(seed=3)
-    post = gp.fit(X, first, second, y, 0.3, 1.0)
+    post = gp.fit(X, first, second, y, 0.3, 1.0, additive=rho)
     z = np.array([[0.1, 0.2, 0.3, 0.4]])
     _, grad = post.mean_gradient(z)
     h = 1e-6

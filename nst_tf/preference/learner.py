@@ -42,6 +42,11 @@ FORMAT = "nst_tf.preference/1"
 #: from 0.5 (a noisy person: utility gaps rarely beat σ(1)) to 4 (a consistent one).
 LENGTHSCALES = (0.15, 0.25, 0.4, 0.7)
 SCALES = (0.5, 1.5, 4.0)
+#: Weight of the per-style additive part of the kernel (:class:`~nst_tf.preference.gp.Kernel`).
+ADDITIVE = 0.5
+#: Every this many queries, the challenger is the mix whose utility difference to the incumbent
+#: is most uncertain (pure exploration), so the greedy expected-gain rule cannot stall.
+EXPLORE_EVERY = 4
 
 
 class PreferenceError(NSTError, ValueError):
@@ -153,10 +158,10 @@ class PreferenceLearner:
             if self._hyper is None or n <= 20 or n % 10 == 0:
                 # full evidence search; in between, the last hyperparameters are reused
                 post = gp.fit_by_evidence(X, first, second, outcome, LENGTHSCALES, SCALES,
-                                          log_prior=_log_prior)
+                                          additive=ADDITIVE, log_prior=_log_prior)
                 self._hyper = (post.lengthscale, post.scale)
             else:
-                post = gp.fit(X, first, second, outcome, *self._hyper)
+                post = gp.fit(X, first, second, outcome, *self._hyper, additive=ADDITIVE)
             self._posterior = post
         return self._posterior
 
@@ -237,8 +242,11 @@ class PreferenceLearner:
         inc_var = post.scale ** 2 - np.sum(inc_V * inc_V)
         cov = post.covariance(self._embed(pool), V, self._embed(incumbent[None]), inc_V)[:, 0]
         sd = np.sqrt(np.maximum(pool_var + inc_var - 2 * cov, 1e-12))
-        gain = gp.expected_improvement(mean - inc_mean[0], sd)
-        challenger = pool[np.argmax(gain)]
+        if (len(self._comparisons) - self.init_pairs) % EXPLORE_EVERY == EXPLORE_EVERY - 1:
+            score = sd
+        else:
+            score = gp.expected_improvement(mean - inc_mean[0], sd)
+        challenger = pool[np.argmax(score)]
         return incumbent.astype(np.float32), challenger.astype(np.float32)
 
     def copy(self):
