@@ -29,6 +29,7 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import json  # noqa: E402
+import multiprocessing  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -83,33 +84,47 @@ def main():
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--families", default=",".join(UTILITIES))
     parser.add_argument("--features", action="store_true",
-                        help="also run the active strategy with the styles' features")
+                        help="also run the active strategy with the styles' features (on the "
+                             "families that define them: smooth)")
     parser.add_argument("--timing-seeds", type=int, default=3,
                         help="seeds per family run to 110 comparisons for the p95 timing")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="worker processes (timings then include the other workers' load)")
     parser.add_argument("--output", default=os.path.join(os.path.dirname(__file__), "results",
                                                          "preference.json"))
     args = parser.parse_args()
     families = args.families.split(",")
     strategies = ["active", "random"] + (["active+features"] if args.features else [])
     budget = max(CHECKPOINTS)
-    results = {}
+    def family_strategies(family):   # features exist only where the utility defines them
+        has = hasattr(make_utility(family, args.styles, 0), "features")
+        return [s for s in strategies if has or not s.endswith("features")]
+
+    tasks = [(family, seed, strategy) for family in families for seed in range(args.seeds)
+             for strategy in family_strategies(family)]   # interleaved: same load for each
+
+    def task_args(task):
+        family, seed, strategy = task
+        timed = seed < args.timing_seeds
+        return (family, seed, strategy.split("+")[0], args.styles, 110 if timed else budget,
+                strategy.endswith("features"), 100 if timed else budget + 1)
+
+    if args.jobs > 1:
+        with multiprocessing.Pool(args.jobs) as pool:
+            outputs = pool.starmap(run_one, [task_args(t) for t in tasks])
+    else:
+        outputs = [run_one(*task_args(t)) for t in tasks]
+    results = {(f, s): {c: [] for c in CHECKPOINTS} for f in families
+               for s in family_strategies(f)}
     all_times = {s: [] for s in strategies}
+    tie_rates = {f: [] for f in families}
+    for (family, seed, strategy), (scores, times, tie_rate) in zip(tasks, outputs):
+        for c in CHECKPOINTS:
+            results[(family, strategy)][c].append(scores[c])
+        all_times[strategy] += times
+        tie_rates[family].append(tie_rate)
     for family in families:
-        for strategy in strategies:
-            results[(family, strategy)] = {c: [] for c in CHECKPOINTS}
-        tie_rates = []
-        for seed in range(args.seeds):
-            for strategy in strategies:   # interleaved: the same load for every strategy
-                timed = seed < args.timing_seeds
-                scores, times, tie_rate = run_one(
-                    family, seed, strategy.split("+")[0], args.styles,
-                    110 if timed else budget, strategy.endswith("features"),
-                    timing_at=100 if timed else budget + 1)
-                for c in CHECKPOINTS:
-                    results[(family, strategy)][c].append(scores[c])
-                all_times[strategy] += times
-                tie_rates.append(tie_rate)
-        print(f"# {family}: tie rate {np.mean(tie_rates):.3f}", flush=True)
+        print(f"# {family}: tie rate {np.mean(tie_rates[family]):.3f}", flush=True)
 
     header = f"{'family':<10} {'strategy':<16}" + "".join(f"{'@' + str(c):>14}" for c in
                                                        CHECKPOINTS) + f"{'to 0.90':>9}"
@@ -130,6 +145,8 @@ def main():
               + f"{reach if reach is None else round(reach, 1)!s:>9}")
     overall = {}
     for strategy in strategies:
+        if len(summary[strategy][CHECKPOINTS[0]]) < len(families) * args.seeds:
+            continue  # not run on every family
         means = {c: float(np.mean(v)) for c, v in summary[strategy].items()}
         ses = {c: float(np.std(v) / np.sqrt(len(v))) for c, v in summary[strategy].items()}
         reach = comparisons_to_reach(means)
@@ -142,7 +159,7 @@ def main():
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
         json.dump({"num_styles": args.styles, "seeds": args.seeds, "table": table,
-                   "overall": overall,
+                   "overall": overall, "jobs": args.jobs,
                    "p95_seconds": {s: float(np.percentile(t, 95)) for s, t in all_times.items()
                                    if t}}, f, indent=1)
     print(f"wrote {args.output}")

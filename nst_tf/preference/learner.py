@@ -7,6 +7,8 @@
   highest expected gain over it, ``E[max(0, u(x) − u(x⁺))]`` under the joint posterior (qEUBO
   with q = 2 and the previous winner in one slot, Astudillo et al. 2023), chosen from a pool of
   sparse 2–4-style mixes, pure styles, Dirichlet(0.3) mixes and neighbours of the incumbent;
+  every 4th pair is a random pair from that pool instead, so the greedy rule cannot stall around
+  one recipe (measured: it otherwise stops improving on sparse-recipe utilities);
 * ``best()`` maximizes the posterior mean over the simplex (projected gradient ascent from the
   best pool and observed points, then drops weights < 2 % when that costs nothing).
 
@@ -44,8 +46,8 @@ LENGTHSCALES = (0.15, 0.25, 0.4, 0.7)
 SCALES = (0.5, 1.5, 4.0)
 #: Weight of the per-style additive part of the kernel (:class:`~nst_tf.preference.gp.Kernel`).
 ADDITIVE = 0.5
-#: Every this many queries, the challenger is the mix whose utility difference to the incumbent
-#: is most uncertain (pure exploration), so the greedy expected-gain rule cannot stall.
+#: Every this many queries, a random pair from the pool (exploration away from the incumbent),
+#: so the greedy expected-gain rule cannot stall around one recipe.
 EXPLORE_EVERY = 4
 
 
@@ -218,13 +220,20 @@ class PreferenceLearner:
         return np.where(rng.random(count)[:, None] < 0.75, sparse, dense)
 
     def next_pair(self):
-        """The next two mixes to show, ``(incumbent, challenger)`` as float32 [N] vectors."""
-        if len(self._comparisons) < self.init_pairs or self.posterior() is None:
-            return self.random_pair()
-        incumbent = self.best().astype(np.float64)
+        """The next two mixes to show, as float32 [N] vectors.
+
+        Usually ``(incumbent, challenger)``; the first ``init_pairs`` pairs and every 4th pair
+        (:data:`EXPLORE_EVERY`) are random pool pairs. A function of the data: asking again
+        before ``add`` gives the same pair.
+        """
         # the pool depends on the data only: asking twice gives the same pair, and a copy of the
         # learner with one more answer predicts the pair that will follow that answer
         rng = np.random.default_rng([self.seed, len(self._comparisons)])
+        explore = (len(self._comparisons) - self.init_pairs) % EXPLORE_EVERY == EXPLORE_EVERY - 1
+        if len(self._comparisons) < self.init_pairs or self.posterior() is None or explore:
+            W = self._pool_draws(rng, 2)
+            return W[0].astype(np.float32), W[1].astype(np.float32)
+        incumbent = self.best().astype(np.float64)
         W, _, _, _ = self._training_set()
         pool = np.concatenate([
             np.eye(self.num_styles),
@@ -242,11 +251,8 @@ class PreferenceLearner:
         inc_var = post.scale ** 2 - np.sum(inc_V * inc_V)
         cov = post.covariance(self._embed(pool), V, self._embed(incumbent[None]), inc_V)[:, 0]
         sd = np.sqrt(np.maximum(pool_var + inc_var - 2 * cov, 1e-12))
-        if (len(self._comparisons) - self.init_pairs) % EXPLORE_EVERY == EXPLORE_EVERY - 1:
-            score = sd
-        else:
-            score = gp.expected_improvement(mean - inc_mean[0], sd)
-        challenger = pool[np.argmax(score)]
+        gain = gp.expected_improvement(mean - inc_mean[0], sd)
+        challenger = pool[np.argmax(gain)]
         return incumbent.astype(np.float32), challenger.astype(np.float32)
 
     def copy(self):
