@@ -182,3 +182,17 @@ def test_best_command_renders_the_best_mix(session_files, tmp_path, capsys):
                                model=session_files["checkpoint"], crop=True)
     assert image.shape == (40, 48, 3)
     np.testing.assert_allclose(image, reference, atol=1 / 255 + 1e-6)
+
+
+def test_serve_with_a_bad_model_or_content_creates_no_database(session_files, tmp_path, capsys):
+    from nst_tf.cli import prefer
+
+    db = tmp_path / "new.sqlite"
+    assert prefer.main(["nst-prefer", f"--content={session_files['content']}",
+                        f"--model={tmp_path}/missing.ckpt", f"--db={db}"]) == 1
+    assert prefer.main(["nst-prefer", f"--content={tmp_path}/missing.jpg",
+                        f"--model={session_files['checkpoint']}", f"--db={db}"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("nst-prefer: error: ") for e in errors)
+    assert "missing.ckpt" in errors[0] and "missing.jpg" in errors[1]
+    assert not db.exists()

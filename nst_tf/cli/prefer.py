@@ -91,9 +91,9 @@ def build_app(content, model, db, size=384, seed=0):
         raise ConfigError(f"the web page needs Flask: pip install 'nst-tf[ui]' ({e})") from None
     from nst_tf.preference.session import PreferenceSession
 
+    render, num_styles = _renderer(content, model, size)   # bad content/model: no file created
     store = _open_store(db, must_exist=False)
     known = store.get_meta("num_styles")
-    render, num_styles = _renderer(content, model, size)
     if known is not None and known != num_styles:
         raise ConfigError(f"{db} holds a session with {known} styles; model {model!r} has "
                           f"{num_styles}")
