@@ -153,3 +153,23 @@ def test_import_nst_tf_does_not_load_flask():
             "print('flask' in sys.modules, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_the_next_pair_is_rendered_while_the_current_one_is_shown(tmp_path):
+    rendered = []
+
+    def render(weights):
+        rendered.append(np.round(weights, 3).tolist())
+        return flat_render(weights)
+
+    session = PreferenceSession(PreferenceStore(tmp_path / "p.sqlite"), N, render)
+    client = create_app(session).test_client()
+    for i in range(6):
+        pair_id = client.get("/api/state").get_json()["pair"]["id"]
+        session._executor.submit(lambda: None).result()   # the render thread is idle again
+        before = len(rendered)
+        state = vote(client, pair_id, ["left", "right"][i % 2], f"v{i}").get_json()
+        pair = session.store.pair(state["pair"]["id"])
+        for side in ("left", "right"):                       # already rendered: no new render
+            assert np.round(np.asarray(pair[side], np.float32), 3).tolist() in rendered[:before]
+            client.get(f"/image/{state['pair'][side]}.png")
