@@ -57,11 +57,13 @@ _EXPORTS = {
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
     "export_magenta_checkpoint": "training",
+    # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
+    "PreferenceLearner": "preference",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
-               "single_style", "texture", "data",
-               "training", "export", "device", "io", "lbfgs", "cli", "adain", "video"}
+               "single_style", "texture", "data", "training", "export", "device", "io",
+               "lbfgs", "cli", "adain", "video", "preference"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -22,6 +22,7 @@ PROGRAMS = {
     "nst-export": "export",
     "nst-video": "video",
     "nst-adain": "adain",
+    "nst-prefer": "prefer",
 }
 
 
@@ -46,3 +47,4 @@ train = _entry("nst-train")
 export = _entry("nst-export")
 video = _entry("nst-video")
 adain = _entry("nst-adain")
+prefer = _entry("nst-prefer")
