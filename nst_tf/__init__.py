@@ -46,6 +46,8 @@ _EXPORTS = {
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
     "stylize": "families",
+    "arbitrary_network": "networks", "style_embedding": "arbitrary",
+    "stylize_from_embedding": "arbitrary",
     "export_saved_model": "export", "export_tflite": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
@@ -54,7 +56,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
-               "single_style", "data",
+               "single_style", "data", "arbitrary", "hub",
                "training", "export", "device", "io", "lbfgs", "cli"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
