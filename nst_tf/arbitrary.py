@@ -220,7 +220,7 @@ class _KerasRunner:
         self.network = network
         self.key = ("keras", id(network))
         predictor, transformer = style_predictor_of(network), transformer_of(network)
-        size = arbitrary_config(network)["embedding_size"]
+        self.embedding_size = size = arbitrary_config(network)["embedding_size"]
         image = tf.TensorSpec([None, None, None, 3], tf.float32)
         self._embed = tf.function(lambda x: predictor(x, training=False),
                                   input_signature=[image], jit_compile=jit)
@@ -419,9 +419,11 @@ def stylize_from_embedding(content, embedding, model="arbitrary", *, crop=True, 
     batch, single = _content_batch(content, size)
     emb = np.asarray(embedding, np.float32)
     emb = emb[None] if emb.ndim == 1 else emb
-    if emb.ndim != 2 or len(emb) not in (1, len(batch)) or not np.all(np.isfinite(emb)):
+    size = getattr(runner, "embedding_size", None) or emb.shape[-1]
+    if emb.ndim != 2 or len(emb) not in (1, len(batch)) or emb.shape[-1] != size \
+            or not np.all(np.isfinite(emb)):
         raise StyleWeightsError(f"embedding must be finite, shaped [E], [1, E] or [B, E] with "
-                                f"B={len(batch)}; got shape {np.shape(embedding)}")
+                                f"E={size}, B={len(batch)}; got shape {np.shape(embedding)}")
     out = _run_transformer(runner, batch, emb, _check_batch_size(batch_size))
     if crop:
         out = out[:, :batch.shape[1], :batch.shape[2]]
