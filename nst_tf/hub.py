@@ -69,7 +69,8 @@ def _constant(array):
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(handle):
+def _load_cached(handle, stamp):
+    del stamp  # cache key only: a re-exported folder is loaded again
     try:
         import tensorflow_hub as hub
     except ImportError:
@@ -91,9 +92,12 @@ def load_hub(handle):
     """A :class:`HubModel` for a TF-Hub handle (URL) or a local SavedModel folder (cached)."""
     if not handle:
         raise ConfigError("model='hub:' needs a handle or a folder after 'hub:'")
+    stamp = None
     if os.path.exists(handle):
         handle = os.path.abspath(handle)
-    return _load_cached(handle)
+        pb = os.path.join(handle, "saved_model.pb")
+        stamp = os.stat(pb).st_mtime_ns if os.path.isfile(pb) else None
+    return _load_cached(handle, stamp)
 
 
 class ArbitraryHubModule:
@@ -113,7 +117,8 @@ class ArbitraryHubModule:
             @tf.function(input_signature=[tf.TensorSpec(image, tf.float32, name=CONTENT_INPUT),
                                           tf.TensorSpec(image, tf.float32, name=STYLE_INPUT)])
             def __call__(self, content, style):
-                return [tf.cast(network([content, style], training=False), tf.float32)]
+                # Through the two functions below: the network is traced once, not twice.
+                return [self.stylize_from_embedding(content, self.style_embedding(style))]
 
             @tf.function(input_signature=[tf.TensorSpec(image, tf.float32, name="style")])
             def style_embedding(self, style):
@@ -126,7 +131,6 @@ class ArbitraryHubModule:
                 return tf.cast(transformer([content, embedding], training=False), tf.float32)
 
         module = Module(name="arbitrary_image_stylization")
-        module.network = network
         module.variables_to_save = [w.value for w in network.weights]
         return module
 
