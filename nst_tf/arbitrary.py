@@ -184,14 +184,14 @@ def check_style_weights(style_weights, count):
         raise StyleWeightsError(f"style_weights must be a list of {count} numbers, got "
                                 f"{style_weights!r}") from None
     if array.ndim != 1 or array.size != count:
-        raise StyleWeightsError(f"got {array.size} style weight(s) {list(np.ravel(array))} for "
+        raise StyleWeightsError(f"got {array.size} style weight(s) {np.ravel(array).tolist()} for "
                                 f"{count} style image(s); give one weight per style image")
     if not np.all(np.isfinite(array)):
-        raise StyleWeightsError(f"style weights must be finite, got {list(array)}")
+        raise StyleWeightsError(f"style weights must be finite, got {array.tolist()}")
     if np.any(array < 0):
-        raise StyleWeightsError(f"style weights must not be negative, got {list(array)}")
+        raise StyleWeightsError(f"style weights must not be negative, got {array.tolist()}")
     if array.sum() <= 0:
-        raise StyleWeightsError(f"style weights sum to 0 ({list(array)}); at least one must be "
+        raise StyleWeightsError(f"style weights sum to 0 ({array.tolist()}); at least one must be "
                                 "positive")
     return (array / array.sum()).astype(np.float32)
 

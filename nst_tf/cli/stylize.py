@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 
 from absl import flags  # noqa: E402
 
-from nst_tf.cli.runner import call_reporting_errors, entry_points  # noqa: E402
+from nst_tf.cli.runner import call_reporting_errors, entry_points, parse_numbers  # noqa: E402
 from nst_tf.gatys import DEFAULTS as _D  # noqa: E402
 
 PROGRAM = "nst-stylize"
@@ -83,14 +83,7 @@ def define_flags(f):
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 
-def _numbers(values, name, kind):
-    from nst_tf.errors import ConfigError
-
-    try:
-        return [kind(v) for v in values]
-    except ValueError:
-        raise ConfigError(f"--{name} must be {kind.__name__} values, got "
-                          f"{','.join(values)}") from None
+_numbers = parse_numbers
 
 
 def options_from_flags(f):
