@@ -1,4 +1,5 @@
-"""Magenta's ``arbitrary_image_stylization`` checkpoint ↔ :func:`nst_tf.networks.arbitrary_network`.
+"""Magenta's ``arbitrary_image_stylization`` checkpoint and
+:func:`nst_tf.networks.arbitrary_network`, both ways.
 
 The released model (Ghiasi et al. 2017) is the tarball
 ``arbitrary_style_transfer.tar.gz`` → ``arbitrary_style_transfer/model.ckpt.{index,data-*,meta}``:
@@ -20,7 +21,7 @@ checkpoint prefix, a folder, or the ``.tar.gz`` itself, and checks every name an
 Example:
     >>> from magenta_compat.arbitrary import load_arbitrary_network   # doctest: +SKIP
     >>> net = load_arbitrary_network("arbitrary_style_transfer.tar.gz")  # doctest: +SKIP
-    >>> net = load_arbitrary_network("arbitrary")      # the official release, cached  # doctest: +SKIP
+    >>> net = load_arbitrary_network("arbitrary")  # the release, cached  # doctest: +SKIP
 """
 
 import dataclasses

@@ -17,8 +17,9 @@ interface plus ``style_embedding(style) -> [B, 100]`` and
 Example:
     >>> import nst_tf
     >>> from nst_tf.hub import export_hub_module
-    >>> export_hub_module(nst_tf.networks.arbitrary_network(), "/tmp/arbitrary_hub")  # doctest: +SKIP
-    >>> out = nst_tf.stylize("photo.jpg", "style.jpg", model="hub:/tmp/arbitrary_hub")  # doctest: +SKIP
+    >>> net = nst_tf.networks.arbitrary_network()
+    >>> export_hub_module(net, "/tmp/arbitrary_hub")                              # doctest: +SKIP
+    >>> nst_tf.stylize("photo.jpg", "style.jpg", model="hub:/tmp/arbitrary_hub")  # doctest: +SKIP
 """
 
 import functools

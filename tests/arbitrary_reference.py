@@ -6,9 +6,9 @@ shims of ``../shared/reference/arbitrary_style.md`` §1.9: empty parent packages
 :mod:`tests.magenta_reference`), ``tensorflow.python.framework.ops.Tensor = tf.Tensor`` for
 tf-slim's ``smart_cond``, and ``slim.batch_norm`` built with ``updates_collections=None`` (slim's
 fused batch norm, no tf_keras legacy layers). Magenta's style preprocessing
-(``image_utils.resize_image``) is built in the same graph; ``image_utils`` imports ``skimage.io``
-at module level (for file reading, unused here), so an empty stand-in is registered when scikit-image
-is not installed.
+(``image_utils.resize_image``) is built in the same graph; ``image_utils`` imports
+``skimage.io`` at module level (for file reading, unused here), so an empty stand-in is
+registered when scikit-image is not installed.
 
 :class:`MagentaArbitrary` gives the graph's 359 variables *benign* random values (the default
 init saturates the sigmoid): He-normal kernels, style projections x0.1, gamma biases 1,

@@ -1,4 +1,4 @@
-"""Magenta's arbitrary-style network (Ghiasi et al. 2017): style prediction + conditioned transformer.
+"""Magenta's arbitrary-style network (Ghiasi et al. 2017): style prediction and transformer.
 
 Two Keras models, usable separately, plus one model joining them:
 
