@@ -164,12 +164,17 @@ def _load_style(source, index):
     return batch[0], what
 
 
-def _image_key(source, image):
-    if isinstance(source, str):
+def _image_key(source, index):
+    """``(cache key, loaded image or None, description)``: a readable file is keyed by its path,
+    size and mtime without decoding it; an array (or an unreadable path, which then raises a
+    readable ImageError) is loaded and keyed by its contents."""
+    if isinstance(source, str) and os.path.isfile(source):
         stat = os.stat(source)
-        return ("file", os.path.realpath(source), stat.st_mtime_ns, stat.st_size)
+        key = ("file", os.path.realpath(source), stat.st_mtime_ns, stat.st_size)
+        return key, None, f"style image {source}"
+    image, what = _load_style(source, index)
     digest = hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()
-    return ("array", image.shape, digest)
+    return ("array", image.shape, digest), image, what
 
 
 def check_style_weights(style_weights, count):
@@ -310,26 +315,28 @@ def load_model(model="arbitrary"):
 
 # --- Public helpers ----------------------------------------------------------------------------
 
-def _embeddings_of(runner, sources, style_size, batch_size=8):
+def _embeddings_of(runner, sources, style_size):
     """``[K, E]`` embeddings of ``sources`` (paths / arrays), from the cache when possible."""
     result, todo = [None] * len(sources), {}
     for index, source in enumerate(sources):
-        image, what = _load_style(source, index)
-        key = (runner.key, _image_key(source, image), style_size)
+        key, image, what = _image_key(source, index)
+        key = (runner.key, key, style_size)
         if key in _embeddings:
             _embeddings.move_to_end(key)
             result[index] = _embeddings[key]
         else:
-            todo.setdefault(key, []).append((index, image, what))
+            todo.setdefault(key, []).append((index, source, image, what))
     for key, entries in todo.items():
-        index, image, what = entries[0]
+        index, source, image, what = entries[0]
+        if image is None:
+            image, what = _load_style(source, index)
         prepared = preprocess_style(image, style_size, what=what)
         embedding = np.asarray(runner.embed(prepared[None]), np.float32).reshape(-1)
         _embeddings[key] = embedding
         while len(_embeddings) > _EMBEDDING_CACHE_SIZE:
             _embeddings.popitem(last=False)
-        for index, _, _ in entries:
-            result[index] = embedding
+        for entry in entries:
+            result[entry[0]] = embedding
     return np.stack(result)
 
 

@@ -4,6 +4,7 @@ A thin random network (alpha 0.25, trunk depth multiplier 0.25) keeps these fast
 Magenta's own graph is in test_arbitrary_parity.py.
 """
 
+import functools
 import os
 import subprocess
 import sys
@@ -24,7 +25,10 @@ from nst_tf.networks import (arbitrary_config, arbitrary_network, style_predicto
 from pastiche_helpers import random_pastiche
 
 
+@functools.lru_cache(maxsize=None)
 def random_arbitrary(seed=0):
+    """A thin arbitrary-style network with benign random weights; one per seed for the whole
+    session (test files share it, so its functions are compiled once). Do not modify it."""
     net = arbitrary_network(alpha=0.25, depth_multiplier=0.25)
     rng = np.random.default_rng(seed)
     for w in net.weights:
@@ -142,6 +146,22 @@ def test_embeddings_are_computed_once_per_style(net, monkeypatch):
     assert len(calls) == 1
     nst_tf.stylize(photo(), style, model=net, style_size=48)   # another preprocessing
     assert len(calls) == 2
+
+
+def test_cached_style_files_are_not_decoded_again(net, tmp_path, monkeypatch):
+    path = str(tmp_path / "style.png")
+    nst_tf.save_image(path, photo(64, 64, 43))
+    first = nst_tf.stylize(photo(), path, model=net, style_size=64)
+    loads = []
+    original = nst_tf.images.load_image
+    monkeypatch.setattr(nst_tf.images, "load_image",
+                        lambda *a, **k: loads.append(a) or original(*a, **k))
+    np.testing.assert_array_equal(nst_tf.stylize(photo(), path, model=net, style_size=64), first)
+    assert loads == []
+    nst_tf.save_image(path, photo(64, 64, 44))        # a rewritten file is read again
+    os.utime(path, ns=(1, 1))
+    assert np.max(np.abs(nst_tf.stylize(photo(), path, model=net, style_size=64) - first)) > 0
+    assert len(loads) == 1
 
 
 def test_small_style_is_resized_up_with_a_warning(net):

@@ -203,8 +203,9 @@ def test_magenta_restores_our_checkpoint(reference, network, tmp_path):
         assert_parity(network([content, style]), ref.run(content, style, sess=sess))
         sess.close()
     finally:
-        for name, variable in arb.variable_slots(network).items():   # module-scoped fixture
-            variable.assign(ref.get_values()[name])
+        original = ref.get_values()                        # the module-scoped network's values
+        for name, variable in arb.variable_slots(network).items():
+            variable.assign(original[name])
 
 
 def test_tarball_and_folder(reference, tmp_path):
