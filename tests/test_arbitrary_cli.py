@@ -79,6 +79,11 @@ def test_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, extra, m
     assert not out.exists() or not os.listdir(out)
 
 
+def test_arbitrary_checkpoint_without_style_images(files, tmp_path, capsys):
+    assert run(files, tmp_path / "out") == 1
+    assert "--style_images" in capsys.readouterr().err
+
+
 def test_unreadable_style_file(files, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"nope")

@@ -209,6 +209,10 @@ def execute(flag_values):
         for path in paths or ():
             print(path)
         return code
+    if _is_arbitrary_model(flag_values.checkpoint):
+        print_error(PROGRAM, f"{flag_values.checkpoint} is an arbitrary-style model: give the "
+                    "style images with --style_images (and --style_weights, --strength)")
+        return 1
     paths, code = call_reporting_errors(
         PROGRAM, transform, flag_values.checkpoint, flag_values.input_image,
         flag_values.output_dir, flag_values.output_basename,
@@ -219,6 +223,23 @@ def execute(flag_values):
     for path in paths or ():
         print(path)
     return code
+
+
+def _is_arbitrary_model(checkpoint):
+    """True for the 'arbitrary' preset, a hub: handle, a tarball or an arbitrary checkpoint."""
+    from magenta_compat import arbitrary
+    from magenta_compat.checkpoint import checkpoint_shapes
+    from nst_tf.errors import NSTError
+
+    if checkpoint is None:
+        return False
+    if arbitrary.is_preset(checkpoint) or checkpoint.startswith("hub:") or \
+            arbitrary.is_tarball(checkpoint):
+        return True
+    try:
+        return arbitrary.is_arbitrary_checkpoint(checkpoint_shapes(checkpoint))
+    except (NSTError, OSError):
+        return False   # let the multi-style loader report it
 
 
 def _transform_arbitrary_flags(flag_values):
