@@ -85,3 +85,34 @@ def test_module_without_embedding(net, module, tmp_path):
 def test_bad_handle(tmp_path):
     with pytest.raises(CheckpointError, match="cannot load TF-Hub module"):
         nst_tf.stylize(photo(), photo(64, 64), model="hub:" + str(tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.magenta
+def test_magentas_own_hub_export_runs_through_hub_prefix(tmp_path):
+    """Magenta's export_hub.py module (wrap_function + prune, list output), built from its own
+    graph with benign random weights and saved here, runs through model='hub:...' and gives
+    the same image as the same weights loaded as a checkpoint (~60 s: slow)."""
+    import importlib
+
+    import tf_slim as slim
+
+    from tests.arbitrary_reference import MagentaArbitrary
+
+    ref = MagentaArbitrary(seed=2, style_size=64)
+    export_hub = importlib.import_module(
+        "magenta.models.arbitrary_image_stylization.export_hub")
+    with slim.arg_scope([slim.batch_norm], updates_collections=None):
+        module = export_hub.create_hub_module_object()
+    values = ref.random_values(2)
+    for variable in module.variables:
+        variable.assign(values[variable.name.split(":")[0]])
+    folder = str(tmp_path / "magenta_hub")
+    tf.saved_model.save(module, folder, signatures=module.__call__)
+    checkpoint = ref.save(str(tmp_path / "model.ckpt"))
+    content, style = photo(37, 50, 7), photo(70, 64, 8)
+    ours = nst_tf.stylize(content, style, model=checkpoint, style_size=64, crop=False)
+    np.testing.assert_allclose(nst_tf.stylize(content, style, model="hub:" + folder,
+                                              style_size=64, crop=False), ours, atol=1e-5)
+    with pytest.raises(ConfigError, match="does not expose"):
+        nst_tf.stylize(content, style, model="hub:" + folder, strength=0.5)
