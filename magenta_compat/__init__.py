@@ -4,6 +4,8 @@
   :func:`nst_tf.networks.pastiche_network`, and write networks back under Magenta's names.
 * :mod:`magenta_compat.pretrained`: the released "varied" (32 styles) and "monet" (10) checkpoints.
 * :mod:`magenta_compat.which_styles`: Magenta's ``--which_styles`` syntax.
+* :mod:`magenta_compat.arbitrary`: the ``arbitrary_image_stylization`` checkpoint (Ghiasi et al.
+  2017, preset ``"arbitrary"``) into :func:`nst_tf.networks.arbitrary_network`, and back.
 
 Example:
     >>> import magenta_compat
@@ -23,8 +25,10 @@ _EXPORTS = {
     "resolve_checkpoint_path": "checkpoint",
     "parse_which_styles": "which_styles",
     "PRESETS": "pretrained",
+    "load_arbitrary_network": "arbitrary",
+    "write_arbitrary_checkpoint": "arbitrary",
 }
-_SUBMODULES = {"checkpoint", "pretrained", "which_styles"}
+_SUBMODULES = {"checkpoint", "pretrained", "which_styles", "arbitrary"}
 
 __all__ = sorted(_EXPORTS)
 

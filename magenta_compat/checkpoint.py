@@ -196,6 +196,25 @@ def _is_slot(name, names):
     return any("/".join(parts[:i]) in names for i in range(1, len(parts)))
 
 
+def shape_differences(expected, found):
+    """Report lines for the mis-shaped (checkpoint shape vs network shape), missing and
+    unexpected names of ``found`` against ``expected`` (both ``{name: shape}``); [] if they fit."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    misshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
+    lines = []
+    if misshaped:
+        lines.append(f"  {len(misshaped)} mis-shaped (name: checkpoint shape vs network shape):")
+        lines += [f"    {n}: {list(found[n])} vs {list(expected[n])}" for n in misshaped]
+    if missing:
+        lines.append(f"  {len(missing)} missing from the checkpoint:")
+        lines += [f"    {n} {list(expected[n])}" for n in missing]
+    if unexpected:
+        lines.append(f"  {len(unexpected)} unexpected in the checkpoint:")
+        lines += [f"    {n} {list(found[n])}" for n in unexpected]
+    return lines
+
+
 def check_fit(shapes, num_styles, alpha, source="checkpoint"):
     """Raise CheckpointError unless ``shapes`` ({name: shape}) holds exactly the transformer
     variables of a ``(num_styles, alpha)`` network. Entries outside ``transformer/`` (e.g.
@@ -203,10 +222,8 @@ def check_fit(shapes, num_styles, alpha, source="checkpoint"):
     expected = expected_shapes(num_styles, alpha)
     found = {n: tuple(s) for n, s in shapes.items()
              if n.startswith("transformer/") and not _is_slot(n, shapes)}
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    misshaped = sorted(n for n in set(expected) & set(found) if expected[n] != found[n])
-    if not (missing or unexpected or misshaped):
+    differences = shape_differences(expected, found)
+    if not differences:
         return
     lines = [f"{source} does not fit a pastiche network with num_styles={num_styles}, "
              f"alpha={alpha:g} ({len(expected)} transformer variables expected)."]
@@ -217,15 +234,7 @@ def check_fit(shapes, num_styles, alpha, source="checkpoint"):
     if inferred is not None and inferred != (num_styles, alpha):
         lines.append(f"The checkpoint's shapes say num_styles={inferred[0]}, alpha={inferred[1]:g}; "
                      "leave num_styles/alpha unset to use the checkpoint's values.")
-    if misshaped:
-        lines.append(f"  {len(misshaped)} mis-shaped (name: checkpoint shape vs network shape):")
-        lines += [f"    {n}: {list(found[n])} vs {list(expected[n])}" for n in misshaped]
-    if missing:
-        lines.append(f"  {len(missing)} missing from the checkpoint:")
-        lines += [f"    {n} {list(expected[n])}" for n in missing]
-    if unexpected:
-        lines.append(f"  {len(unexpected)} unexpected in the checkpoint:")
-        lines += [f"    {n} {list(found[n])}" for n in unexpected]
+    lines += differences
     raise CheckpointError("\n".join(lines))
 
 
@@ -305,6 +314,16 @@ def write_checkpoint(network, path, version="V2", global_step=None, update_state
     Files are written in a temporary directory next to the target and renamed into place, so a
     crash never leaves a half-written checkpoint under the final name. Returns the path written.
     """
+    return write_tensors(network_variables(network), path, version=version,
+                         global_step=global_step, update_state=update_state)
+
+
+def write_tensors(tensors, path, version="V2", global_step=None, update_state=True):
+    """Write ``{name: array}`` as a TensorFlow checkpoint, atomically; returns the path written.
+
+    Same ``path`` / ``version`` / ``global_step`` / ``update_state`` rules as
+    :func:`write_checkpoint` (which writes a pastiche network through this function).
+    """
     tf = _tf()
     version = str(version).upper()
     if version not in ("V1", "V2"):
@@ -318,7 +337,7 @@ def write_checkpoint(network, path, version="V2", global_step=None, update_state
     if not os.path.isdir(directory):
         raise CheckpointError(f"cannot write checkpoint {path}: directory {directory} does not exist")
 
-    tensors = network_variables(network)
+    tensors = dict(tensors)
     if global_step is not None:
         tensors["global_step"] = np.int64(global_step)
     names = sorted(tensors)

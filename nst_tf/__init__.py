@@ -52,6 +52,9 @@ _EXPORTS = {
     # texture networks (Ulyanov et al.)
     "texture_network": "networks", "synthesize": "texture", "CircularPad2D": "layers",
     "NoiseFill": "layers",
+    # arbitrary style (Ghiasi et al.)
+    "arbitrary_network": "networks", "style_embedding": "arbitrary",
+    "stylize_from_embedding": "arbitrary",
     "export_saved_model": "export", "export_tflite": "export", "export_keras": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
@@ -63,7 +66,7 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "texture", "data", "training", "export", "device", "io",
-               "lbfgs", "cli", "adain", "video", "preference"}
+               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

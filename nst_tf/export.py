@@ -110,10 +110,19 @@ def serving_module(network):
 def export_saved_model(network, path):
     """Write ``network`` as a SavedModel with a ``serving_default`` signature; returns ``path``.
 
+    Arbitrary-style networks (:func:`~nst_tf.networks.arbitrary_network`) are written with the
+    interface of Magenta's TF-Hub module instead (:func:`nst_tf.hub.export_hub_module`).
+
     Pastiche networks: inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``;
     single-style networks: input ``image`` only. The output is ``stylized_image``. An existing
     SavedModel folder at ``path`` is replaced atomically.
     """
+    from nst_tf.networks import is_arbitrary_network
+
+    if is_arbitrary_network(network):
+        from nst_tf.hub import export_hub_module
+
+        return export_hub_module(network, path)
     module = serving_module(network)
     with atomic_directory(path) as tmp:
         tf.saved_model.save(module, tmp,
@@ -177,3 +186,61 @@ def export_keras(network, path):
             os.remove(tmp)
         raise
     return path
+
+
+def _convert(function, module, quantize):
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], module)
+    if quantize is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    return converter.convert()
+
+
+def arbitrary_tflite_paths(path):
+    """``(prediction, transfer)`` file names for ``path``: ``x.tflite`` →
+    ``x_prediction.tflite``, ``x_transfer.tflite`` (Magenta's mobile release has the same two)."""
+    stem = os.fspath(path)
+    stem = stem[: -len(".tflite")] if stem.lower().endswith(".tflite") else stem
+    return f"{stem}_prediction.tflite", f"{stem}_transfer.tflite"
+
+
+def export_arbitrary_tflite(network, path, image_size=384, style_size=256, quantize=None):
+    """Write an arbitrary-style network as two TFLite models, as Magenta's mobile release is
+    split; returns their paths (:func:`arbitrary_tflite_paths`).
+
+    * prediction: ``style`` float32 ``[1, style_size, style_size, 3]`` → ``embedding`` ``[1, E]``;
+    * transfer: ``content`` ``[1, H, W, 3]`` (``image_size``) and ``embedding`` ``[1, E]`` →
+      ``stylized_image`` ``[1, 4·ceil(H/4), 4·ceil(W/4), 3]``.
+
+    Mix embeddings or interpolate with the content's own embedding between the two calls.
+    """
+    from nst_tf.networks import (MIN_STYLE_SIZE, arbitrary_config, style_predictor_of,
+                                 transformer_of)
+
+    if quantize not in QUANTIZE_OPTIONS:
+        raise ConfigError(f"quantize must be one of {QUANTIZE_OPTIONS}, got {quantize!r}")
+    height, width = _size_pair(image_size)
+    if not isinstance(style_size, int) or style_size < MIN_STYLE_SIZE:
+        raise ConfigError(f"style_size must be an int >= {MIN_STYLE_SIZE}, got {style_size!r}")
+    paths = arbitrary_tflite_paths(path)
+    for target in paths:
+        check_output_dir(target)
+    size = arbitrary_config(network)["embedding_size"]
+    predictor, transformer = style_predictor_of(network), transformer_of(network)
+    module = tf.Module(name="arbitrary")
+    module.variables_to_freeze = [weight.value for weight in network.weights]
+    predict = tf.function(lambda style: {"embedding": predictor(style, training=False)},
+                          input_signature=[tf.TensorSpec([1, style_size, style_size, 3],
+                                                         tf.float32, name="style")])
+    transfer = tf.function(
+        lambda content, embedding: {OUTPUT: tf.cast(transformer([content, embedding],
+                                                                 training=False), tf.float32)},
+        input_signature=[tf.TensorSpec([1, height, width, 3], tf.float32, name="content"),
+                         tf.TensorSpec([1, size], tf.float32, name="embedding")])
+    buffers = [_convert(predict, module, quantize), _convert(transfer, module, quantize)]
+    for target, buffer in zip(paths, buffers):
+        with atomic_write(target) as f:
+            f.write(buffer)
+    return paths

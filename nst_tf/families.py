@@ -34,6 +34,7 @@ from nst_tf.errors import CheckpointError, ConfigError
 
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
+    "nst_tf.arbitrary:ArbitraryFamily",
     "nst_tf.pastiche:PasticheFamily",
     "nst_tf.adain:AdainFamily",
     "nst_tf.texture:TextureFamily",

@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-_PACKAGES = ("magenta", "magenta.models", "magenta.models.image_stylization")
+_PACKAGES = ("magenta", "magenta.models", "magenta.models.image_stylization",
+             "magenta.models.arbitrary_image_stylization")
 
 
 def import_magenta():
@@ -44,18 +45,19 @@ def import_magenta():
 
 
 def _import_magenta():
-    if "magenta.models.image_stylization.model" in sys.modules:
+    if "magenta.models.image_stylization.model" in sys.modules and \
+            all(name in sys.modules for name in _PACKAGES):
         return (sys.modules["magenta.models.image_stylization.model"],
                 sys.modules["magenta.models.image_stylization.ops"])
     spec = importlib.util.find_spec("magenta")
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("package 'magenta' not found")
     path = list(spec.submodule_search_locations)[0]
-    for depth, name in enumerate(_PACKAGES):
+    for name in _PACKAGES:
         if name not in sys.modules:
             # An empty package with a real spec, so importlib.util.find_spec still works on it.
             spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
-            spec.submodule_search_locations = [os.path.join(path, *name.split(".")[1:depth + 1])]
+            spec.submodule_search_locations = [os.path.join(path, *name.split(".")[1:])]
             sys.modules[name] = importlib.util.module_from_spec(spec)
     model = importlib.import_module("magenta.models.image_stylization.model")
     ops = importlib.import_module("magenta.models.image_stylization.ops")

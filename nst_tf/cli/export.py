@@ -8,6 +8,13 @@ Both exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weigh
 :mod:`nst_tf.export`. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
 else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` runs the same
 :func:`run`.
+
+Arbitrary-style models (``--checkpoint=arbitrary``, Magenta's ``arbitrary_style_transfer``
+checkpoint, folder or ``.tar.gz``) export as a SavedModel with the interface of Magenta's TF-Hub
+module (:func:`nst_tf.hub.export_hub_module`), or as two TFLite files
+``<output>_prediction.tflite`` (style ``[1, S, S, 3]`` → embedding) and
+``<output>_transfer.tflite`` (content + embedding → image); see
+:func:`nst_tf.export.export_arbitrary_tflite`.
 """
 
 from absl import flags
@@ -34,16 +41,35 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("quantize", "none", ["none", "dynamic", "float16"],
                       "TFLite only: none (float32), dynamic (int8 weights) or float16 weights.",
                       flag_values=flag_values)
+    flags.DEFINE_integer("style_image_size", 256,
+                         "TFLite export of an arbitrary-style model: the fixed (square) style "
+                         "input size.", flag_values=flag_values)
     flags.mark_flags_as_required(["checkpoint", "output"], flag_values=flag_values)
 
 
-def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None):
-    """Load ``checkpoint`` and export it to ``output``; returns the path written."""
+def _arbitrary_model(checkpoint):
+    """The arbitrary-style network of ``checkpoint``, or None for another kind of model."""
+    from nst_tf.families import resolve
+
+    family, network = resolve(checkpoint)
+    return network if family.name == "arbitrary" else None
+
+
+def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None,
+           style_image_size=256):
+    """Load ``checkpoint`` and export it to ``output``; returns the path(s) written."""
     from nst_tf import export as exporting
     from nst_tf.pastiche import load_model
 
     if format is None:
         format = "tflite" if str(output).lower().endswith(".tflite") else "saved_model"
+    arbitrary = _arbitrary_model(checkpoint)
+    if arbitrary is not None:
+        if format == "tflite":
+            return exporting.export_arbitrary_tflite(
+                arbitrary, output, image_size=image_size, style_size=style_image_size,
+                quantize=None if quantize == "none" else quantize)
+        return exporting.export_saved_model(arbitrary, output)
     network = load_model(checkpoint, num_styles=num_styles)
     if format == "tflite":
         return exporting.export_tflite(network, output, image_size=image_size,
@@ -56,9 +82,10 @@ def execute(flag_values):
     path, code = call_reporting_errors(
         PROGRAM, export, flag_values.checkpoint, flag_values.output, format=flag_values.format,
         image_size=flag_values.image_size, quantize=flag_values.quantize,
-        num_styles=flag_values.num_styles)
+        num_styles=flag_values.num_styles, style_image_size=flag_values.style_image_size)
     if code == 0:
-        print(path)
+        for written in [path] if isinstance(path, str) else path:
+            print(written)
     return code
 
 

@@ -24,6 +24,18 @@ def print_error(program, error):
     print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
 
 
+def parse_numbers(values, name, kind=float):
+    """``values`` (a list flag's strings) as numbers of type ``kind``; a ConfigError names the
+    flag ``--name`` otherwise."""
+    from nst_tf.errors import ConfigError
+
+    try:
+        return [kind(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--{name} must be {kind.__name__} values, got "
+                          f"{','.join(values)}") from None
+
+
 def call_reporting_errors(program, function, *args, **kwargs):
     """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line."""
     try:

@@ -19,7 +19,7 @@ import sys
 
 from absl import flags
 
-from nst_tf.cli.runner import call_reporting_errors, entry_points
+from nst_tf.cli.runner import call_reporting_errors, entry_points, parse_numbers
 from nst_tf.gatys import DEFAULTS as _D
 
 PROGRAM = "nst-stylize"
@@ -81,14 +81,7 @@ def define_flags(f):
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 
-def _numbers(values, name, kind):
-    from nst_tf.errors import ConfigError
-
-    try:
-        return [kind(v) for v in values]
-    except ValueError:
-        raise ConfigError(f"--{name} must be {kind.__name__} values, got "
-                          f"{','.join(values)}") from None
+_numbers = parse_numbers
 
 
 def options_from_flags(f):

@@ -24,6 +24,22 @@ Differences from Magenta:
   (Magenta fails on them). The output is ``4·ceil(H/4) × 4·ceil(W/4)``, as in Magenta.
 * Errors are one line on stderr and exit code 1; files are written atomically.
 
+Arbitrary-style models (``--checkpoint=arbitrary``, Magenta's ``arbitrary_style_transfer``
+checkpoint / folder / ``.tar.gz``, or ``hub:<handle>``) take style images instead of
+``--which_styles``, with the options of Magenta's ``arbitrary_image_stylization_with_weights``::
+
+    nst-transform --checkpoint=arbitrary --style_images=a.jpg,b.jpg --input_image=photo.jpg \
+        --output_dir=out --output_basename=photo
+    # → out/photo_stylized_a_0.png out/photo_stylized_b_0.png
+    nst-transform --checkpoint=arbitrary --style_images=a.jpg,b.jpg --style_weights=0.3,0.7 \
+        --strength=0.5,1.0 --input_image=photo.jpg --output_dir=out --output_basename=photo
+    # → out/photo_stylized_a_300_b_700_0.png out/photo_stylized_a_300_b_700_1.png
+
+As in Magenta, ``{basename}_stylized_{style}_{i}`` where ``i`` indexes ``--strength`` (Magenta's
+``--interpolation_weights``). Unlike Magenta, the content image keeps its size unless
+``--image_size`` is given (Magenta's default resizes it to 256), and the output is cropped to
+the content size.
+
 ``scripts/transform.py`` runs the same :func:`run`.
 """
 
@@ -31,7 +47,9 @@ import os
 
 from absl import flags
 
-from nst_tf.cli.runner import call_reporting_errors, entry_points
+from magenta_compat.which_styles import format_weight
+from nst_tf.cli.runner import (call_reporting_errors, entry_points, parse_numbers,
+                               print_error)
 from nst_tf.errors import ConfigError
 
 PROGRAM = "nst-transform"
@@ -82,6 +100,25 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("jit_compile", "auto",
                         "XLA compilation: auto (on GPU/TPU only), true or false.",
                         flag_values=flag_values)
+    flags.DEFINE_list(
+        "style_images", None,
+        "Arbitrary-style models: comma-separated style image paths or folders (one output per "
+        "style, or one mixture with --style_weights).", flag_values=flag_values)
+    flags.DEFINE_list("style_weights", None,
+                      "Arbitrary-style models: one non-negative weight per style image; the "
+                      "embeddings are mixed with the weights normalized to sum 1.",
+                      flag_values=flag_values)
+    flags.DEFINE_list("strength", ["1.0"],
+                      "Arbitrary-style models: comma-separated stylization strengths in [0, 1] "
+                      "(Magenta's --interpolation_weights; 1 = full style), one output each.",
+                      flag_values=flag_values)
+    flags.DEFINE_integer("style_image_size", 256,
+                         "Arbitrary-style models: the style's shorter side is resized to this.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("image_size", None,
+                         "Arbitrary-style models: resize the content's shorter side to this "
+                         "first (default: keep its size; Magenta uses 256).",
+                         flag_values=flag_values)
     flags.mark_flags_as_required(["checkpoint", "input_image", "output_dir", "output_basename"],
                                  flag_values=flag_values)
 
@@ -117,8 +154,66 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     return paths
 
 
+def _style_label(path):
+    return os.path.splitext(os.path.basename(os.fspath(path)))[0]
+
+
+def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, style_images,
+                        style_weights=None, strengths=(1.0,), style_image_size=256,
+                        image_size=None, save_format="png", jit_compile="auto", fast=False):
+    """Stylize ``input_image`` with an arbitrary-style model; returns the paths written.
+
+    One file per style image (or one mixture with ``style_weights``) and per strength, named
+    ``{output_basename}_stylized_{style}_{i}`` as Magenta's ``..._with_weights`` script does.
+    """
+    from nst_tf import images
+    from nst_tf.arbitrary import check_style_weights, load_model, style_sources, stylize
+
+    if save_format not in _EXTENSIONS:
+        raise ConfigError(f"save_format must be one of {sorted(_EXTENSIONS)}, got {save_format!r}")
+    if not output_basename or os.sep in output_basename:
+        raise ConfigError(f"output_basename must be a plain file name, got {output_basename!r}")
+    if not strengths:
+        raise ConfigError("--strength needs at least one value")
+    network = load_model(checkpoint)
+    sources = style_sources(list(style_images))
+    labels = [_style_label(s) for s in sources]
+    if style_weights is not None:
+        weights = check_style_weights(style_weights, len(sources))
+        labels = ["_".join(f"{label}_{format_weight(w)}" for label, w in zip(labels, weights))]
+    content = images.load_image(input_image)
+    os.makedirs(output_dir, exist_ok=True)
+    outputs = []
+    for i, strength in enumerate(strengths):
+        result = stylize(content, sources, network, style_weights=style_weights,
+                         strength=strength, style_size=style_image_size, size=image_size,
+                         jit_compile=jit_compile, fast=fast)
+        result = result[None] if style_weights is not None else result
+        outputs += [(f"{output_basename}_stylized_{label}_{i}", image)
+                    for label, image in zip(labels, result)]
+    paths = []
+    for name, image in outputs:   # every image computed before the first file is written
+        path = os.path.join(output_dir, name + _EXTENSIONS[save_format])
+        images.save_image(path, images.float_to_uint8(image, rounding="truncate"), quality=95)
+        paths.append(path)
+    return paths
+
+
 def execute(flag_values):
     """Run with parsed flags; print the written paths. Returns the exit code (0 or 1)."""
+    if flag_values.style_images:
+        if flag_values["which_styles"].present:
+            print_error(PROGRAM, "--which_styles selects styles of a multi-style network; an "
+                        "arbitrary-style model takes --style_images (and --style_weights)")
+            return 1
+        paths, code = call_reporting_errors(PROGRAM, _transform_arbitrary_flags, flag_values)
+        for path in paths or ():
+            print(path)
+        return code
+    if _is_arbitrary_model(flag_values.checkpoint):
+        print_error(PROGRAM, f"{flag_values.checkpoint} is an arbitrary-style model: give the "
+                    "style images with --style_images (and --style_weights, --strength)")
+        return 1
     paths, code = call_reporting_errors(
         PROGRAM, transform, flag_values.checkpoint, flag_values.input_image,
         flag_values.output_dir, flag_values.output_basename,
@@ -129,6 +224,35 @@ def execute(flag_values):
     for path in paths or ():
         print(path)
     return code
+
+
+def _is_arbitrary_model(checkpoint):
+    """True for the 'arbitrary' preset, a hub: handle, a tarball or an arbitrary checkpoint."""
+    from magenta_compat import arbitrary
+    from magenta_compat.checkpoint import checkpoint_shapes
+    from nst_tf.errors import NSTError
+
+    if checkpoint is None:
+        return False
+    if arbitrary.is_preset(checkpoint) or checkpoint.startswith("hub:") or \
+            arbitrary.is_tarball(checkpoint):
+        return True
+    try:
+        return arbitrary.is_arbitrary_checkpoint(checkpoint_shapes(checkpoint))
+    except (NSTError, OSError):
+        return False   # let the multi-style loader report it
+
+
+def _transform_arbitrary_flags(flag_values):
+    weights = (None if flag_values.style_weights is None
+               else parse_numbers(flag_values.style_weights, "style_weights"))
+    return transform_arbitrary(
+        flag_values.checkpoint, flag_values.input_image, flag_values.output_dir,
+        flag_values.output_basename, flag_values.style_images, style_weights=weights,
+        strengths=parse_numbers(flag_values.strength, "strength"),
+        style_image_size=flag_values.style_image_size, image_size=flag_values.image_size,
+        save_format=flag_values.save_format, jit_compile=flag_values.jit_compile,
+        fast=flag_values.fast)
 
 
 main, run = entry_points(PROGRAM, define_flags, execute)

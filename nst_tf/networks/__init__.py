@@ -5,6 +5,9 @@
 * :mod:`~nst_tf.networks.johnson`: the single-style transformer of Johnson et al. (2016).
 * :mod:`~nst_tf.networks.adain`: AdaIN (Huang & Belongie 2017): VGG encoder, AdaIN op, decoder.
 * :mod:`~nst_tf.networks.texture`: Ulyanov et al.'s multi-scale texture / stylization generator.
+* :mod:`~nst_tf.networks.arbitrary`: Magenta's arbitrary-style network (Ghiasi et al. 2017): an
+  InceptionV3 style prediction network (image → 100-d embedding) and a transformer conditioned
+  by the embedding.
 
 Layers shared between families live in :mod:`nst_tf.layers`. Every public name of the family
 modules is re-exported here, so ``from nst_tf.networks import pastiche_network`` works.
@@ -17,6 +20,13 @@ Example:
 
 from nst_tf.networks.adain import (AdaptiveInstanceNorm, adain_config, adain_network,
                                    is_adain_network)
+from nst_tf.networks.arbitrary import (EMBEDDING_SIZE, MIN_STYLE_SIZE, STYLE_NORM_SCOPES,
+                                       STYLE_SIZE, ConditionalStyleNorm, SlimBatchNorm,
+                                       arbitrary_config, arbitrary_network,
+                                       arbitrary_transformer, inception_convs,
+                                       inception_keras_name, is_arbitrary_network,
+                                       style_prediction_network, style_predictor_of,
+                                       transformer_of)
 from nst_tf.networks.johnson import JOHNSON_DOWN, JOHNSON_UP, johnson_network
 from nst_tf.networks.pastiche import (MIN_PASTICHE_SIZE, PASTICHE_LAYERS, ConvSpec,
                                       as_weights_network, check_pastiche_input, is_conditional,
@@ -27,6 +37,11 @@ from nst_tf.networks.texture import (check_texture_size, is_texture_network, noi
                                      texture_config, texture_network, texture_ratios)
 
 __all__ = ["AdaptiveInstanceNorm", "adain_config", "adain_network", "is_adain_network",
+           "ConditionalStyleNorm", "EMBEDDING_SIZE", "MIN_STYLE_SIZE", "STYLE_NORM_SCOPES",
+           "STYLE_SIZE", "SlimBatchNorm", "arbitrary_config", "arbitrary_network",
+           "arbitrary_transformer", "inception_convs", "inception_keras_name",
+           "is_arbitrary_network", "style_prediction_network", "style_predictor_of",
+           "transformer_of",
            "ConvSpec", "JOHNSON_DOWN", "JOHNSON_UP", "MIN_PASTICHE_SIZE", "PASTICHE_LAYERS",
            "as_weights_network", "check_pastiche_input", "is_conditional", "johnson_network",
            "keras_name", "magenta_variable_names", "pastiche_config", "pastiche_network",

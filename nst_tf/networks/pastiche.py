@@ -167,8 +167,10 @@ def pastiche_network(num_styles, alpha=1.0, style_input="weights", name="pastich
 
 
 def set_fast(network, fast=True):
-    """Switch every :class:`~nst_tf.layers.ReflectConv2D` and
-    :class:`~nst_tf.layers.ConditionalInstanceNorm` of ``network`` to the fast (or exact) form
+    """Switch every :class:`~nst_tf.layers.ReflectConv2D`,
+    :class:`~nst_tf.layers.ConditionalInstanceNorm` and
+    :class:`~nst_tf.networks.ConditionalStyleNorm` of ``network`` (nested models included) to
+    the fast (or exact) form
     (see :func:`pastiche_network`); returns how many layers were switched. Works on loaded
     networks (e.g. from :func:`magenta_compat.load_pastiche_network`); call it before tracing
     ``tf.function`` objects of the network (traced graphs keep the form they were traced with). The
@@ -179,8 +181,10 @@ def set_fast(network, fast=True):
         >>> set_fast(net)
         32
     """
-    layers = [layer for layer in network.layers
-              if isinstance(layer, (ReflectConv2D, ConditionalInstanceNorm))]
+    # Every layer with a `fast` switch (ReflectConv2D, ConditionalInstanceNorm, the arbitrary
+    # network's ConditionalStyleNorm), also inside nested models.
+    layers = [layer for layer in network._flatten_layers(include_self=False)
+              if hasattr(layer, "fast") and not isinstance(layer, keras.Model)]
     for layer in layers:
         layer.fast = bool(fast)
     return len(layers)
