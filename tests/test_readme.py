@@ -64,7 +64,9 @@ def test_main_command_runs_from_the_clone(tmp_path):
 def test_native_log_comes_back_on_request(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
     code = ("from nst_tf.cli import quiet; quiet.filter_native_log(); "
-            "import os; os.write(2, b'I0000 00:00:17.5  42 port.cc:153] oneDNN ...\\n')")
+            "import os; os.write(2, b'I0000 00:00:17.5  42 port.cc:153] oneDNN ...\\n'); "
+            "os.write(2, b'I0000 00:00:17.5  42 cpu_feature_guard.cc:227] This binary ...\\n"
+            "To enable the following instructions: AVX2, rebuild TensorFlow\\n')")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                            cwd=ROOT, timeout=60)
     assert "port.cc:153] oneDNN" in shown.stderr

@@ -40,6 +40,8 @@ _NATIVE = re.compile(rb"^(?P<severity>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [^ \]
 # TF's older native prefix: "2026-11-25 09:00:00.123456: I tensorflow/core/...cc:123] ..."
 _OLD_NATIVE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<severity>[IWEF]) \S+:\d+\] ")
 _PREAMBLE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# The second line of cpu_feature_guard's INFO message, which has no prefix of its own.
+_CONTINUATION = b"To enable the following instructions:"
 _RANK = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
 # ERROR lines that only say "this machine has no GPU": hidden from level 1 on, like INFO.
 _NO_GPU = (b"failed call to cuInit", b"Unable to register cu", b"Could not find cuda drivers")
@@ -98,17 +100,22 @@ def filter_native_log(level=None):
 
     def pump():
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
-            pending = b""
+            pending, dropped = b"", False
             while True:
                 chunk = pipe.read(65536)
                 if not chunk:
                     break
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
-                kept = b"".join(line + b"\n" for line in lines
-                                if not is_native_log_line(line, level))
+                kept = []
+                for line in lines:
+                    if is_native_log_line(line, level):
+                        dropped = True
+                    elif not (dropped and line.startswith(_CONTINUATION)):
+                        dropped = False
+                        kept.append(line + b"\n")
                 if kept:
-                    os.write(original, kept)
+                    os.write(original, b"".join(kept))
             if pending and not is_native_log_line(pending, level):
                 os.write(original, pending)
 
