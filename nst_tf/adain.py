@@ -75,7 +75,7 @@ def _functions_of(network, jit):
     key = (id(network), jit)
     if key in _functions:
         return _functions[key][1]
-    from nst_tf.networks.adain import adain, feature_statistics
+    from nst_tf.networks.adain import adain
 
     encoder = network.get_layer("encoder")
     decoder = network.get_layer("decoder")

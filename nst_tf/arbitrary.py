@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from nst_tf import images
-from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
+from nst_tf.errors import ConfigError, ImageError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
 
 _NETWORK_CACHE_SIZE = 2

@@ -24,14 +24,12 @@ Example:
     >>> served.signatures["serving_default"](image=..., style_weights=...)  # doctest: +SKIP
 """
 
-import contextlib
 import os
-import tempfile
 
 import tensorflow as tf
 
 from nst_tf.errors import ConfigError
-from nst_tf.io import atomic_directory, atomic_write, check_output_dir
+from nst_tf.io import atomic_directory, atomic_path, atomic_write, check_output_dir
 from nst_tf.networks import (MIN_PASTICHE_SIZE, as_weights_network, is_conditional,
                              pastiche_config)
 
@@ -174,17 +172,8 @@ def export_keras(network, path):
         raise ConfigError(f"a Keras model file must end in .keras, got {path!r}")
     if is_conditional(network):
         network = as_weights_network(network)
-    folder = check_output_dir(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         network.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -48,6 +48,34 @@ def atomic_write(path, mode="wb"):
         raise
 
 
+@contextlib.contextmanager
+def atomic_path(path, suffix=".tmp"):
+    """Yield a temporary file name beside ``path`` (ending in ``suffix``, for writers that pick
+    the format from the name); on success rename it over ``path``, else delete it.
+
+    For writers that take a file name rather than an open file (``keras.Model.save``, FFmpeg).
+
+    Example:
+        >>> import tempfile
+        >>> target = os.path.join(tempfile.mkdtemp(), "model.bin")
+        >>> with atomic_path(target, suffix=".bin") as tmp:
+        ...     _ = open(tmp, "wb").write(b"weights")
+        >>> open(target, "rb").read()
+        b'weights'
+    """
+    path = os.fspath(path)
+    folder = check_output_dir(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
 def replace_folder(source, path):
     """Rename the finished folder ``source`` to ``path``, replacing an existing folder ``path``
     (moved aside first, then deleted): readers see the old folder or the new one."""

@@ -276,8 +276,26 @@ def nearest_upsample(x, factor):
     return out
 
 
+class _Pad2D(keras.layers.Layer):
+    """Base of the padding layers: ``padding`` (int or ``(pad_h, pad_w)``) on H and W of NHWC."""
+
+    def __init__(self, padding=1, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = _pair(padding, "padding")
+
+    def compute_output_shape(self, input_shape):
+        ph, pw = self.padding
+        b, h, w, c = input_shape
+        return (b, None if h is None else h + 2 * ph, None if w is None else w + 2 * pw, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(padding=self.padding)
+        return config
+
+
 @_REGISTER
-class ReflectionPad2D(keras.layers.Layer):
+class ReflectionPad2D(_Pad2D):
     """Pad H and W of an NHWC tensor by reflection, without repeating the edge pixel.
 
     Same semantics as ``tf.pad(mode="REFLECT")`` and ``numpy.pad(mode="reflect")``:
@@ -295,22 +313,8 @@ class ReflectionPad2D(keras.layers.Layer):
         array([4., 3., 4., 5., 4.], dtype=float32)
     """
 
-    def __init__(self, padding=1, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = _pair(padding, "padding")
-
     def call(self, x):
         return reflect_pad(x, *self.padding, name=self.name)
-
-    def compute_output_shape(self, input_shape):
-        ph, pw = self.padding
-        b, h, w, c = input_shape
-        return (b, None if h is None else h + 2 * ph, None if w is None else w + 2 * pw, c)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(padding=self.padding)
-        return config
 
 
 @_REGISTER
@@ -570,7 +574,7 @@ def circular_pad(x, pad_h, pad_w, name="circular_pad"):
 
 
 @_REGISTER
-class CircularPad2D(keras.layers.Layer):
+class CircularPad2D(_Pad2D):
     """Periodic ("wrap", "circular") padding of H and W, as ``numpy.pad(mode="wrap")``.
 
     The padding Ulyanov et al.'s texture networks use for tileable textures (see
@@ -584,22 +588,8 @@ class CircularPad2D(keras.layers.Layer):
         array([2., 0., 1., 2., 0.], dtype=float32)
     """
 
-    def __init__(self, padding=1, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = _pair(padding, "padding")
-
     def call(self, x):
         return circular_pad(x, *self.padding, name=self.name)
-
-    def compute_output_shape(self, input_shape):
-        ph, pw = self.padding
-        b, h, w, c = input_shape
-        return (b, None if h is None else h + 2 * ph, None if w is None else w + 2 * pw, c)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(padding=self.padding)
-        return config
 
 
 def _noise_size_message(name, ratio, height=None, width=None):

@@ -47,7 +47,7 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.device import resolve_jit_compile, resolve_precision
-from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
+from nst_tf.errors import CheckpointError, ConfigError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
 from nst_tf.networks import check_pastiche_input, pastiche_config
 

@@ -33,13 +33,12 @@ import glob
 import math
 import os
 import re
-import tempfile
 
 import numpy as np
 from PIL import Image
 
 from nst_tf.errors import ConfigError, NSTError
-from nst_tf.io import atomic_write, check_output_dir
+from nst_tf.io import atomic_path, atomic_write, check_output_dir
 from nst_tf.video.deps import require
 
 
@@ -400,15 +399,12 @@ def encode_video(path, frame_paths, fps, audio_from=None, quality=18):
     """
     av = require("av")
     path = os.fspath(path)
-    folder = check_output_dir(path)
     ext = os.path.splitext(path)[1].lower()
     muxer, codec, pixel_format = VIDEO_FORMATS[ext]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=ext)
-    os.close(fd)
     audio_container = None
     try:
-        with contextlib.closing(av.open(tmp, "w", format=muxer)) as out:
+        with atomic_path(path, suffix=ext) as tmp, \
+                contextlib.closing(av.open(tmp, "w", format=muxer)) as out:
             stream = None
             audio_out = audio_packets = None
             if audio_from is not None and audio_from.has_audio:
@@ -453,11 +449,6 @@ def encode_video(path, frame_paths, fps, audio_from=None, quality=18):
             for _, packet in audio_packets or ():
                 packet.stream = audio_out
                 out.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
     finally:
         if audio_container is not None:
             audio_container.close()
