@@ -22,7 +22,7 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from tests.magenta_reference import import_magenta
+from tests.magenta_reference import GraphReference, import_magenta
 
 
 def import_arbitrary():
@@ -42,7 +42,7 @@ def import_arbitrary():
     return build_model, image_utils
 
 
-class MagentaArbitrary:
+class MagentaArbitrary(GraphReference):
     """Magenta's inference graph (``build_model(..., is_training=False)``) in its own session.
 
     Feeds: ``content`` [B,H,W,3] and ``style`` [S,h,w,3] in [0, 1], or ``bottleneck``
@@ -66,22 +66,8 @@ class MagentaArbitrary:
             self.raw_style = v1.placeholder(tf.float32, [None, None, 3], name="raw_style")
             self.resized_style = image_utils.resize_image(self.raw_style, style_size)
             self.variables = v1.global_variables()
-            self._values = {v.op.name: v1.placeholder(tf.float32, v.shape) for v in self.variables}
-            self._assign = [v.assign(self._values[v.op.name]) for v in self.variables]
-            self._init = v1.global_variables_initializer()
-            self.saver = {version: v1.train.Saver(write_version=getattr(v1.train.SaverDef, version))
-                          for version in ("V1", "V2")}
-        self.sess = self.new_session()
-        self.set_values(self.random_values(seed))
-
-    def new_session(self):
-        sess = tf.compat.v1.Session(graph=self.graph,
-                                    config=tf.compat.v1.ConfigProto(device_count={"GPU": 0}))
-        sess.run(self._init)
-        return sess
-
-    def variable_shapes(self):
-        return {v.op.name: tuple(v.shape.as_list()) for v in self.variables}
+            self._add_value_feeds()
+        self._start(seed)
 
     def random_values(self, seed):
         rng = np.random.default_rng(seed)
@@ -102,22 +88,15 @@ class MagentaArbitrary:
             values[name] = value.astype(np.float32)
         return values
 
-    def set_values(self, values, sess=None):
-        (sess or self.sess).run(self._assign, {self._values[n]: v for n, v in values.items()})
-
-    def get_values(self, sess=None):
-        names = [v.op.name for v in self.variables]
-        return dict(zip(names, (sess or self.sess).run(self.variables)))
-
     def save(self, path, version="V2"):
         with self.graph.as_default():
-            return self.saver[version].save(self.sess, path, write_meta_graph=False)
+            return self._savers[version].save(self.sess, path, write_meta_graph=False)
 
     def restore(self, path):
         """A new session with every variable restored from ``path`` by Magenta's Saver."""
         sess = self.new_session()
         with self.graph.as_default():
-            self.saver["V2"].restore(sess, path)
+            self._savers["V2"].restore(sess, path)
         return sess
 
     def run(self, content, style, sess=None):

@@ -64,7 +64,47 @@ def _import_magenta():
     return model, ops
 
 
-class MagentaTransformer:
+class GraphReference:
+    """One of Magenta's TF1 graphs in its own session, with variable values set from NumPy.
+
+    A subclass builds its ops in ``self.graph``, sets ``self.variables``, calls
+    :meth:`_add_value_feeds` last inside the graph (after every variable exists), then
+    :meth:`_start` with a seed for :meth:`random_values` (which it defines).
+    """
+
+    def _add_value_feeds(self):
+        v1 = tf.compat.v1
+        self._values = {v.op.name: v1.placeholder(v.dtype.base_dtype, v.shape)
+                        for v in self.variables}
+        self._assign = [v.assign(self._values[v.op.name]) for v in self.variables]
+        self._init = v1.global_variables_initializer()
+        self._savers = {version: v1.train.Saver(write_version=getattr(v1.train.SaverDef, version))
+                        for version in ("V1", "V2")}
+
+    def _start(self, seed):
+        self.sess = self.new_session()
+        self.set_values(self.random_values(seed))
+
+    def new_session(self):
+        """A session with every variable initialized (default init), on the CPU."""
+        config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
+        sess = tf.compat.v1.Session(graph=self.graph, config=config)
+        sess.run(self._init)
+        return sess
+
+    def variable_shapes(self):
+        return {v.op.name: tuple(v.shape.as_list()) for v in self.variables}
+
+    def set_values(self, values, sess=None):
+        feed = {self._values[name]: value for name, value in values.items()}
+        (sess or self.sess).run(self._assign, feed_dict=feed)
+
+    def get_values(self, sess=None):
+        names = [v.op.name for v in self.variables]
+        return dict(zip(names, (sess or self.sess).run(self.variables)))
+
+
+class MagentaTransformer(GraphReference):
     """Magenta's transformer for ``num_styles`` and ``alpha`` in its own graph and session.
 
     Args:
@@ -100,26 +140,10 @@ class MagentaTransformer:
                     v1.get_variable("weights", [3, 3, 3, 64])
                 loss = tf.reduce_mean(tf.square(self.mixture_output))
                 v1.train.AdamOptimizer(1e-3).minimize(loss, var_list=self.variables)
-            self._init = v1.global_variables_initializer()
-            self._values = {v.op.name: v1.placeholder(v.dtype.base_dtype, v.shape)
-                            for v in self.variables}
-            self._assign = [v.assign(self._values[v.op.name]) for v in self.variables]
             # What image_stylization_transform restores: its graph holds exactly these variables.
             self.transformer_saver = v1.train.Saver(self.variables)
-            self._savers = {version: v1.train.Saver(write_version=getattr(v1.train.SaverDef, version))
-                            for version in ("V1", "V2")}
-        self.sess = self.new_session()
-        self.set_values(self.random_values(seed))
-
-    def new_session(self):
-        """A session with every variable initialized (default init), on the CPU."""
-        config = tf.compat.v1.ConfigProto(device_count={"GPU": 0})
-        sess = tf.compat.v1.Session(graph=self.graph, config=config)
-        sess.run(self._init)
-        return sess
-
-    def variable_shapes(self):
-        return {v.op.name: tuple(v.shape.as_list()) for v in self.variables}
+            self._add_value_feeds()
+        self._start(seed)
 
     def random_values(self, seed):
         """Random transformer values: He-scaled kernels, gamma in [0.5, 1.5], beta ~ N(0, 0.5)."""
@@ -134,14 +158,6 @@ class MagentaTransformer:
                 value = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:3])), shape)
             values[name] = value.astype(np.float32)
         return values
-
-    def set_values(self, values, sess=None):
-        feed = {self._values[name]: value for name, value in values.items()}
-        (sess or self.sess).run(self._assign, feed_dict=feed)
-
-    def get_values(self, sess=None):
-        names = [v.op.name for v in self.variables]
-        return dict(zip(names, (sess or self.sess).run(self.variables)))
 
     def save(self, path, version="V2", global_step=None, sess=None):
         """Save every variable of the graph with Magenta's Saver; returns the path written."""
