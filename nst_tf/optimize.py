@@ -18,7 +18,7 @@ L-BFGS memory restarts, which costs a few steps.
 
 Speed: for long runs the backbone weights are folded into the compiled step as constants
 (``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in
-bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX; not faster without AMX). Several steps per call
+bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX; ``precision="auto"`` measures). Several steps per call
 (``steps_per_call``) save only the Python round trip, which is small next to a VGG step.
 
 Example:
@@ -288,8 +288,9 @@ def compute_precision(precision="float32"):
     AMX: about 4.5× less CPU time per 512² step, final losses within 0.1 % of float32. The option
     is part of each call's configuration, so it must be on during every call, not just the first;
     it is process-wide while the block runs. Elsewhere (GPU, non-oneDNN builds) it does nothing.
-    On CPUs with AVX512-BF16 but no AMX bfloat16 is not faster; ``"auto"`` takes it on AMX CPUs
-    only (:func:`nst_tf.device.resolve_precision`).
+    Whether bfloat16 pays off depends on the CPU (AVX512-BF16 without AMX: 1.9x faster convolutions
+    on one, reported slower on another); ``"auto"`` takes it where a one-time measurement finds it
+    faster (:func:`nst_tf.device.bfloat16_is_faster`).
     """
     if resolve_precision(precision) == "float32":
         yield

@@ -170,11 +170,12 @@ def _describe(model):
 
 
 #: Compute precisions of :func:`stylize`. ``"bfloat16"`` runs the convolutions in bfloat16
-#: (Keras ``mixed_bfloat16``; statistics, CIN and output stay float32): 2-2.8x faster than
-#: float32 on CPUs with AMX, but *slower* (0.8x of ``fast=True``) on CPUs with AVX512-BF16 and no
-#: AMX; outputs differ from float32 by ~4e-3 on average (~1 grey level) and up to a few 1e-2, so
-#: it is not Magenta-exact. ``"auto"`` takes bfloat16 only on AMX CPUs
-#: (:func:`nst_tf.device.resolve_precision`). Default ``"float32"``.
+#: (Keras ``mixed_bfloat16``; statistics, CIN and output stay float32): at 512² 2.85x Magenta's
+#: speed on a CPU with AMX and 2.06x (1.65x ``fast=True``) on an AVX512-BF16 CPU without AMX, but
+#: reported *slower* (0.8x of ``fast=True``) on another AVX512-BF16 CPU without AMX; outputs
+#: differ from float32 by ~4e-3 on average (~1 grey level) and up to a few 1e-2, so it is not
+#: Magenta-exact. ``"auto"`` takes bfloat16 only where a one-time measurement finds it faster
+#: (:func:`nst_tf.device.bfloat16_is_faster`). Default ``"float32"``.
 PRECISIONS = ("float32", "bfloat16", "auto")
 
 
@@ -260,8 +261,8 @@ def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_c
         batch_size: images per forward pass (bounds memory for large batches).
         jit_compile: ``"auto"`` (XLA on GPU/TPU only), True or False.
         precision: ``"float32"`` (default, Magenta's numbers), ``"bfloat16"`` (about 2x faster
-            on CPUs with AMX, slower without; ~1 grey level different) or ``"auto"`` (bfloat16
-            on AMX CPUs only); see :data:`PRECISIONS`.
+            on CPUs with fast bfloat16 units, slower on some; ~1 grey level different) or
+            ``"auto"`` (bfloat16 where it measures faster); see :data:`PRECISIONS`.
         fast: compute the same function in faster forms (sub-pixel and space-to-depth convs,
             moments by matrix products; see :func:`~nst_tf.networks.pastiche_network`): about
             1.4x less CPU time, outputs within float32 rounding of Magenta's (~1e-4) instead of

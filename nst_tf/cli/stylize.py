@@ -77,7 +77,7 @@ def define_flags(f):
                          "compiled call.", flag_values=f)
     flags.DEFINE_enum("precision", _D["precision"], ["float32", "bfloat16", "auto"], "bfloat16: "
                       "convolutions in bfloat16 via oneDNN on x86 CPUs (about 4x faster with "
-                      "AMX, not faster without); auto: bfloat16 on AMX CPUs only.", flag_values=f)
+                      "AMX; not on every CPU); auto: bfloat16 where a one-time measurement finds it faster.", flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
 
 

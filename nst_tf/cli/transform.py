@@ -90,9 +90,9 @@ def define_flags(flag_values=flags.FLAGS):
         "Note: Magenta's transform script writes JPEG bytes into files named *.png; use jpeg "
         "for JPEG output with an honest extension.", flag_values=flag_values)
     flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "auto"],
-                      "float32 (Magenta's numbers), bfloat16 (about 2x faster on CPUs with AMX, "
-                      "slower without; ~1 grey level different) or auto (bfloat16 on AMX CPUs "
-                      "only).", flag_values=flag_values)
+                      "float32 (Magenta's numbers), bfloat16 (about 2x faster on CPUs with fast "
+                      "bfloat16 units, slower on some; ~1 grey level different) or auto (bfloat16 "
+                      "where a one-time measurement finds it faster).", flag_values=flag_values)
     flags.DEFINE_bool("fast", False,
                       "Compute the same network in faster forms (about 1.4x less CPU time); "
                       "outputs within float32 rounding of Magenta's (~1e-4) instead of "
