@@ -37,10 +37,8 @@ Prints a table and writes ``benchmarks/results/arbitrary.json``.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,23 +46,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import numpy as np  # noqa: E402
 
-RESULTS = os.path.join(HERE, "results")
+from benchmarks.common import measure, report  # noqa: E402
+
 STYLE_SIZE = 256
-
-
-def measure(call, min_seconds, max_repeats):
-    """First-call seconds, then median wall and CPU seconds of the following calls."""
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    walls, cpus = [], []
-    while len(walls) < 3 or (sum(walls) < min_seconds and len(walls) < max_repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        call()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return {"first_call_s": first, "wall_s": float(np.median(walls)),
-            "cpu_s": float(np.median(cpus)), "repeats": len(walls)}
 
 
 def inputs(size):
@@ -184,26 +168,12 @@ def main(argv=None):
 
     import tensorflow as tf
 
-    from nst_tf.io import atomic_write
-
     print(f"TF {tf.__version__}, {os.cpu_count()} CPUs; style image {STYLE_SIZE}x{STYLE_SIZE}, "
           "batch 1, wall-clock medians (load = 1-min load average)")
     print(HEADER, flush=True)
     rows, notes = run(args)
-    print("\nSummary ('x Magenta' from median wall time, 'cpu x Mag' from process CPU time):")
-    print(HEADER)
-    for row in rows:
-        print(_format_row(row))
-    for note in notes:
-        print("note:", note)
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "arbitrary.json")
-    with atomic_write(path, mode="w") as f:
-        json.dump({"tensorflow": tf.__version__, "machine": platform.machine(),
-                   "cpus": os.cpu_count(),
-                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "style_size": STYLE_SIZE, "rows": rows, "notes": notes}, f, indent=2)
-    print("wrote", path)
+    report("arbitrary", "Summary ('x Magenta' from median wall time, 'cpu x Mag' from process "
+           "CPU time):", HEADER, rows, _format_row, notes, style_size=STYLE_SIZE)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,8 @@ Prints a table and writes ``benchmarks/results/pastiche.json``.
 """
 
 import argparse
-import json
 import os
-import platform
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,11 +43,10 @@ import tensorflow as tf  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")  # Magenta's graph code triggers TF1 deprecation notices
 
-from nst_tf.io import atomic_write  # noqa: E402
+from benchmarks.common import measure, report  # noqa: E402
 from nst_tf.networks import PASTICHE_LAYERS, pastiche_network, pastiche_widths  # noqa: E402
 from nst_tf.pastiche import forward_function  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 NUM_STYLES = 32
 
 
@@ -64,20 +60,6 @@ def conv_flops(size, alpha=1.0):
         total += 2 * side * side * spec.kernel ** 2 * channels * widths[spec.scope]
         channels = widths[spec.scope]
     return total
-
-
-def measure(call, min_seconds, max_repeats):
-    """First-call seconds, then median wall and CPU seconds of the following calls."""
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    walls, cpus = [], []
-    while len(walls) < 3 or (sum(walls) < min_seconds and len(walls) < max_repeats):
-        wall, cpu = time.perf_counter(), time.process_time()
-        call()
-        walls.append(time.perf_counter() - wall)
-        cpus.append(time.process_time() - cpu)
-    return first, float(np.median(walls)), float(np.median(cpus)), len(walls)
 
 
 def nst_case(network, batch, jit_compile, precision="float32", fast=False):
@@ -150,7 +132,9 @@ def run(args):
                                     fast=name != "nst_tf")
                 else:
                     session, call = magenta_case(magenta, batch)
-                first, wall, cpu, repeats = measure(call, args.min_seconds, args.max_repeats)
+                stats = measure(call, args.min_seconds, args.max_repeats)
+                first, wall, cpu, repeats = (stats["first_call_s"], stats["wall_s"],
+                                             stats["cpu_s"], stats["repeats"])
                 if session is not None:
                     session.close()
                 rows.append({"impl": name, "xla": xla, "size": size, "batch": batch_size,
@@ -204,21 +188,9 @@ def main(argv=None):
           f"per 512² image {conv_flops(512) / 1e9:.1f} G")
     print(HEADER, flush=True)
     rows, notes = run(args)
-    print("\nSummary (speed-ups from median wall time; 'cpu x Mag' from process CPU time):")
-    print(HEADER)
-    for row in rows:
-        print(_format_row(row))
-    for note in notes:
-        print("note:", note)
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "pastiche.json")
-    with atomic_write(path, mode="w") as f:
-        json.dump({"tensorflow": tf.__version__, "machine": platform.machine(),
-                   "processor": platform.processor(), "cpus": os.cpu_count(),
-                   "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "conv_gflop_per_512_image": conv_flops(512) / 1e9,
-                   "rows": rows, "notes": notes}, f, indent=2)
-    print("wrote", path)
+    report("pastiche", "Summary (speed-ups from median wall time; 'cpu x Mag' from process CPU "
+           "time):", HEADER, rows, _format_row, notes,
+           conv_gflop_per_512_image=conv_flops(512) / 1e9)
 
 
 if __name__ == "__main__":
