@@ -213,10 +213,25 @@ def _pair(value, what):
     return value
 
 
-def _pad_message(name, ph, pw, height=None, width=None):
+def _pad_message(name, kind, ph, pw, min_h, min_w, height=None, width=None):
     got = "got H, W =" if height is None else f"got {height}x{width}"
-    return (f"{name}: reflect padding by {ph}x{pw} needs an input of at least "
-            f"{ph + 1}x{pw + 1} pixels (H x W), {got}")
+    return (f"{name}: {kind} padding by {ph}x{pw} needs an input of at least "
+            f"{min_h}x{min_w} pixels (H x W), {got}")
+
+
+def _check_pad_input(x, name, kind, ph, pw, min_h, min_w):
+    """``x`` after checking that H >= ``min_h`` and W >= ``min_w``: an ImageError when the size
+    is known while tracing, else a run-time assertion (checked before slices fail obscurely)."""
+    height, width = x.shape[1], x.shape[2]
+    if (height is not None and height < min_h) or (width is not None and width < min_w):
+        raise ImageError(_pad_message(name, kind, ph, pw, min_h, min_w, height, width))
+    if height is None or width is None:
+        shape = tf.shape(x)
+        ok = tf.logical_and(shape[1] >= min_h, shape[2] >= min_w)
+        message = _pad_message(name, kind, ph, pw, min_h, min_w)
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, shape[1], shape[2]])]):
+            x = tf.identity(x)
+    return x
 
 
 def _reflect_axis(x, pad, axis):
@@ -244,15 +259,7 @@ def reflect_pad(x, pad_h, pad_w, name="reflect_pad"):
         >>> reflect_pad(tf.reshape(tf.range(3.0), [1, 1, 3, 1]), 0, 2)[0, 0, :, 0].numpy()
         array([2., 1., 0., 1., 2., 1., 0.], dtype=float32)
     """
-    height, width = x.shape[1], x.shape[2]
-    if (height is not None and height <= pad_h) or (width is not None and width <= pad_w):
-        raise ImageError(_pad_message(name, pad_h, pad_w, height, width))
-    if height is None or width is None:
-        shape = tf.shape(x)
-        ok = tf.logical_and(shape[1] > pad_h, shape[2] > pad_w)
-        check = tf.debugging.Assert(ok, [_pad_message(name, pad_h, pad_w), shape[1], shape[2]])
-        with tf.control_dependencies([check]):  # check before the slices fail obscurely
-            x = tf.identity(x)
+    x = _check_pad_input(x, name, "reflect", pad_h, pad_w, pad_h + 1, pad_w + 1)
     return _reflect_axis(_reflect_axis(x, pad_h, 1), pad_w, 2)
 
 
@@ -531,12 +538,6 @@ class ReflectConv2D(keras.layers.Layer):
 
 # --- Texture networks: circular padding and per-call noise ------------------------------------------
 
-def _circular_message(name, ph, pw, height=None, width=None):
-    got = "got H, W =" if height is None else f"got {height}x{width}"
-    return (f"{name}: circular padding by {ph}x{pw} needs an input of at least {ph}x{pw} "
-            f"pixels (H x W), {got}")
-
-
 def _wrap_axis(x, pad, axis):
     if pad == 0:
         return x
@@ -560,16 +561,7 @@ def circular_pad(x, pad_h, pad_w, name="circular_pad"):
         >>> circular_pad(tf.reshape(tf.range(3.0), [1, 1, 3, 1]), 0, 2)[0, 0, :, 0].numpy()
         array([1., 2., 0., 1., 2., 0., 1.], dtype=float32)
     """
-    height, width = x.shape[1], x.shape[2]
-    if (height is not None and height < pad_h) or (width is not None and width < pad_w):
-        raise ImageError(_circular_message(name, pad_h, pad_w, height, width))
-    if height is None or width is None:
-        shape = tf.shape(x)
-        ok = tf.logical_and(shape[1] >= pad_h, shape[2] >= pad_w)
-        check = tf.debugging.Assert(ok, [_circular_message(name, pad_h, pad_w), shape[1],
-                                         shape[2]])
-        with tf.control_dependencies([check]):
-            x = tf.identity(x)
+    x = _check_pad_input(x, name, "circular", pad_h, pad_w, pad_h, pad_w)
     return _wrap_axis(_wrap_axis(x, pad_h, 1), pad_w, 2)
 
 
