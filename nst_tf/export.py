@@ -109,7 +109,7 @@ def export_saved_model(network, path):
     """Write ``network`` as a SavedModel with a ``serving_default`` signature; returns ``path``.
 
     Arbitrary-style networks (:func:`~nst_tf.networks.arbitrary_network`) are written with the
-    interface of Magenta's TF-Hub module instead (:func:`nst_tf.hub.export_hub_module`).
+    interface of Magenta's TF-Hub module instead (:func:`nst_tf.models.arbitrary.hub.export_hub_module`).
 
     Pastiche networks: inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``;
     single-style networks: input ``image`` only. The output is ``stylized_image``. An existing
@@ -118,7 +118,7 @@ def export_saved_model(network, path):
     from nst_tf.networks import is_arbitrary_network
 
     if is_arbitrary_network(network):
-        from nst_tf.hub import export_hub_module
+        from nst_tf.models.arbitrary.hub import export_hub_module
 
         return export_hub_module(network, path)
     module = serving_module(network)

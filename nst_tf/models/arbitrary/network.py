@@ -37,7 +37,7 @@ import keras
 import tensorflow as tf
 
 from nst_tf.layers import ReflectConv2D, instance_norm
-from nst_tf.networks.pastiche import PASTICHE_LAYERS, keras_name, pastiche_widths
+from nst_tf.models.pastiche.network import PASTICHE_LAYERS, keras_name, pastiche_widths
 
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
 
@@ -309,7 +309,7 @@ def style_prediction_network(embedding_size=EMBEDDING_SIZE, depth_multiplier=1.0
     """The style prediction network: style images ``[B, h, w, 3]`` in [0, 1] → ``[B, E]``.
 
     Any ``h, w >= 43`` (:data:`MIN_STYLE_SIZE`); Magenta feeds the style resized so that its
-    shorter side is 256 (:func:`nst_tf.arbitrary.preprocess_style`). ``depth_multiplier`` thins
+    shorter side is 256 (:func:`nst_tf.models.arbitrary.family.preprocess_style`). ``depth_multiplier`` thins
     the trunk like slim's (``max(int(d * m), 16)`` channels); Magenta's model uses 1.
 
     Example:

@@ -156,7 +156,7 @@ def _run(network, batches, seed, jit_compile):
     import tensorflow as tf
 
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.single_style import _forward
+    from nst_tf.models.johnson.family import _forward
 
     forward = _forward(network, resolve_jit_compile(jit_compile))
     outputs = []

@@ -44,7 +44,7 @@ from nst_tf.io import atomic_write
 from nst_tf.networks import is_conditional
 
 MODES = ("johnson", "cin", "finetune", "adain", "texture", "texture_stylize")
-#: Modes training an Ulyanov et al. texture network (defaults: :func:`nst_tf.texture.training_defaults`).
+#: Modes training an Ulyanov et al. texture network (defaults: :func:`nst_tf.models.texture.family.training_defaults`).
 TEXTURE_MODES = ("texture", "texture_stylize")
 STRATEGIES = ("default", "mirrored", "one_device")
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
@@ -623,9 +623,9 @@ def validation_batch(content_images, image_size, count=4):
 
 def mode_defaults(mode):
     """Defaults of :func:`train`'s ``None`` arguments for ``mode``: Magenta's for johnson / cin
-    / finetune, the paper's for the texture modes (:func:`nst_tf.texture.training_defaults`)."""
+    / finetune, the paper's for the texture modes (:func:`nst_tf.models.texture.family.training_defaults`)."""
     if mode in TEXTURE_MODES:
-        from nst_tf.texture import training_defaults
+        from nst_tf.models.texture.family import training_defaults
 
         return training_defaults(mode)
     if mode == "adain":  # the encoder is the loss network; its loss has its own layer weights
@@ -638,11 +638,11 @@ def mode_defaults(mode):
 
 
 def learning_rate_schedule(kind, learning_rate):
-    """``"constant"`` (the float) or ``"ulyanov"`` (:class:`nst_tf.texture.UlyanovSchedule`)."""
+    """``"constant"`` (the float) or ``"ulyanov"`` (:class:`nst_tf.models.texture.family.UlyanovSchedule`)."""
     if kind == "constant":
         return learning_rate
     if kind == "ulyanov":
-        from nst_tf.texture import UlyanovSchedule
+        from nst_tf.models.texture.family import UlyanovSchedule
 
         return UlyanovSchedule(learning_rate)
     raise ConfigError(f"lr_schedule must be 'constant' or 'ulyanov', got {kind!r}")
@@ -667,7 +667,7 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         mode: ``"johnson"`` (one style, :func:`~nst_tf.networks.johnson_network`), ``"cin"`` (one
             pastiche network for all styles, a random style per example), ``"finetune"`` (add the
             styles to the pastiche ``checkpoint`` and train only their gamma / beta),
-            ``"adain"`` (an AdaIN decoder for any style, :mod:`nst_tf.adain_training`: style
+            ``"adain"`` (an AdaIN decoder for any style, :mod:`nst_tf.models.adain.recipe`: style
             images are a second shuffled image stream; ``encoder``, ``weights`` = the encoder's,
             ``init_decoder`` (a ``decoder.pth``), ``lr_decay``; it writes
             ``<train_dir>/adain.keras`` at the end), ``"texture"`` (Ulyanov et al.'s texture
@@ -736,7 +736,7 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
         trainer_class, offset = StyleTrainer, 0
         rate = learning_rate_schedule(lr_schedule, learning_rate)
         if adain:  # the encoder is the loss network; styles are a second image stream
-            from nst_tf import adain_training
+            from nst_tf.models.adain import recipe as adain_training
 
             network, loss = adain_training.build(
                 encoder, weights, alpha, init_decoder, content_weights, style_weights,
@@ -774,7 +774,7 @@ def train(content_images, style_images, train_dir, *, mode="cin", checkpoint=Non
             print(f"{train_dir} is already at step {step} >= train_steps={train_steps}")
         return network
     if mode == "texture":   # the network draws its own noise: its input is an all-zero canvas
-        from nst_tf.texture import canvas_dataset
+        from nst_tf.models.texture.family import canvas_dataset
 
         dataset, counter = canvas_dataset(batch_size, image_size), data.DecodeCounter()
     else:

@@ -60,7 +60,7 @@ class AdainLoss:
     """
 
     def __init__(self, content_weights=None, style_weights=None, validation_styles=None):
-        from nst_tf.networks.adain import ENCODER_LAYERS
+        from nst_tf.models.adain.network import ENCODER_LAYERS
 
         content = parse_layer_weights(ADAIN_CONTENT_WEIGHTS if content_weights is None
                                       else content_weights, "vgg19", "content weights")
@@ -79,7 +79,7 @@ class AdainLoss:
         self.num_styles = 1 if validation_styles is None else len(validation_styles)
 
     def __call__(self, network, content, style, training=False):
-        from nst_tf.networks.adain import feature_statistics
+        from nst_tf.models.adain.network import feature_statistics
 
         encoder, decoder = network.get_layer("encoder"), network.get_layer("decoder")
         layer = network.get_layer("adain")
@@ -198,7 +198,7 @@ def learning_rate(initial=ADAIN_LEARNING_RATE, decay=ADAIN_LR_DECAY):
 def save_network(network, train_dir):
     """Write the trained network as ``<train_dir>/adain.keras`` (atomically); returns the path.
     :func:`nst_tf.stylize` takes it as ``model=``."""
-    from nst_tf.adain import TRAINED_MODEL
+    from nst_tf.models.adain.family import TRAINED_MODEL
 
     path = os.path.join(os.fspath(train_dir), TRAINED_MODEL)
     partial = os.path.join(os.fspath(train_dir), ".adain.partial.keras")

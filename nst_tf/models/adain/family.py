@@ -75,7 +75,7 @@ def _functions_of(network, jit):
     key = (id(network), jit)
     if key in _functions:
         return _functions[key][1]
-    from nst_tf.networks.adain import adain
+    from nst_tf.models.adain.network import adain
 
     encoder = network.get_layer("encoder")
     decoder = network.get_layer("decoder")
@@ -131,7 +131,7 @@ def _style_statistics(network, style, jit):
 
 def _style_list(style, style_size):
     """``(list of float32 [h, w, 3] styles, several)`` from any accepted ``style``."""
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if style is None:
         raise ConfigError("an AdaIN model needs a style: a style image path or array, or a list "
@@ -199,7 +199,7 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
         ConfigError: strength outside [0, 1], a mask without exactly two styles, bad options.
     """
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
@@ -302,7 +302,7 @@ class AdainFamily(Family):
     presets = ("adain",)
 
     def owns_network(self, network):
-        from nst_tf.networks.adain import is_adain_network
+        from nst_tf.models.adain.network import is_adain_network
 
         return is_adain_network(network)
 

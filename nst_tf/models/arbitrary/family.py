@@ -19,7 +19,7 @@ side is resized the same way). ``strength`` is Magenta's identity interpolation:
 Models: ``"arbitrary"`` (the released checkpoint, downloaded once), a checkpoint prefix, folder or
 ``.tar.gz``, a ``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
 ``"hub:<handle or folder>"``: a TF-Hub module with the signature of
-``magenta/arbitrary-image-stylization-v1-256`` (see :mod:`nst_tf.hub`).
+``magenta/arbitrary-image-stylization-v1-256`` (see :mod:`nst_tf.models.arbitrary.hub`).
 
 Example:
     >>> import nst_tf
@@ -257,7 +257,7 @@ _RUNNERS = collections.OrderedDict()   # (id(network), jit, fast) -> (network, r
 def runner_for(network, jit_compile="auto", fast=False):
     """The (cached) compiled runner of a Keras arbitrary-style network or a hub model."""
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.hub import HubModel
+    from nst_tf.models.arbitrary.hub import HubModel
 
     if isinstance(network, HubModel):
         return network
@@ -290,7 +290,7 @@ def load_model(model="arbitrary"):
         model = os.fspath(model)
     if isinstance(model, str):
         if model.startswith("hub:"):
-            from nst_tf.hub import load_hub
+            from nst_tf.models.arbitrary.hub import load_hub
 
             return load_hub(model[len("hub:"):])
         if model.endswith(".keras"):
@@ -305,7 +305,7 @@ def load_model(model="arbitrary"):
                                               stat.st_size)
     else:
         network = model
-    from nst_tf.hub import HubModel
+    from nst_tf.models.arbitrary.hub import HubModel
 
     if not isinstance(network, HubModel) and not is_arbitrary_network(network):
         raise ConfigError(f"model {getattr(network, 'name', network)!r} is not an "
@@ -345,7 +345,7 @@ def _require_embeddings(runner, what):
         raise ConfigError(f"{what} needs the style embedding, which this TF-Hub module does not "
                           "expose (Magenta's hub module only maps (content, style) to an image); "
                           "use the 'arbitrary' checkpoint or a SavedModel exported by "
-                          "nst_tf.hub.export_hub_module")
+                          "nst_tf.models.arbitrary.hub.export_hub_module")
 
 
 def style_embedding(style, model="arbitrary", *, style_size=256, jit_compile="auto"):
@@ -488,7 +488,7 @@ class ArbitraryFamily(Family):
     prefix = "hub:"
 
     def owns_network(self, network):
-        from nst_tf.hub import HubModel
+        from nst_tf.models.arbitrary.hub import HubModel
         from nst_tf.networks import is_arbitrary_network
 
         return isinstance(network, HubModel) or is_arbitrary_network(network)
