@@ -32,18 +32,13 @@ import os
 import numpy as np
 
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
+from nst_tf.io import keras_home
 
 RELEASE_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
 #: The released files of the ``"adain"`` preset: role → file name.
 ADAIN_FILES = {"vgg": "vgg_normalised.pth", "decoder": "decoder.pth"}
 #: Sub-folder of the Keras cache folder holding them.
 CACHE_SUBDIR = os.path.join("models", "adain")
-
-
-def _cache_dir():
-    from magenta_compat.pretrained import cache_dir
-
-    return cache_dir()
 
 
 def adain_files(download=True):
@@ -53,7 +48,7 @@ def adain_files(download=True):
         WeightsUnavailableError: a file is not cached and cannot be downloaded (the message
             names both URLs and the folder to put them in).
     """
-    base = _cache_dir()
+    base = keras_home()
     folder = os.path.join(base, CACHE_SUBDIR)
     paths = []
     for name in ADAIN_FILES.values():
