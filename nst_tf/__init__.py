@@ -59,7 +59,7 @@ _EXPORTS = {
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
-    "export_magenta_checkpoint": "training",
+    "export_magenta_checkpoint": "export",
     # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
     "PreferenceLearner": "preference",
 }

@@ -293,6 +293,20 @@ def with_style_labels(dataset, num_styles, seed=0, start_batch=0):
     return labelled
 
 
+
+def validation_batch(sources, image_size, count=4):
+    """Up to ``count`` centre-cropped images of ``sources`` (sorted order), float32
+    ``[count, image_size, image_size, 3]``: the fixed images of TensorBoard grids; None if none.
+
+    Example:
+        >>> validation_batch("../shared/data/images/content", 32, count=2).shape  # doctest: +SKIP
+        (2, 32, 32, 3)
+    """
+    ds = content_dataset(sources, image_size=image_size, batch_size=1, shuffle=False,
+                         repeat=False, crop_mode="center")
+    images = [b[0].numpy() for b in ds.take(count)]
+    return np.stack(images) if images else None
+
 # --- Style images ---------------------------------------------------------------------------------
 
 def style_images(paths, style_size=None):

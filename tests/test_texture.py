@@ -25,7 +25,7 @@ from nst_tf.features import FeatureExtractor
 from nst_tf.layers import CircularPad2D, NoiseFill
 from nst_tf.networks import (johnson_network, pastiche_network, texture_config,
                              texture_network)
-from nst_tf.models.texture.family import UlyanovSchedule, ulyanov_style_weights
+from nst_tf.models.texture.recipe import UlyanovSchedule, ulyanov_style_weights
 
 SIZE = 32
 FAST = dict(batch_size=4, image_size=SIZE, weights=None, verbose=0, log_dir="")

@@ -257,40 +257,21 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
 
 
 def _is_adain_train_dir(path):
-    import json
+    from nst_tf.training import read_run_config
 
-    config = os.path.join(path, "train_config.json")
-    if not os.path.isfile(config):
-        return False
-    try:
-        with open(config) as f:
-            return json.load(f).get("mode") == "adain"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return (read_run_config(path) or {}).get("mode") == "adain"
 
 
 def load_train_dir(path):
     """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
     an interrupted run, which has no ``adain.keras`` yet)."""
-    import json
-
-    import tensorflow as tf
-
-    from nst_tf.errors import CheckpointError
     from nst_tf.networks import adain_network
+    from nst_tf.training import read_run_config, restore_network
 
-    with open(os.path.join(path, "train_config.json")) as f:
-        config = json.load(f)
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(f"{path} is an AdaIN train_dir without checkpoints yet")
+    config = read_run_config(path)
     network = adain_network(config["backbone"].split("-", 1)[1],
                             channel_divisor=round(1 / config["alpha"]))
-    try:
-        tf.train.Checkpoint(network=network).restore(latest).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise CheckpointError(f"cannot load {latest}: {str(e).splitlines()[0]}") from None
+    restore_network(path, network)
     return network
 
 

@@ -185,7 +185,7 @@ def _twin(network, precision, fast):
     Weights are not copied here: the forward function assigns them on every call.
     """
     from nst_tf.networks import pastiche_network
-    from nst_tf.training import dtype_policy
+    from nst_tf.device import dtype_policy
 
     config = pastiche_config(network)
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
