@@ -8,8 +8,8 @@
 * :mod:`nst_tf.models.texture.network`: Ulyanov et al.'s multi-scale texture / stylization
   generator.
 * :mod:`nst_tf.models.arbitrary.network`: Magenta's arbitrary-style network (Ghiasi et al.
-  2017): an InceptionV3 style prediction network (image → 100-d embedding) and a transformer
-  conditioned by the embedding.
+  2017): an InceptionV3 style prediction network (image → 100-d embedding,
+  :mod:`nst_tf.models.arbitrary.inception`) and a transformer conditioned by the embedding.
 
 Layers shared between families live in :mod:`nst_tf.layers`. The family modules never import
 this one (it imports them).
@@ -22,13 +22,13 @@ Example:
 
 from nst_tf.models.adain.network import (AdaptiveInstanceNorm, adain_config, adain_network,
                                          is_adain_network)
+from nst_tf.models.arbitrary.inception import (SlimBatchNorm, inception_convs,
+                                               inception_keras_name)
 from nst_tf.models.arbitrary.network import (EMBEDDING_SIZE, MIN_STYLE_SIZE, STYLE_NORM_SCOPES,
-                                             STYLE_SIZE, ConditionalStyleNorm, SlimBatchNorm,
-                                             arbitrary_config, arbitrary_network,
-                                             arbitrary_transformer, inception_convs,
-                                             inception_keras_name, is_arbitrary_network,
-                                             style_prediction_network, style_predictor_of,
-                                             transformer_of)
+                                             STYLE_SIZE, ConditionalStyleNorm, arbitrary_config,
+                                             arbitrary_network, arbitrary_transformer,
+                                             is_arbitrary_network, style_prediction_network,
+                                             style_predictor_of, transformer_of)
 from nst_tf.models.johnson.network import JOHNSON_DOWN, JOHNSON_UP, johnson_network
 from nst_tf.models.pastiche.network import (MIN_PASTICHE_SIZE, PASTICHE_LAYERS, ConvSpec,
                                             as_weights_network, check_pastiche_input,

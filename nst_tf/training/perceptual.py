@@ -21,7 +21,6 @@ Example:
 import json
 import math
 
-import numpy as np
 import tensorflow as tf
 
 from nst_tf import data, losses
@@ -128,6 +127,7 @@ class PerceptualLoss:
     XLA). Without content weights the content images are not run through the loss network.
 
     Example:
+        >>> import numpy as np
         >>> from nst_tf.features import FeatureExtractor
         >>> fx = FeatureExtractor("vgg16", ["block1_conv2", "block2_conv2"], weights=None)
         >>> loss = PerceptualLoss(fx, [np.ones((32, 32, 3), "float32")],
