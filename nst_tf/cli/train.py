@@ -1,5 +1,5 @@
 """``nst-train``: train a feed-forward style network (Johnson, Dumoulin CIN, fine-tune, AdaIN,
-or Ulyanov et al.'s texture networks).
+Ulyanov et al.'s texture networks, Ghiasi et al.'s arbitrary-style network).
 
 Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they overlap::
 
@@ -21,6 +21,9 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
     nst-train --mode=texture_stylize --style_images=starry.jpg --content_images=photos/ \\
         --train_dir=runs/starry_tn --diversity_weight=1 --export_keras=starry_tn.keras
 
+    nst-train --mode=arbitrary --content_images=imagenet/ --style_images=paintings/ \\
+        --train_dir=runs/arbitrary --batch_size=8 --export_magenta=arbitrary/model.ckpt
+
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
   data position). Ctrl-C saves a checkpoint and stops; run again to continue.
 * ``--content_weights`` / ``--style_weights`` are JSON objects ``{layer: weight}``; layers are
@@ -31,11 +34,11 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
   and ``--pooling`` override them.
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
-* ``--export_magenta`` (cin / finetune), ``--export_saved_model`` and
+* ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
   ``--export_keras`` (every mode) write the trained network at the end.
 * Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
   flag given for a mode that does not take it is an error naming the modes that do
-  (``--tv_weight does not apply to --mode=adain; it applies to --mode=cin, finetune, ...``).
+  (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
   Errors are one line on stderr, exit code 1.
 
 ``scripts/train.py`` runs the same :func:`run`.
@@ -76,22 +79,24 @@ def define_flags(flag_values=flags.FLAGS):
                        **fv)
     flags.DEFINE_string("checkpoint", None,
                         "finetune: the pastiche checkpoint to extend (file, folder or preset "
-                        "name such as 'varied').", **fv)
+                        "name such as 'varied'); arbitrary: start from this Magenta arbitrary "
+                        "checkpoint (or 'arbitrary') instead of ImageNet weights.", **fv)
     flags.DEFINE_integer("batch_size", 16, "Global batch size.", **fv)
     flags.DEFINE_integer("image_size", 256, "Side of the square content crops.", **fv)
     flags.DEFINE_integer("style_size", None,
                          "Resize style images so their shorter side is this (default: native "
                          "size, as Magenta).", **fv)
     flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4; "
-                       "texture modes 0.1).", **fv)
+                       "texture modes 0.1; arbitrary 1e-5).", **fv)
     flags.DEFINE_integer("train_steps", None, "Total training steps including resumed ones "
-                         "(default 40000; texture modes 2000).", **fv)
+                         "(default 40000; texture modes 2000; arbitrary 8000000).", **fv)
     flags.DEFINE_string("content_weights", None,
                         'JSON {layer: weight}; default \'{"vgg_16/conv3": 1.0}\'.', **fv)
     flags.DEFINE_string("style_weights", None,
-                        'JSON {layer: weight}; default 1e-4 on vgg_16/conv1..conv4.', **fv)
+                        'JSON {layer: weight}; default 1e-4 on vgg_16/conv1..conv4 (arbitrary: '
+                        '0.5e-3).', **fv)
     flags.DEFINE_float("tv_weight", None, "Total-variation weight (default 0 as Magenta's CIN "
-                       "training).", **fv)
+                       "training; arbitrary: 1e4, Magenta's total_variation_weight).", **fv)
     flags.DEFINE_enum("backbone", None, ["vgg16", "vgg19"],
                       "Loss network (default vgg16; texture modes vgg19).", **fv)
     flags.DEFINE_enum("pooling", None, ["avg", "max"],
@@ -101,9 +106,15 @@ def define_flags(flag_values=flags.FLAGS):
                       "in the BGR order of Keras' VGG weights).", **fv)
     flags.DEFINE_string("weights", "imagenet",
                         "Loss network weights: imagenet (Keras cache), random, or a local .h5 "
-                        "(adain: the encoder's).", **fv)
+                        "(adain: the encoder's; arbitrary: also the Inception-v3 start).", **fv)
     flags.DEFINE_float("alpha", None, "Width multiplier of a new network (default 1; finetune: "
                        "a check of the checkpoint's).", **fv)
+    flags.DEFINE_float("depth_multiplier", None, "arbitrary: width multiplier of the "
+                       "Inception-v3 style network (default 1; ImageNet weights need 1).", **fv)
+    flags.DEFINE_boolean("augment_style_images", None, "arbitrary: random size, crop, colour "
+                         "and flips of the style images (default true, as Magenta).", **fv)
+    flags.DEFINE_boolean("random_style_image_size", None, "arbitrary: resize each style batch "
+                         "to a random size (default true, as Magenta).", **fv)
     flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
                       "Mixed precision for the trained network (loss network stays float32).",
                       **fv)
@@ -119,7 +130,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("summary_every", 100, "TensorBoard scalars every N steps (images every "
                          "10N and at the end).", **fv)
     flags.DEFINE_string("export_magenta", None,
-                        "At the end, write a Magenta checkpoint here (cin / finetune).", **fv)
+                        "At the end, write a Magenta checkpoint here (cin / finetune: "
+                        "image_stylization; arbitrary: arbitrary_image_stylization).", **fv)
     flags.DEFINE_string("export_saved_model", None, "At the end, write a SavedModel here.", **fv)
     flags.DEFINE_string("export_keras", None, "At the end, write the network as a .keras file "
                         "(every mode).", **fv)

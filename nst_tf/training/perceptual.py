@@ -238,17 +238,22 @@ class PerceptualRecipe(Recipe):
     one_style = False
 
     def check(self):
-        options = self.options
-        check_mixed_precision(options["mixed_precision"])
-        if options["lr_schedule"] not in SCHEDULES:
-            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got "
-                              f"{options['lr_schedule']!r}")
-        self.styles = data.style_images(self.style_images, style_size=options["style_size"])
+        self.check_loss_options()
+        self.styles = data.style_images(self.style_images,
+                                        style_size=self.options.get("style_size"))
         self.num_styles = len(self.styles)
         if self.one_style and self.num_styles != 1:
             raise ConfigError(f"mode {self.mode!r} trains one style, got {self.num_styles} style "
                               "images; use --mode cin for several")
-        if options["diversity_weight"] and self.batch_size < 2:
+
+    def check_loss_options(self):
+        """Check the precision, the schedule and the loss options; parse the layer weights."""
+        options = self.options
+        check_mixed_precision(options.get("mixed_precision"))
+        if options["lr_schedule"] not in SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)}, got "
+                              f"{options['lr_schedule']!r}")
+        if options.get("diversity_weight") and self.batch_size < 2:
             raise ConfigError(f"the diversity term compares the samples of a batch: batch_size "
                               f"must be >= 2, got {self.batch_size}")
         backbone = options["backbone"]
@@ -259,7 +264,7 @@ class PerceptualRecipe(Recipe):
 
     def loss_layers(self):
         """The loss network's layers: content, style, then the diversity layer."""
-        layer = self.options["diversity_layer"]
+        layer = self.options.get("diversity_layer")
         extra = [] if layer in (None, "pixels") else \
             [resolve_loss_layer(self.options["backbone"], layer)]
         return list(dict.fromkeys([*self.content_weights, *self.style_weights, *extra]))

@@ -26,7 +26,7 @@ a recipe class there plus one line here.
 Example:
     >>> from nst_tf.training.recipe import modes, modes_taking
     >>> modes()
-    ('adain', 'cin', 'finetune', 'johnson', 'texture', 'texture_stylize')
+    ('adain', 'arbitrary', 'cin', 'finetune', 'johnson', 'texture', 'texture_stylize')
     >>> modes_taking("init_decoder")
     ['adain']
 """
@@ -44,6 +44,7 @@ RECIPES = (
     "nst_tf.models.adain.recipe:AdainRecipe",
     "nst_tf.models.texture.recipe:TextureRecipe",
     "nst_tf.models.texture.recipe:TextureStylizeRecipe",
+    "nst_tf.models.arbitrary.recipe:ArbitraryRecipe",
 )
 
 #: The options of :func:`~nst_tf.training.train` that every mode takes (they are the driver's).
@@ -191,8 +192,8 @@ def not_taken_message(mode, option, flag=None):
 
     Example:
         >>> not_taken_message("adain", "tv_weight", flag="tv_weight")
-        '--tv_weight does not apply to --mode=adain; it applies to --mode=cin, finetune, johnson, \
-texture, texture_stylize'
+        '--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, \
+finetune, johnson, texture, texture_stylize'
     """
     name, prefix = (f"--{flag}", "--mode=") if flag else (option, "mode ")
     takers = modes_taking(option)

@@ -17,7 +17,8 @@ side is resized the same way). ``strength`` is Magenta's identity interpolation:
 (computed with the style preprocessing); ``s = 1`` is full style, ``s = 0`` about the identity.
 
 Models: ``"arbitrary"`` (the released checkpoint, downloaded once), a checkpoint prefix, folder or
-``.tar.gz``, a ``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
+``.tar.gz``, the train_dir of ``nst-train --mode=arbitrary`` (its latest checkpoint), a
+``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
 ``"hub:<handle or folder>"``: a TF-Hub module with the signature of
 ``magenta/arbitrary-image-stylization-v1-256`` (see :mod:`nst_tf.models.arbitrary.hub`).
 
@@ -120,9 +121,38 @@ def _load_checkpoint_cached(path, mtime_ns, size):
     return load_arbitrary_network(path)
 
 
+def is_train_dir(path):
+    """True for the train_dir of a ``nst-train --mode=arbitrary`` run."""
+    from nst_tf.training import read_run_config
+
+    return os.path.isdir(path) and (read_run_config(path) or {}).get("mode") == "arbitrary"
+
+
+@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
+def _load_train_dir_cached(path, latest):
+    del latest  # cache key only: a newer checkpoint is loaded again
+    from nst_tf.networks import arbitrary_network
+    from nst_tf.training import read_run_config, restore_network
+
+    config = read_run_config(path)
+    network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
+                                depth_multiplier=config["depth_multiplier"])
+    restore_network(path, network)
+    return network
+
+
+def load_train_dir(path):
+    """The network of the latest checkpoint in a ``nst-train --mode=arbitrary`` train_dir (of a
+    finished or an interrupted run); cached until a newer checkpoint appears."""
+    import tensorflow as tf
+
+    return _load_train_dir_cached(os.path.realpath(path), tf.train.latest_checkpoint(path))
+
+
 def load_model(model="arbitrary"):
     """An arbitrary-style model from a preset name, a checkpoint (prefix, folder, ``.tar.gz``),
-    a ``.keras`` file, ``"hub:<handle>"``, or a network (returned as is). Cached."""
+    a ``nst-train --mode=arbitrary`` train_dir, a ``.keras`` file, ``"hub:<handle>"``, or a
+    network (returned as is). Cached."""
     from nst_tf.networks import is_arbitrary_network
 
     if isinstance(model, os.PathLike):
@@ -134,6 +164,8 @@ def load_model(model="arbitrary"):
             return load_hub(model[len("hub:"):])
         if model.endswith(".keras"):
             network = load_keras_file(model)
+        elif is_train_dir(model):
+            network = load_train_dir(model)
         else:
             from magenta_compat.arbitrary import checkpoint_prefix
 
@@ -340,7 +372,7 @@ class ArbitraryFamily(Family):
     def owns_path(self, path):
         from magenta_compat.arbitrary import is_tarball
 
-        return os.path.isfile(path) and is_tarball(path)
+        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path)
 
     def load(self, model):
         return load_model(model)

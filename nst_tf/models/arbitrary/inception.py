@@ -6,7 +6,9 @@ bias, then a gamma-free batch norm (eps 1e-3, :class:`SlimBatchNorm`), then **Re
 takes [0, 1] images unchanged. The layout is data (:data:`INCEPTION_LAYOUT`, 70 convs); layer
 names follow slim's scopes (:func:`inception_keras_name`), so checkpoints map one to one.
 
-The topology is ``keras.applications.InceptionV3`` up to ``mixed7``.
+The topology is ``keras.applications.InceptionV3`` up to ``mixed7``, so
+:func:`load_keras_inception_weights` starts the trunk from its ImageNet weights (what Magenta's
+training starts from: slim's ``inception_v3_2016_08_28``, the same network).
 
 Example:
     >>> len(inception_convs())
@@ -27,10 +29,14 @@ InceptionConv = collections.namedtuple("InceptionConv", "scope depth kernel stri
 
 @_REGISTER
 class SlimBatchNorm(keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` whose inference runs TensorFlow's fused kernel, as
-    tf-slim's ``batch_norm`` does (Magenta's numbers); training uses Keras' own path.
+    """``keras.layers.BatchNormalization`` computed as tf-slim's ``batch_norm`` computes it:
+    TensorFlow's fused kernel (Magenta's numbers), in inference and in training.
 
-    Defaults are slim's: ``center=True, scale=False`` (no gamma), ``epsilon=1e-3``.
+    In training (``training=True`` and trainable) it normalizes with the batch's statistics and
+    moves the averages towards the kernel's batch mean and Bessel-corrected batch variance, as
+    slim's fused batch norm does (Keras' own layer uses the uncorrected variance), with
+    ``momentum`` as slim's ``decay``. Defaults are slim's: ``center=True, scale=False`` (no
+    gamma), ``epsilon=1e-3``.
 
     Example:
         >>> SlimBatchNorm()(tf.ones([1, 2, 2, 4])).shape
@@ -42,8 +48,7 @@ class SlimBatchNorm(keras.layers.BatchNormalization):
                          **kwargs)
 
     def call(self, inputs, training=None, mask=None):
-        if (training and self.trainable) or mask is not None or self.axis not in (-1, 3) \
-                or len(inputs.shape) != 4:
+        if mask is not None or self.axis not in (-1, 3) or len(inputs.shape) != 4:
             return super().call(inputs, training=training, mask=mask)
         dtype = inputs.dtype
         x = tf.cast(inputs, tf.float32)
@@ -52,10 +57,17 @@ class SlimBatchNorm(keras.layers.BatchNormalization):
                  else tf.ones([channels], tf.float32))
         offset = (tf.cast(self.beta, tf.float32) if self.center
                   else tf.zeros([channels], tf.float32))
-        out, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            x, scale, offset, mean=tf.cast(self.moving_mean, tf.float32),
-            variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-            is_training=False)
+        if training and self.trainable:
+            out, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, epsilon=self.epsilon, is_training=True)
+            for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                average.assign(average * self.momentum + tf.cast(value, average.dtype)
+                               * (1.0 - self.momentum))
+        else:
+            out, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, mean=tf.cast(self.moving_mean, tf.float32),
+                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
+                is_training=False)
         return tf.cast(out, dtype)
 
 
@@ -187,3 +199,66 @@ def inception_trunk(x, depth_multiplier=1.0):
                 outputs.append(h)
             x = keras.layers.Concatenate(axis=-1, name=f"{block}_concat")(outputs)
     return x
+
+
+# --- ImageNet weights from keras.applications -------------------------------------------------
+
+def _creation_order(layers):
+    """``layers`` sorted by the counter Keras puts in automatic names (``conv2d``,
+    ``conv2d_1``, ...), i.e. in the order ``keras.applications.InceptionV3`` created them."""
+    def counter(layer):
+        stem, _, number = layer.name.rpartition("_")
+        return int(number) if number.isdigit() and stem else 0
+    return sorted(layers, key=counter)
+
+
+def load_keras_inception_weights(predictor, keras_model=None, weights="imagenet"):
+    """Copy ``keras.applications.InceptionV3``'s trunk into a style prediction network.
+
+    ``keras_model`` (default: ``InceptionV3(include_top=False, weights=weights)``, downloaded
+    once into the Keras cache) has the trunk's topology up to ``mixed7`` with Keras' automatic
+    layer names; its first 70 convolutions and batch norms (in creation order, which is slim's
+    order of scopes and branches) go into the 70 ``InceptionConv`` layers of ``predictor``, whose
+    depth multiplier must be 1. Keras' batch norms have no gamma either, and eps 1e-3. The
+    bottleneck and the transformer are not touched. Returns the number of layers copied (70).
+
+    Magenta's training starts the same way (from slim's ``inception_v3_2016_08_28``, the same
+    network); its style network then runs with ReLU6 on [0, 1] inputs, not Keras' ReLU on
+    [-1, 1], and training adapts the weights to that.
+
+    Raises:
+        ConfigError: shapes that do not match (a depth multiplier other than 1).
+        WeightsUnavailableError: the ImageNet weights are not cached and cannot be downloaded.
+    """
+    from nst_tf.errors import ConfigError, WeightsUnavailableError
+
+    if keras_model is None:
+        try:
+            keras_model = keras.applications.InceptionV3(include_top=False, weights=weights,
+                                                         input_shape=(None, None, 3))
+        except Exception as e:  # get_file raises a bare Exception when the download fails
+            raise WeightsUnavailableError(
+                f"ImageNet weights for InceptionV3 are not available: Keras could not download "
+                f"them ({e}); copy inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 to "
+                "$KERAS_HOME/models, or use weights='random'") from None
+    convs = _creation_order([layer for layer in keras_model.layers
+                             if isinstance(layer, keras.layers.Conv2D)])
+    norms = _creation_order([layer for layer in keras_model.layers
+                             if isinstance(layer, keras.layers.BatchNormalization)])
+    ours = inception_convs()
+    if len(convs) < len(ours) or len(norms) < len(ours):
+        raise ConfigError(f"{keras_model.name!r} has {len(convs)} convolutions; the trunk needs "
+                          f"the first {len(ours)} of InceptionV3")
+    for spec, conv, norm in zip(ours, convs, norms):
+        target = predictor.get_layer(inception_keras_name(spec.scope))
+        if tuple(target.kernel.shape) != tuple(conv.kernel.shape):
+            raise ConfigError(f"{spec.scope}: kernel {tuple(target.kernel.shape)} vs Keras' "
+                              f"{conv.name} {tuple(conv.kernel.shape)} (ImageNet weights need "
+                              "depth_multiplier=1)")
+        target.kernel.assign(conv.kernel)
+        target_norm = predictor.get_layer(f"{inception_keras_name(spec.scope)}_bn")
+        for mine, theirs in ((target_norm.beta, norm.beta),
+                             (target_norm.moving_mean, norm.moving_mean),
+                             (target_norm.moving_variance, norm.moving_variance)):
+            mine.assign(theirs)
+    return len(ours)
