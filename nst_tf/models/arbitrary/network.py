@@ -25,7 +25,7 @@ Example:
     >>> from nst_tf.networks import arbitrary_network, style_predictor_of, transformer_of
     >>> net = arbitrary_network(alpha=0.25, depth_multiplier=0.25)
     >>> style = np.random.rand(1, 64, 80, 3).astype("float32")
-    >>> embedding = style_predictor_of(net)(style)             # [1, 100]
+    >>> embedding = style_predictor_of(net)(style).numpy()     # [1, 100]
     >>> content = np.random.rand(2, 30, 41, 3).astype("float32")
     >>> transformer_of(net)([content, embedding]).shape        # one style for both images
     TensorShape([2, 32, 44, 3])
