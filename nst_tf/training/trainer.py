@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import ConfigError
-from nst_tf.networks import is_conditional
 
 
 class StyleTrainer(keras.Model):
@@ -50,7 +49,8 @@ class StyleTrainer(keras.Model):
         self.network = network
         self.perceptual_loss = loss
         self.label_offset = int(label_offset)
-        self.conditional = is_conditional(network)
+        # [image, style] inputs (nst_tf.networks.is_conditional)
+        self.conditional = len(network.inputs) == 2
         if not self.conditional and loss.num_styles != 1:
             raise ConfigError(f"a single-style network trains on one style image, got "
                               f"{loss.num_styles}; use a pastiche network (mode 'cin')")

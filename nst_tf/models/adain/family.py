@@ -265,7 +265,7 @@ def _is_adain_train_dir(path):
 def load_train_dir(path):
     """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
     an interrupted run, which has no ``adain.keras`` yet)."""
-    from nst_tf.networks import adain_network
+    from nst_tf.models.adain.network import adain_network
     from nst_tf.training import read_run_config, restore_network
 
     config = read_run_config(path)

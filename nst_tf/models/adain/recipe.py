@@ -158,7 +158,7 @@ def build(encoder="normalised", weights="imagenet", alpha=1.0, init_decoder=None
     ``"random"`` / ``None`` (tests); or a local ``.pth`` (normalised) / ``.h5`` (keras) file.
     ``alpha`` is a width multiplier (``1/alpha`` must be an integer dividing 64).
     """
-    from nst_tf.networks import adain_network
+    from nst_tf.models.adain.network import adain_network
 
     divisor = channel_divisor(alpha)
     random = weights in (None, "random")

@@ -60,7 +60,8 @@ class _KerasRunner:
     def __init__(self, network, jit, fast):
         import tensorflow as tf
 
-        from nst_tf.networks import arbitrary_config, style_predictor_of, transformer_of
+        from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
+                                                     transformer_of)
 
         self.network = network
         self.key = ("keras", id(network))
@@ -131,7 +132,7 @@ def is_train_dir(path):
 @functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
 def _load_train_dir_cached(path, latest):
     del latest  # cache key only: a newer checkpoint is loaded again
-    from nst_tf.networks import arbitrary_network
+    from nst_tf.models.arbitrary.network import arbitrary_network
     from nst_tf.training import read_run_config, restore_network
 
     config = read_run_config(path)
@@ -153,7 +154,7 @@ def load_model(model="arbitrary"):
     """An arbitrary-style model from a preset name, a checkpoint (prefix, folder, ``.tar.gz``),
     a ``nst-train --mode=arbitrary`` train_dir, a ``.keras`` file, ``"hub:<handle>"``, or a
     network (returned as is). Cached."""
-    from nst_tf.networks import is_arbitrary_network
+    from nst_tf.models.arbitrary.network import is_arbitrary_network
 
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
@@ -242,7 +243,7 @@ def style_embedding(style, model="arbitrary", *, style_size=256, jit_compile="au
 
 
 def _content_batch(content, size):
-    from nst_tf.networks import check_pastiche_input
+    from nst_tf.models.pastiche.network import check_pastiche_input
 
     batch, single = images.image_batch(content, what="content image")
     if size is not None:
@@ -360,7 +361,7 @@ class ArbitraryFamily(Family):
 
     def owns_network(self, network):
         from nst_tf.models.arbitrary.hub import HubModel
-        from nst_tf.networks import is_arbitrary_network
+        from nst_tf.models.arbitrary.network import is_arbitrary_network
 
         return isinstance(network, HubModel) or is_arbitrary_network(network)
 

@@ -108,7 +108,8 @@ class ArbitraryHubModule:
     def __new__(cls, network):
         import tensorflow as tf
 
-        from nst_tf.networks import arbitrary_config, style_predictor_of, transformer_of
+        from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
+                                                     transformer_of)
 
         size = arbitrary_config(network)["embedding_size"]
         image = [None, None, None, 3]

@@ -59,7 +59,7 @@ def preprocess_style(image, style_size=256, what="style image"):
         >>> preprocess_style(np.zeros((300, 400, 3), np.float32)).shape
         (256, 341, 3)
     """
-    from nst_tf.networks import MIN_STYLE_SIZE
+    from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
 
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]

@@ -20,8 +20,9 @@ What Magenta's ``arbitrary_image_stylization_train.py`` does, on :func:`nst_tf.t
   on its VGG-16 (average pooling, Magenta's preprocessing): content ``vgg_16/conv3`` weight 1,
   style ``vgg_16/conv1..4`` weight 0.5e-3 each against the Gram matrices of each example's own
   style image, total variation 1e4 (Magenta's formula); Adam 1e-5.
-* ``--export_magenta`` writes Magenta's checkpoint (:func:`magenta_compat.write_arbitrary_checkpoint`);
-  :func:`nst_tf.stylize` takes the train_dir itself as ``model=``.
+* ``--export_magenta`` writes Magenta's checkpoint
+  (:func:`magenta_compat.write_arbitrary_checkpoint`); :func:`nst_tf.stylize` takes the train_dir
+  itself as ``model=``.
 
 Example:
     >>> from nst_tf.training import train
@@ -119,7 +120,7 @@ def style_batch_sides(image_size):
         >>> style_batch_sides(256), style_batch_sides(64)
         ((128, 300), (43, 75))
     """
-    from nst_tf.networks import MIN_STYLE_SIZE
+    from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
 
     low, high = (max(MIN_STYLE_SIZE, round(side * image_size / 256)) for side in STYLE_BATCH_SIDES)
     return low, max(high, low + 1)
@@ -191,7 +192,7 @@ class ArbitraryRecipe(PerceptualRecipe):
     exports_magenta = True
 
     def check(self):
-        from nst_tf.networks import MIN_STYLE_SIZE
+        from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
 
         options = self.options
         if self.image_size < MIN_STYLE_SIZE:
@@ -218,7 +219,7 @@ class ArbitraryRecipe(PerceptualRecipe):
         it takes any style)."""
         from magenta_compat.arbitrary import load_arbitrary_network
         from nst_tf.models.arbitrary.inception import load_keras_inception_weights
-        from nst_tf.networks import arbitrary_network, style_predictor_of
+        from nst_tf.models.arbitrary.network import arbitrary_network, style_predictor_of
 
         if options["checkpoint"]:
             return load_arbitrary_network(options["checkpoint"]), 0
@@ -229,7 +230,7 @@ class ArbitraryRecipe(PerceptualRecipe):
         return network, 0
 
     def config(self):
-        from nst_tf.networks import arbitrary_config
+        from nst_tf.models.arbitrary.network import arbitrary_config
 
         return {"mode": self.mode, **arbitrary_config(self.network),
                 "backbone": self.options["backbone"]}

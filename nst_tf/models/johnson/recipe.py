@@ -23,6 +23,6 @@ class JohnsonRecipe(PerceptualRecipe):
 
     @classmethod
     def build_network(cls, num_styles, **options):
-        from nst_tf.networks import johnson_network
+        from nst_tf.models.johnson.network import johnson_network
 
         return johnson_network(alpha=options["alpha"]), 0

@@ -49,7 +49,7 @@ from nst_tf import images
 from nst_tf.device import resolve_jit_compile, resolve_precision
 from nst_tf.errors import CheckpointError, ConfigError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
-from nst_tf.networks import check_pastiche_input, pastiche_config
+from nst_tf.models.pastiche.network import check_pastiche_input, pastiche_config
 
 _NETWORK_CACHE_SIZE = 2
 _FUNCTION_CACHE_SIZE = 4
@@ -184,7 +184,7 @@ def _twin(network, precision, fast):
 
     Weights are not copied here: the forward function assigns them on every call.
     """
-    from nst_tf.networks import pastiche_network
+    from nst_tf.models.pastiche.network import pastiche_network
     from nst_tf.device import dtype_policy
 
     config = pastiche_config(network)

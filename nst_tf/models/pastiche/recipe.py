@@ -33,7 +33,7 @@ class CinRecipe(PerceptualRecipe):
 
     @classmethod
     def build_network(cls, num_styles, **options):
-        from nst_tf.networks import pastiche_network
+        from nst_tf.models.pastiche.network import pastiche_network
 
         return pastiche_network(num_styles, alpha=options["alpha"], style_input="labels"), 0
 
@@ -66,7 +66,7 @@ class FinetuneRecipe(PerceptualRecipe):
     @classmethod
     def build_network(cls, num_styles, **options):
         from magenta_compat import load_pastiche_network
-        from nst_tf.networks import extend_styles, freeze_convolutions
+        from nst_tf.models.pastiche.network import extend_styles, freeze_convolutions
 
         base = load_pastiche_network(options["checkpoint"], alpha=options["alpha"],
                                      style_input="labels")
@@ -76,6 +76,6 @@ class FinetuneRecipe(PerceptualRecipe):
         return network, old
 
     def config(self):
-        from nst_tf.networks import pastiche_config
+        from nst_tf.models.pastiche.network import pastiche_config
 
         return {**super().config(), "alpha": pastiche_config(self.network)["alpha"]}

@@ -26,7 +26,7 @@ from nst_tf.families import Family
 
 def reseed(network, seed):
     """Restart every noise layer of ``network`` from a stream derived from ``(seed, scale)``."""
-    from nst_tf.networks import noise_layers
+    from nst_tf.models.texture.network import noise_layers
 
     for index, layer in enumerate(noise_layers(network)):
         layer.reseed(int(np.random.SeedSequence([int(seed), index]).generate_state(1)[0]))
@@ -34,7 +34,7 @@ def reseed(network, seed):
 
 def _texture_network(model, mode):
     from nst_tf import families
-    from nst_tf.networks import texture_config
+    from nst_tf.models.texture.network import texture_config
 
     family, network = families.resolve(model)
     if not isinstance(family, TextureFamily):
@@ -100,7 +100,7 @@ def synthesize(model, size=(256, 256), seed=0, count=1, batch_size=4, jit_compil
         >>> bool((a == synthesize(net, 16, seed=1)).all()), bool((a != synthesize(net, 16)).any())
         (True, True)
     """
-    from nst_tf.networks import check_texture_size
+    from nst_tf.models.texture.network import check_texture_size
 
     network = _texture_network(model, "texture")
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -136,7 +136,7 @@ class TextureFamily(Family):
     name = "texture"
 
     def owns_network(self, network):
-        from nst_tf.networks import is_texture_network
+        from nst_tf.models.texture.network import is_texture_network
 
         return is_texture_network(network)
 
@@ -146,7 +146,7 @@ class TextureFamily(Family):
         Any content size works: the image is reflect-padded to a multiple of ``2^(K-1)`` and the
         output cropped back. ``seed`` picks the noise (same seed, same output).
         """
-        from nst_tf.networks import texture_config
+        from nst_tf.models.texture.network import texture_config
 
         if style is not None:
             raise ConfigError(f"{network.name!r} is a texture stylization network trained on one "

@@ -76,7 +76,7 @@ class TextureRecipe(PerceptualRecipe):
 
     @classmethod
     def build_network(cls, num_styles, **options):
-        from nst_tf.networks import texture_network
+        from nst_tf.models.texture.network import texture_network
 
         network_options = options["network_options"] or {}
         try:
