@@ -141,7 +141,14 @@ class Recipe:
         """The endless training input as a ``tf.data.Dataset`` of global batches, positioned at
         batch ``start_step`` (resume), with a ``decode_counter`` attribute
         (:class:`nst_tf.data.DecodeCounter`). Random choices are functions of the seed and the
-        example's index, never of reading order."""
+        example's index, never of reading order.
+
+        Multi-worker seam: the element index is taken before any random choice
+        (:func:`nst_tf.data.content_dataset` enumerates the shuffled, repeated file stream), so a
+        driver for ``MultiWorkerMirroredStrategy`` can build this dataset per worker (inside
+        ``strategy.distribute_datasets_from_function``) and keep, of each global batch, the
+        worker's share: every crop, flip, colour jitter and style label stays what one process
+        draws. The drivers of today hand the global dataset to ``fit()``."""
         raise NotImplementedError
 
     def validation_images(self):
