@@ -34,11 +34,11 @@ from nst_tf.errors import CheckpointError, ConfigError
 
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
-    "nst_tf.arbitrary:ArbitraryFamily",
-    "nst_tf.pastiche:PasticheFamily",
-    "nst_tf.adain:AdainFamily",
-    "nst_tf.texture:TextureFamily",
-    "nst_tf.single_style:SingleStyleFamily",  # any image-to-image network: keep it last
+    "nst_tf.models.arbitrary.family:ArbitraryFamily",
+    "nst_tf.models.pastiche.family:PasticheFamily",
+    "nst_tf.models.adain.family:AdainFamily",
+    "nst_tf.models.texture.family:TextureFamily",
+    "nst_tf.models.johnson.family:SingleStyleFamily",  # any image-to-image network: keep it last
 )
 
 _KERAS_CACHE_SIZE = 2
@@ -193,9 +193,9 @@ def stylize(content, style=None, model="varied", **options):
             [0, 1] (uint8 arrays are divided by 255).
         style: what the model's family takes: for multi-style (pastiche) networks an int, a dict
             ``{index: weight}``, a length-N vector, a ``[K, N]`` array or a Magenta
-            ``which_styles`` string (see :mod:`nst_tf.pastiche`); ``None`` for single-style
+            ``which_styles`` string (see :mod:`nst_tf.models.pastiche.family`); ``None`` for single-style
             networks; a style image (path or array) or a list of them for AdaIN networks
-            (see :mod:`nst_tf.adain`). See each family's ``stylize`` for the others.
+            (see :mod:`nst_tf.models.adain.family`). See each family's ``stylize`` for the others.
         model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
             file, a prefixed handle its family owns, or a loaded network.
         **options: the family's options (``crop``, ``batch_size``, ``fast``, ...). An option the

@@ -106,3 +106,20 @@ def atomic_directory(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def keras_home():
+    """The Keras cache folder, as ``keras.utils.get_file`` chooses it: ``$KERAS_HOME`` if set,
+    else ``~/.keras``; ``/tmp/.keras`` when that folder is not writable. Downloaded checkpoints
+    live under it (``models/magenta/``, ``models/adain/``).
+
+    Example:
+        >>> keras_home()                                         # doctest: +SKIP
+        '/home/me/.keras'
+    """
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    base = os.path.expanduser(base)
+    probe = base if os.path.exists(base) else os.path.dirname(base)
+    if not os.access(probe, os.W_OK):
+        base = os.path.join("/tmp", ".keras")
+    return base

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nst_tf
-from nst_tf import adain as adain_family
+from nst_tf.models.adain import family as adain_family
 from nst_tf.errors import ConfigError, ImageError, StyleWeightsError
 from torch_compat.adain import load_adain
 

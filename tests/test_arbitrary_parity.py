@@ -19,7 +19,7 @@ import magenta_compat
 import nst_tf
 from magenta_compat import arbitrary as arb
 from nst_tf import images
-from nst_tf.arbitrary import preprocess_style
+from nst_tf.models.arbitrary.family import preprocess_style
 from nst_tf.networks import style_predictor_of
 from tests.arbitrary_reference import MagentaArbitrary
 from tests.conftest import shared_image

@@ -18,7 +18,7 @@ from PIL import Image
 from magenta_compat.checkpoint import write_checkpoint
 from nst_tf import images
 from nst_tf.cli import transform
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
 from tests.pastiche_helpers import random_pastiche
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

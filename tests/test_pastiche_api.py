@@ -1,4 +1,4 @@
-"""nst_tf.pastiche.stylize: inputs, weights, models, shapes, caching and errors.
+"""nst_tf.models.pastiche.family.stylize: inputs, weights, models, shapes, caching and errors.
 
 The reference is the Keras network called directly with the mixing vector (the network itself is
 checked against Magenta's code in test_magenta_parity.py). Networks are small (alpha=0.25) with
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from magenta_compat.checkpoint import write_checkpoint
-from nst_tf import images, pastiche
+from nst_tf import images
+from nst_tf.models.pastiche import family as pastiche
 from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
 from nst_tf.networks import pastiche_network
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
 from tests.pastiche_helpers import random_pastiche
 
 N = 4

@@ -16,7 +16,7 @@ from magenta_compat import pretrained
 from magenta_compat.checkpoint import write_checkpoint
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
 from nst_tf.networks import pastiche_network
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -75,7 +75,7 @@ def _functions_of(network, jit):
     key = (id(network), jit)
     if key in _functions:
         return _functions[key][1]
-    from nst_tf.networks.adain import adain
+    from nst_tf.models.adain.network import adain
 
     encoder = network.get_layer("encoder")
     decoder = network.get_layer("decoder")
@@ -131,7 +131,7 @@ def _style_statistics(network, style, jit):
 
 def _style_list(style, style_size):
     """``(list of float32 [h, w, 3] styles, several)`` from any accepted ``style``."""
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if style is None:
         raise ConfigError("an AdaIN model needs a style: a style image path or array, or a list "
@@ -199,7 +199,7 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
         ConfigError: strength outside [0, 1], a mask without exactly two styles, bad options.
     """
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
@@ -257,40 +257,21 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
 
 
 def _is_adain_train_dir(path):
-    import json
+    from nst_tf.training import read_run_config
 
-    config = os.path.join(path, "train_config.json")
-    if not os.path.isfile(config):
-        return False
-    try:
-        with open(config) as f:
-            return json.load(f).get("mode") == "adain"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return (read_run_config(path) or {}).get("mode") == "adain"
 
 
 def load_train_dir(path):
     """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
     an interrupted run, which has no ``adain.keras`` yet)."""
-    import json
+    from nst_tf.models.adain.network import adain_network
+    from nst_tf.training import read_run_config, restore_network
 
-    import tensorflow as tf
-
-    from nst_tf.errors import CheckpointError
-    from nst_tf.networks import adain_network
-
-    with open(os.path.join(path, "train_config.json")) as f:
-        config = json.load(f)
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(f"{path} is an AdaIN train_dir without checkpoints yet")
+    config = read_run_config(path)
     network = adain_network(config["backbone"].split("-", 1)[1],
                             channel_divisor=round(1 / config["alpha"]))
-    try:
-        tf.train.Checkpoint(network=network).restore(latest).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise CheckpointError(f"cannot load {latest}: {str(e).splitlines()[0]}") from None
+    restore_network(path, network)
     return network
 
 
@@ -302,7 +283,7 @@ class AdainFamily(Family):
     presets = ("adain",)
 
     def owns_network(self, network):
-        from nst_tf.networks.adain import is_adain_network
+        from nst_tf.models.adain.network import is_adain_network
 
         return is_adain_network(network)
 
