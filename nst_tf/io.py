@@ -27,6 +27,10 @@ class OutputPathError(NSTError, OSError):
     """An output path whose folder does not exist or cannot be written."""
 
 
+class OutputExistsError(OutputPathError):
+    """An output that already exists, where the caller asked not to replace one."""
+
+
 def check_output_dir(path):
     """Raise :class:`OutputPathError` unless the folder of ``path`` exists."""
     folder = os.path.dirname(os.path.abspath(os.fspath(path)))
