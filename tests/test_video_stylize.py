@@ -73,6 +73,22 @@ def test_audio_is_copied_and_trimmed_with_the_frames(tmp_path, network):
     assert abs(seconds - (0.5 - 2 / 12)) < 0.1           # the audio after --start, not all of it
 
 
+def interrupted_run(monkeypatch, frames, *args, **kwargs):
+    """``stylize_video(*args, **kwargs)`` with Ctrl-C pressed once ``frames`` frames are saved."""
+    real_write = video_stylize.vio.write_png
+    calls = []
+
+    def write_then_stop(path, frame):
+        if len(calls) == frames:
+            raise KeyboardInterrupt
+        calls.append(path)
+        real_write(path, frame)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(video_stylize.vio, "write_png", write_then_stop)
+        return stylize_video(*args, **kwargs)
+
+
 def test_interrupted_run_resumes_from_the_frames_written(tmp_path, clip, network, monkeypatch):
     from nst_tf.video.optimization import FeedForwardStylizer
 
@@ -89,21 +105,10 @@ def test_interrupted_run_resumes_from_the_frames_written(tmp_path, clip, network
     options = dict(model=network, style={0: 0.5, 2: 0.5}, batch_size=4, progress=False)
     full = stylize_video(clip, str(tmp_path / "full"), **options)
     uninterrupted, batches[:] = list(batches), []
-    real_write = video_stylize.vio.write_png
-    calls = []
-
-    def write_then_stop(path, frame):
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        calls.append(path)
-        real_write(path, frame)
-
-    monkeypatch.setattr(video_stylize.vio, "write_png", write_then_stop)
     out = str(tmp_path / "out")
-    first = stylize_video(clip, out, **options)
+    first = interrupted_run(monkeypatch, 3, clip, out, **options)
     assert first.interrupted and first.frames == 3 and not os.path.exists(out)
     assert os.path.isdir(video_stylize.work_folder(out))
-    monkeypatch.setattr(video_stylize.vio, "write_png", real_write)
     batches[:] = []
     second = stylize_video(clip, out, **options)
     assert (second.resumed, second.frames, second.interrupted) == (3, 6, False)
@@ -169,19 +174,8 @@ def test_interrupted_gatys_run_resumes_bit_for_bit(tmp_path, clip, style_path, m
     options = dict(method="gatys", style=style_path, steps=2, weights="random", init="noise",
                    end=0.25, progress=False)       # frames 0, 1, 2 of the clip
     full = stylize_video(clip, str(tmp_path / "full"), **options)
-    real_write = video_stylize.vio.write_png
-    calls = []
-
-    def write_then_stop(path, frame):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(path)
-        real_write(path, frame)
-
-    monkeypatch.setattr(video_stylize.vio, "write_png", write_then_stop)
     out = str(tmp_path / "out")
-    assert stylize_video(clip, out, **options).interrupted
-    monkeypatch.setattr(video_stylize.vio, "write_png", real_write)
+    assert interrupted_run(monkeypatch, 2, clip, out, **options).interrupted
     second = stylize_video(clip, out, **options)
     assert (second.resumed, second.frames, full.frames) == (2, 3, 3)
     np.testing.assert_array_equal(load_folder(out), load_folder(str(tmp_path / "full")))
