@@ -44,3 +44,22 @@ def smooth_image(rng):
     y, x = np.mgrid[0:64, 0:64] / 63.0
     base = np.stack([x, y, 0.5 * (x + y)], axis=-1)
     return np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+
+
+class FakeClock:
+    """A clock the test moves by hand: ``clock()`` reads it, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock():
+    """A :class:`FakeClock` for code that takes ``clock=`` (timing without sleeping)."""
+    return FakeClock()

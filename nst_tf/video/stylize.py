@@ -42,6 +42,7 @@ import numpy as np
 from nst_tf import images
 from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_write, replace_folder
+from nst_tf.progress import ProgressLine
 from nst_tf.video import io as vio
 from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, check_strength,
                                       occlusion_mask, pair_warping_error)
@@ -85,38 +86,21 @@ class VideoResult:
     warnings: list = dataclasses.field(default_factory=list)
 
 
-class Progress:
-    """A one-line progress bar on stderr: frames done / total, frames per second, ETA."""
+class Progress(ProgressLine):
+    """A one-line progress bar on stderr: frames done / total, frames per second, ETA.
 
-    def __init__(self, total, enabled=True, stream=None):
-        self.total, self.enabled = total, enabled
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self.counted = 0
-        self.every = max(1, (total or 100) // 10)
+    ``clock`` (default :func:`time.monotonic`) is what :class:`~nst_tf.progress.ProgressLine`
+    times with.
+    """
+
+    def __init__(self, total, enabled=True, stream=None, clock=time.monotonic):
+        super().__init__(total, stream=stream, clock=clock, enabled=enabled)
 
     def update(self, done):
-        self.counted += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        rate = self.counted / elapsed if elapsed > 0 else 0.0
+        seconds = self.advance()
+        rate = 1.0 / seconds if seconds > 0 else 0.0
         total = f"/{self.total}" if self.total else ""
-        eta = ""
-        if self.total and rate > 0 and done < self.total:
-            left = (self.total - done) / rate
-            eta = f"  ETA {int(left // 60):d}:{int(left % 60):02d}"
-        line = f"frame {done}{total}  {rate:.2f} fps{eta}"
-        if getattr(self.stream, "isatty", lambda: False)():
-            self.stream.write(f"\r{line}   ")
-        elif self.counted == 1 or done == self.total or self.counted % self.every == 0:
-            self.stream.write(line + "\n")   # logs: a line every ~10 % of the frames
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled and self.counted and getattr(self.stream, "isatty", lambda: False)():
-            self.stream.write("\n")
-            self.stream.flush()
+        self.write(done, f"frame {done}{total}  {rate:.2f} fps{self.eta(done, seconds)}")
 
 
 def work_folder(output):
