@@ -186,8 +186,10 @@ def test_bfloat16_precision_agrees_with_float32(rng):
     init = np.full((16, 16, 3), 0.5, np.float32)
     fp32 = optimize_image(objective, init, steps=10)
     bf16 = optimize_image(objective, init, steps=10, precision="bfloat16")
-    np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.05)
-    np.testing.assert_allclose(bf16.image, fp32.image, atol=0.05)
+    # About twice the errors measured with AVX512-BF16 (loss 0.0091 relative, image 0.0038);
+    # where oneDNN has no bfloat16 the rewrite is a no-op and both are 0.
+    np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.02)
+    np.testing.assert_allclose(bf16.image, fp32.image, atol=0.008)
     key = "auto_mixed_precision_onednn_bfloat16"
     assert not tf.config.optimizer.get_experimental_options().get(key, False)  # restored
     with pytest.raises(ConfigError, match="precision"):
