@@ -136,3 +136,18 @@ def test_video_outputs_get_the_plain_modes(tmp_path):
     for name in sorted(os.listdir(tmp_path / "out")):
         assert mode(tmp_path / "out" / name) == file_mode, name
     assert mode(tmp_path / "out.mp4") == file_mode
+
+
+def test_tensorflow_checkpoints_get_the_plain_mode(tmp_path, umask):
+    """write_tensors stages TensorFlow's files in a private folder, then moves them out: the
+    files (and the ``checkpoint`` state file) have the mode of open(path, "w")."""
+    from magenta_compat.checkpoint import write_tensors
+
+    file_mode, _ = plain_modes(tmp_path)
+    tensors = {"w": np.ones((2, 3), np.float32)}
+    write_tensors(tensors, str(tmp_path / "v2.ckpt"), version="V2")
+    write_tensors(tensors, str(tmp_path / "v1.ckpt"), version="V1")
+    written = sorted(set(os.listdir(tmp_path)) - {"plain.txt", "plain_dir"})
+    assert written == ["checkpoint", "v1.ckpt", "v2.ckpt.data-00000-of-00001", "v2.ckpt.index"]
+    for name in written:
+        assert mode(tmp_path / name) == file_mode, name
