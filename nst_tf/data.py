@@ -21,7 +21,7 @@ into an endless stream of ``[batch, size, size, 3]`` float32 batches in [0, 1]::
 
 Example:
     >>> from nst_tf.data import content_dataset
-    >>> ds = content_dataset("../shared/data/images/content", image_size=64, batch_size=2)
+    >>> ds = content_dataset("examples/images", image_size=64, batch_size=2)
     >>> next(iter(ds)).shape
     TensorShape([2, 64, 64, 3])
 """
@@ -338,7 +338,7 @@ def style_images(paths, style_size=None):
         ImageError: nothing matched, an empty folder, or a file cannot be read.
 
     Example:
-        >>> imgs = style_images("../shared/data/images/style/*_sq.jpg", style_size=64)
+        >>> imgs = style_images("examples/images/*_sq.jpg", style_size=64)
         >>> [im.shape for im in imgs][0]
         (64, 64, 3)
     """

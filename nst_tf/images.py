@@ -91,8 +91,8 @@ def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
 
     Example:
         >>> from nst_tf.images import load_image
-        >>> load_image("../shared/data/images/style/La_forma.jpg", max_size=64).shape
-        (64, 49, 3)
+        >>> load_image("examples/images/Camille_Mauclair.jpg", max_size=64).shape
+        (64, 56, 3)
     """
     path = os.fspath(path)
     if not os.path.exists(path):

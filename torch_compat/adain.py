@@ -111,6 +111,9 @@ def _channel_divisor(vgg_state, source):
     if key not in vgg_state:
         raise CheckpointError(f"{source} has no entry {key}: not pytorch-AdaIN's vgg_normalised "
                               f"(its first entries: {', '.join(list(vgg_state)[:4]) or 'none'})")
+    if vgg_state[key].ndim != 4:
+        raise CheckpointError(f"{source}: {key} has shape {vgg_state[key].shape}, not a conv "
+                              "kernel [out, in, kh, kw]")
     width = int(vgg_state[key].shape[0])
     if width < 1 or 64 % width:
         raise CheckpointError(f"{source}: conv1_1 has {width} filters; expected 64 (or 64/k)")
