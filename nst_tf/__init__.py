@@ -62,11 +62,13 @@ _EXPORTS = {
     "export_magenta_checkpoint": "training",
     # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
     "PreferenceLearner": "preference",
+    # whole datasets on Apache Beam (extra "beam")
+    "stylize_dataset": "scale",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "texture", "data", "training", "export", "device", "io",
-               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub"}
+               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub", "scale"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 
