@@ -83,7 +83,7 @@ def test_manifest_rows_and_summary():
     job = Job("b/x.jpg", "/d/b/x.jpg", "s/1.png", "/s/s/1.png", 0.5, "b/x.png")
     ok, failed = job.row(), Job("a.jpg", "/d/a.jpg", 3, None, None, "a.png").row(ValueError("bad"))
     assert ok == ManifestRow("b/x.jpg", "s/1.png", 0.5, "b/x.png", "ok", None)
-    text = dataset.manifest_text([ok, failed])
+    text = dataset.manifest_text([ok.line(), failed.line()])
     lines = text.splitlines()
     assert text.endswith("\n") and len(lines) == 2
     assert list(json.loads(lines[0])) == ["content", "style", "strength", "output", "status",

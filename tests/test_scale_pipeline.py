@@ -269,6 +269,43 @@ def test_command_line_errors_are_one_line(tree, tmp_path, capsys):
         (["p", "--a=1"], ["--runner=X", "--", "y"])
 
 
+def test_threads_per_local_worker_process():
+    two = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
+    assert cli.default_threads(two, cpus=8) == 4 and cli.default_threads(two, cpus=2) == 1
+    assert cli.default_threads([], cpus=8) is None                   # one in-process worker
+    assert cli.default_threads(["--direct_num_workers=0",            # 0: one per core
+                                "--direct_running_mode=multi_processing"], cpus=8) == 1
+    assert cli.default_threads(two + ["--runner=DataflowRunner"], cpus=8) is None
+
+
+def test_dead_letters_become_failed_rows():
+    # What RunInference's exception handling passes on when a handler raises, end to end.
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import ModelHandler, RunInference
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from nst_tf.scale.beam import dead_letters
+    from nst_tf.scale.dataset import Job, ManifestRow
+    from nst_tf.scale.handler import Example
+
+    class Failing(ModelHandler):
+        def load_model(self):
+            return self
+
+        def run_inference(self, batch, model, inference_args=None):
+            raise MemoryError("out of memory")
+
+    examples = [Example(Job(f"{c}.jpg", f"/d/{c}.jpg", 2, None, None, f"{c}.png"),
+                        np.zeros((2, 2, 3), np.uint8), None) for c in "ab"]
+    with beam.Pipeline() as pipeline:
+        _, failures = (pipeline | beam.Create(examples)
+                       | RunInference(Failing()).with_exception_handling())
+        rows = failures.failed_inferences | beam.FlatMap(dead_letters)
+        assert_that(rows, equal_to([
+            ManifestRow(f"{c}.jpg", 2, None, None, "failed", "MemoryError: out of memory")
+            for c in "ab"]))
+
+
 # --- Stylized-ImageNet ---------------------------------------------------------------------------
 
 def test_stylized_imagenet_recipe(tmp_path):

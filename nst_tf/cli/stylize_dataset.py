@@ -18,6 +18,7 @@
 """
 
 import logging
+import os
 import re
 import sys
 
@@ -63,6 +64,8 @@ def define_flags(flag_values=flags.FLAGS):
                       "(flags given explicitly override them).", **fv)
     flags.DEFINE_enum("format", None, ["png", "jpeg"], "Output format (default png).", **fv)
     flags.DEFINE_integer("batch_size", 8, "Most images per forward pass.", **fv)
+    flags.DEFINE_integer("threads", 0, "TensorFlow threads per worker process (0: for a local "
+                         "run with N worker processes, cores / N; else one per core).", **fv)
     flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines (0: none).",
                        **fv)
     flags.mark_flags_as_required(["content", "output"], **fv)
@@ -77,12 +80,28 @@ def split_beam_args(argv):
     return argv[:cut], argv[cut + 1:]
 
 
+def _is_local(args):
+    runners = [a.split("=", 1)[1] for a in args if a.startswith("--runner=")]
+    return not runners or runners[-1].lower() in ("directrunner", "direct")
+
+
 def _beam_args(args):
-    local = not any(a.startswith("--runner") for a in args) or any(
-        a in ("--runner=DirectRunner", "--runner=directrunner") for a in args)
-    if local and not any(a.startswith("--default_sdk_harness_log_level") for a in args):
+    if _is_local(args) and not any(a.startswith("--default_sdk_harness_log_level")
+                                   for a in args):
         args = args + [LOCAL_LOG_LEVEL]
     return args
+
+
+def default_threads(args, cpus=None):
+    """TensorFlow threads per worker for a local multi-process run (cores / workers), else
+    None (TensorFlow's default)."""
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+
+    direct = PipelineOptions(list(args)).view_as(DirectOptions)
+    workers = direct.direct_num_workers or (cpus or os.cpu_count())
+    if not _is_local(args) or direct.direct_running_mode != "multi_processing" or workers < 2:
+        return None
+    return max(1, (cpus or os.cpu_count()) // workers)
 
 
 def run_dataset(flag_values, beam_args):
@@ -97,7 +116,9 @@ def run_dataset(flag_values, beam_args):
                            style_weights=fv.style_weights, seed=fv.seed, strength=fv.strength,
                            content_size=fv.content_size, crop_size=fv.crop_size,
                            style_size=fv.style_size, recipe=fv.recipe, format=fv.format,
-                           batch_size=fv.batch_size, progress_seconds=fv.progress_seconds,
+                           batch_size=fv.batch_size,
+                           threads=fv.threads or default_threads(beam_args),
+                           progress_seconds=fv.progress_seconds,
                            pipeline_args=_beam_args(beam_args))
 
 

@@ -175,7 +175,7 @@ class PrepareStyle(beam.DoFn):
         self.prepared = Metrics.counter(NAMESPACE, "styles_prepared")
 
     def setup(self):
-        stylizer = load_stylizer(self.plan.model)
+        stylizer = load_stylizer(self.plan.model, self.plan.threads)
         self.family, self.network = stylizer.family, stylizer.network
 
     def _style(self, job):
@@ -190,15 +190,15 @@ class PrepareStyle(beam.DoFn):
         return image
 
     def process(self, item):
-        _, jobs = item
-        jobs = list(jobs)
+        _, jobs = item                     # iterated twice, never copied (it may be huge)
+        first = next(iter(jobs))
         try:
-            prepared = self.family.prepare_style(self.network, self._style(jobs[0]),
+            prepared = self.family.prepare_style(self.network, self._style(first),
                                                  **self.plan.prepare_options)
             error = None
             self.prepared.inc()
         except Exception as e:  # noqa: BLE001  the dead letter: every image of this style
-            what = f"style image {jobs[0].style}" if jobs[0].style_path else "style"
+            what = f"style image {first.style}" if first.style_path else "style"
             error = f"{what}: {one_line(e)}"
         for job in jobs:
             yield (job, prepared) if error is None else \
@@ -252,8 +252,11 @@ class WriteImage(beam.DoFn):
 
 
 def dead_letters(failure):
-    """``(failed batch, exception)`` of ``RunInference``'s dead-letter output → failed rows."""
+    """``(failed batch, error)`` of ``RunInference``'s dead-letter output → failed rows. Beam
+    gives the error as ``(type, repr, traceback lines)``; its last line is ``"Type: message"``."""
     batch, error = failure
+    if isinstance(error, tuple):
+        error = " ".join(error[2][-1].split()) if error[2] else f"{error[0].__name__}: {error[1]}"
     for example in batch:
         yield example.job.row(error)
 
@@ -285,13 +288,14 @@ class CountRows(beam.DoFn):
 
 
 class WriteManifest(beam.DoFn):
-    """All rows → ``manifest.jsonl`` (sorted by content path), replaced only when it changes."""
+    """All ``(content, JSON line)`` pairs → ``manifest.jsonl`` (sorted by content path),
+    replaced only when it changes."""
 
     def __init__(self, plan):
         self.plan = plan
 
-    def process(self, rows):
-        text = dataset.manifest_text(rows).encode("utf-8")
+    def process(self, lines):
+        text = dataset.manifest_text(lines).encode("utf-8")
         path = self.plan.manifest
         if not (FileSystems.exists(path) and _read(path) == text):
             _write_atomically(path, text)
@@ -347,7 +351,8 @@ class StylizeDataset(beam.PTransform):
                     | "ReadContent" >> beam.ParDo(ReadContent(plan)).with_outputs(
                         _ROW, main="example"))
         handler = StylizeModelHandler(plan.model, plan.stylize_options, plan.batch_size,
-                                      with_strength=plan.strength is not None)
+                                      with_strength=plan.strength is not None,
+                                      threads=plan.threads)
         results, failures = (examples.example
                              | "Stylize" >> RunInference(handler).with_exception_handling())
         rows = ((triage[_ROW], ready[_ROW], examples[_ROW],
@@ -356,6 +361,7 @@ class StylizeDataset(beam.PTransform):
                 | "AllRows" >> beam.Flatten()
                 | "CountRows" >> beam.ParDo(CountRows(plan)))
         _ = (rows
+             | "ManifestLines" >> beam.Map(ManifestRow.line)
              | "CollectRows" >> beam.combiners.ToList()
              | "WriteManifest" >> beam.ParDo(WriteManifest(plan)))
         return rows

@@ -72,12 +72,29 @@ class Stylizer:
         self.family, self.network = family, network
 
 
-def load_stylizer(model):
-    """The :class:`Stylizer` of ``model``, loaded once per process (thread-safe)."""
+def set_threads(threads):
+    """Use ``threads`` TensorFlow threads (intra- and inter-op) in this process, when TensorFlow
+    has not started yet (the first model load of a worker); False when it had."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:  # already initialized (e.g. an in-process DirectRunner)
+        return False
+    return True
+
+
+def load_stylizer(model, threads=None):
+    """The :class:`Stylizer` of ``model``, loaded once per process (thread-safe). ``threads``:
+    TensorFlow threads of this process (see :func:`set_threads`; None: TensorFlow's default,
+    one per core)."""
     with _lock:
         if model not in _models:
             from nst_tf import families
 
+            if threads:
+                set_threads(threads)
             local = _copy_remote(model) if "://" in model else model
             _models[model] = Stylizer(*families.resolve(local))
         return _models[model]
@@ -91,16 +108,18 @@ class StylizeModelHandler(ModelHandler):
         options: keyword options of the family's ``stylize_batch`` (``jit_compile``, ...).
         max_batch_size: most images per forward pass.
         with_strength: pass each job's ``strength`` to the model.
+        threads: TensorFlow threads per worker process (None: one per core).
     """
 
-    def __init__(self, model, options=None, max_batch_size=8, with_strength=True):
+    def __init__(self, model, options=None, max_batch_size=8, with_strength=True, threads=None):
         super().__init__(min_batch_size=1, max_batch_size=max_batch_size)
         self._model = model
         self._options = dict(options or {})
         self._with_strength = with_strength
+        self._threads = threads
 
     def load_model(self):
-        return load_stylizer(self._model)
+        return load_stylizer(self._model, self._threads)
 
     def run_inference(self, batch, model, inference_args=None):
         family, network = model.family, model.network

@@ -57,6 +57,7 @@ class DatasetPlan:
     format: str = "png"
     quality: int = 95
     batch_size: int = 8
+    threads: int = None               # TensorFlow threads per worker process (None: default)
     progress_seconds: float = 10.0
 
     @property
@@ -198,7 +199,8 @@ def _positive(value, name):
 
 def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None,
               content_size=None, crop_size=None, style_size=None, recipe=None, format=None,
-              batch_size=8, style_weights=None, progress_seconds=10.0, **options):
+              batch_size=8, style_weights=None, threads=None, progress_seconds=10.0,
+              **options):
     """Check a dataset request and return its :class:`DatasetPlan`.
 
     Args:
@@ -219,6 +221,9 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
         format: ``"png"`` (default) or ``"jpeg"``.
         batch_size: most images per forward pass (images of one size are batched).
         style_weights: multi-style networks: one mixture ``{index: weight}`` for all images.
+        threads: TensorFlow threads per worker process (None: one per core). Several worker
+            processes on one machine (``--direct_num_workers``, Dataflow's one SDK process per
+            vCPU) run best with cores / processes each.
         progress_seconds: how often workers print progress (0: never).
         **options: the family's options (``jit_compile``, ``fast``, ...).
     """
@@ -251,6 +256,7 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
+    threads = _positive(threads, "threads")
 
     content_root, content_pattern = source_pattern(content, "content")
     output = _normalize(output).rstrip("/")
@@ -288,5 +294,5 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
                        style_input=family.style_input, seed=int(seed),
                        content_size=content_size, crop_size=crop_size,
                        prepare_options=prepare, stylize_options=stylize, format=format,
-                       batch_size=int(batch_size), progress_seconds=float(progress_seconds),
-                       **fields)
+                       batch_size=int(batch_size), threads=threads,
+                       progress_seconds=float(progress_seconds), **fields)
