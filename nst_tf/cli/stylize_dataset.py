@@ -14,7 +14,8 @@
   project, ...); without ``--runner`` Beam runs locally (DirectRunner).
 * Workers print their progress; Dataflow, Flink and Spark jobs are polled for Beam's counters.
   The last line is the summary; failed images are listed with their reason (the run still
-  exits 0: they are in the manifest). Errors in the request are one line and exit code 1.
+  exits 0: they are in the manifest). Errors in the request are one line and exit code 1;
+  Ctrl-C exits 130, and the same command later finishes the job.
 """
 
 import logging
@@ -125,8 +126,19 @@ def run_dataset(flag_values, beam_args):
 def execute(flag_values, beam_args=()):
     """Run with parsed flags; print the summary. Returns the exit code (0 or 1)."""
     logging.getLogger().setLevel(logging.ERROR)   # Beam warns on the root logger
+    # Beam logs a failing bundle's traceback before raising it: the exception says it once.
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
     quiet.drop_lines(_BEAM_LOG.match)
-    summary, code = call_reporting_errors(PROGRAM, run_dataset, flag_values, list(beam_args))
+    try:
+        summary, code = call_reporting_errors(PROGRAM, run_dataset, flag_values,
+                                              list(beam_args))
+    except (KeyboardInterrupt, RuntimeError) as e:
+        # Beam's local runner re-raises a worker's KeyboardInterrupt as a RuntimeError.
+        if isinstance(e, RuntimeError) and not str(e).startswith("KeyboardInterrupt"):
+            raise
+        print(f"{PROGRAM}: interrupted; the images written so far stay, and the same command "
+              "finishes the rest", file=sys.stderr)
+        return 130
     if summary is not None:
         from nst_tf.scale.beam import print_summary
 
