@@ -143,6 +143,9 @@ def test_layout_manifest_and_pixels(tree, adain_run):
     prepared = {r["style"] for r in rows if r["content"] != "cats/a.png"}
     assert summary.counters["styles_prepared"] == len(prepared) < len(rows) - 1
     assert summary.counters["styles_left_out"] == 1                       # readme.txt
+    # Equally sized images share forward passes: 8 images of 3 sizes reached the model (the 7
+    # written and cats/tiny.png, alone in its size group).
+    assert 3 <= summary.counters["forward_passes"] < 8
 
 
 def test_rerun_writes_nothing(adain_run, tree, tmp_path):

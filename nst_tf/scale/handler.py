@@ -27,6 +27,7 @@ import typing
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from nst_tf.scale.dataset import one_line
@@ -112,7 +113,8 @@ class StylizeModelHandler(ModelHandler):
     """
 
     def __init__(self, model, options=None, max_batch_size=8, with_strength=True, threads=None):
-        super().__init__(min_batch_size=1, max_batch_size=max_batch_size)
+        # Full batches (a bundle's last may be smaller): Beam's adaptive sizing starts at 1.
+        super().__init__(min_batch_size=max_batch_size, max_batch_size=max_batch_size)
         self._model = model
         self._options = dict(options or {})
         self._with_strength = with_strength
@@ -139,6 +141,7 @@ class StylizeModelHandler(ModelHandler):
     def _stylize(self, family, network, examples):
         from nst_tf.images import float_to_uint8, uint8_to_float
 
+        Metrics.counter(NAMESPACE, "forward_passes").inc()
         pixels = uint8_to_float(np.stack([e.pixels for e in examples]))
         strengths = [e.job.strength for e in examples] if self._with_strength else None
         out = family.stylize_batch(network, pixels, [e.style for e in examples], strengths,
