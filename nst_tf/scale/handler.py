@@ -107,7 +107,7 @@ class StylizeModelHandler(ModelHandler):
     Args:
         model: a preset name or a (local or remote) path of any family.
         options: keyword options of the family's ``stylize_batch`` (``jit_compile``, ...).
-        max_batch_size: most images per forward pass.
+        max_batch_size: images per forward pass (a bundle's last batch may be smaller).
         with_strength: pass each job's ``strength`` to the model.
         threads: TensorFlow threads per worker process (None: one per core).
     """
@@ -132,8 +132,9 @@ class StylizeModelHandler(ModelHandler):
         for indices in by_shape.values():
             try:
                 results = self._stylize(family, network, [batch[i] for i in indices])
-            except Exception:  # noqa: BLE001  find the image at fault, keep the others
-                results = [self._stylize_one(family, network, batch[i]) for i in indices]
+            except Exception as e:  # noqa: BLE001  find the image at fault, keep the others
+                results = [one_line(e)] if len(indices) == 1 else \
+                    [self._stylize_one(family, network, batch[i]) for i in indices]
             for i, result in zip(indices, results):
                 outputs[i] = result
         return [PredictionResult(example.job, output) for example, output in zip(batch, outputs)]
