@@ -73,12 +73,16 @@ def make_dataset(folder, images, seed=0):
     return content, styles
 
 
-def make_weights(folder, seed=0):
+def make_weights(folder, content, styles, seed=0):
     """Random full-size AdaIN weights in pytorch-AdaIN's state-dict layout (``.npz``), and the
-    same network as an nst-tf ``.keras`` file: ``(npz path, keras path)``."""
+    same network as an nst-tf ``.keras`` file: ``(npz path, keras path)``.
+
+    He-normal kernels; the decoder's last layer is then rescaled so that one of the photos
+    comes out as a mid-grey image with a standard deviation of 0.2 rather than saturated noise,
+    so PNG encoding costs what it costs for pictures and the two sides can be compared."""
     from nst_tf.networks import adain_network
     from nst_tf.networks.adain import (DECODER, ENCODER_DEPTH, NORMALISED_VGG,
-                                       caffe_input_weights, torch_conv_indices)
+                                       caffe_input_weights)
     from torch_compat.adain import load_adain_state
 
     rng = np.random.default_rng(seed)
@@ -97,12 +101,50 @@ def make_weights(folder, seed=0):
                 bias = np.zeros(layer.cout)
             states[prefix][f"{index}.weight"] = weight.astype(np.float32)
             states[prefix][f"{index}.bias"] = np.asarray(bias, np.float32)
+    network = load_adain_state(adain_network(), states["vgg"], states["decoder"])
+    photo, painting = (first_image(content, 256, 224), first_image(styles, 224, None))
+    raw = network([photo[None], painting[None]]).numpy()
+    last = max(i for i, layer in enumerate(DECODER) if layer.kind == "conv")
+    scale = 0.2 / max(float(raw.std()), 1e-6)
+    states["decoder"][f"{last}.weight"] *= np.float32(scale)
+    states["decoder"][f"{last}.bias"] = np.float32(0.5 - scale * raw.mean(axis=(0, 1, 2)))
+    network = load_adain_state(network, None, states["decoder"])
     npz = os.path.join(folder, "adain_weights.npz")
     np.savez(npz, **{f"{p}.{k}": v for p, state in states.items() for k, v in state.items()})
-    network = load_adain_state(adain_network(), states["vgg"], states["decoder"])
     keras_path = os.path.join(folder, "adain.keras")
     network.save(keras_path)
     return npz, keras_path
+
+
+def first_image(folder, size, crop):
+    """The first image below ``folder`` as the recipe prepares it (float32): photos resized
+    and cropped, paintings (``crop`` None) square-cropped to ``size``."""
+    from nst_tf.images import decode_image, float_to_uint8, uint8_to_float
+    from nst_tf.scale.preprocess import prepare_content, square_thumbnail
+
+    path = sorted(os.path.join(d, n) for d, _, names in os.walk(folder) for n in names)[0]
+    with open(path, "rb") as f:
+        image = float_to_uint8(decode_image(f.read()))
+    image = prepare_content(image, size, crop) if crop else square_thumbnail(image, size)
+    return uint8_to_float(image)
+
+
+def compare_outputs(ours, theirs):
+    """Grey-level differences between the two runs' PNGs of the same photos."""
+    from PIL import Image
+
+    diffs = []
+    for folder, _, names in os.walk(theirs):
+        for name in names:
+            rel = os.path.relpath(os.path.join(folder, name), theirs)
+            a = np.asarray(Image.open(os.path.join(ours, rel)), np.int16)
+            b = np.asarray(Image.open(os.path.join(theirs, rel)), np.int16)
+            diffs.append(np.abs(a - b))
+    if not diffs:
+        return None
+    flat = np.concatenate([d.ravel() for d in diffs])
+    return {"images": len(diffs), "max": int(flat.max()), "mean": float(flat.mean()),
+            "share_over_1": float((flat > 1).mean())}
 
 
 def run_process(command, env=None):
@@ -230,17 +272,21 @@ def main():
           f"({os.cpu_count()} CPUs)", flush=True)
     try:
         content, styles = make_dataset(os.path.join(folder, "data"), args.images)
-        npz, keras_path = make_weights(folder)
+        npz, keras_path = make_weights(folder, content, styles)
         work = {"dir": folder, "content": content}
-        rows = []
-        if args.torch_python:
-            peer = os.path.join(ROOT, "benchmarks", "stylize_datasets_loop.py")
-            rows.append(measure("pytorch", lambda c, o: [
-                args.torch_python, peer, f"--weights={npz}", f"--content={c}",
-                f"--styles={styles}", f"--output={o}"], args.images, work))
+        rows, agreement = [], None
         for workers in (1, 2):
             rows.append(measure(f"beam-{workers}", lambda c, o, w=workers: beam_command(
                 c, styles, o, keras_path, w), args.images, work))
+        if args.torch_python:
+            # The peer takes nst-tf's style choices (beam-1's manifest), so outputs compare.
+            ours = os.path.join(folder, f"beam-1-out-{args.images}")
+            peer = os.path.join(ROOT, "benchmarks", "stylize_datasets_loop.py")
+            rows.insert(0, measure("pytorch", lambda c, o: [
+                args.torch_python, peer, f"--weights={npz}", f"--content={c}",
+                f"--styles={styles}", f"--output={o}",
+                f"--manifest={os.path.join(ours, 'manifest.jsonl')}"], args.images, work))
+            agreement = compare_outputs(ours, os.path.join(folder, f"pytorch-out-{args.images}"))
         steps = breakdown(content, styles, keras_path)
     finally:
         if not args.keep:
@@ -268,9 +314,14 @@ def main():
              "per core = images per CPU-second (process + children) relative to the PyTorch loop",
              "nst-tf steps, ms of CPU per image (batch 1 unless noted): " +
              ", ".join(f"{k} {v:.1f}" for k, v in steps.items())]
+    if agreement:
+        notes.append(f"same photos, styles and weights: outputs differ by at most "
+                     f"{agreement['max']} grey levels (mean {agreement['mean']:.3f}, "
+                     f"{100 * agreement['share_over_1']:.3f} % over 1) over "
+                     f"{agreement['images']} images")
     report("dataset", "Stylized-ImageNet recipe (224², AdaIN full size, random weights)",
            header, rows, format_row, notes=notes, steps_ms=steps, load_before=load,
-           load_after=after)
+           load_after=after, agreement=agreement)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ in turn, batch 1, on the CPU:
 1. open it with PIL, ``convert("RGB")``, the recipe's transform (``Resize(256)`` +
    ``CenterCrop(224)``, torchvision's arithmetic on PIL images, written out here because
    torchvision is not installed beside this torch);
-2. draw a style image (``random.sample`` of the style files; seeded here, unseeded there), open
-   it, ``convert("RGB")``, the style transform (Stylized-ImageNet's centre square crop +
+2. draw a style image (``random.sample`` of the style files; seeded here, unseeded there; or
+   the one a manifest names, ``--manifest``, to compare outputs with nst-tf's), open it, ``convert("RGB")``, the style transform (Stylized-ImageNet's centre square crop +
    ``thumbnail(224)``), for every content image;
 3. ``vgg(content)``, ``vgg(style)`` (pytorch-AdaIN's ``vgg_normalised`` to relu4_1), AdaIN
    (unbiased std + 1e-5), α = 1, ``decoder(...)`` under ``torch.no_grad()``;
@@ -106,6 +106,9 @@ def main():
     parser.add_argument("--output", required=True)
     parser.add_argument("--limit", type=int, default=0, help="first N content images (0: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--manifest", default=None,
+                        help="take each photo's style from this manifest.jsonl (nst-tf's choice; "
+                        "stylize-datasets PR #18's content_style_map) instead of random.sample")
     args = parser.parse_args()
 
     vgg, decoder = networks(np.load(args.weights))
@@ -114,13 +117,19 @@ def main():
     contents = contents[:args.limit or None]
     styles = sorted(os.path.join(args.styles, name) for name in os.listdir(args.styles))
     random.seed(args.seed)
+    chosen = {}
+    if args.manifest:
+        with open(args.manifest, encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f]
+        chosen = {row["content"]: os.path.join(args.styles, row["style"]) for row in rows}
     steps = dict.fromkeys(("content", "style", "encoder", "decoder", "save"), 0.0)
     wall, cpu = time.perf_counter(), time.process_time()
     for path in contents:
         t0 = time.perf_counter()
         content = to_tensor(resize_crop(Image.open(path).convert("RGB")))
         t1 = time.perf_counter()
-        style_path = random.sample(styles, 1)[0]
+        rel = os.path.relpath(path, args.content).replace(os.sep, "/")
+        style_path = chosen[rel] if chosen else random.sample(styles, 1)[0]
         style = to_tensor(square_thumbnail(Image.open(style_path).convert("RGB")))
         t2 = time.perf_counter()
         with torch.no_grad():
@@ -131,7 +140,6 @@ def main():
             output = decoder((content_f - mean) / std * style_std + style_mean)
         t4 = time.perf_counter()
         pixels = output[0].mul(255).add(0.5).clamp(0, 255).permute(1, 2, 0).to(torch.uint8)
-        rel = os.path.relpath(path, args.content)
         target = os.path.join(args.output, os.path.splitext(rel)[0] + ".png")
         os.makedirs(os.path.dirname(target), exist_ok=True)
         Image.fromarray(pixels.numpy()).save(target)
