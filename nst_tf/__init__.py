@@ -62,10 +62,12 @@ _EXPORTS = {
     "export_magenta_checkpoint": "export",
     # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
     "PreferenceLearner": "preference",
+    # whole datasets on Apache Beam (extra "beam")
+    "stylize_dataset": "scale",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "models", "families", "data",
-               "training", "export", "device", "io", "lbfgs", "cli", "video", "preference"}
+               "training", "export", "device", "io", "lbfgs", "cli", "video", "preference", "scale"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

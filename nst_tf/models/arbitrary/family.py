@@ -408,3 +408,31 @@ class ArbitraryFamily(Family):
         return stylize(content, style, network, style_weights=style_weights,
                        strength=strength, style_size=style_size, size=size, crop=crop,
                        batch_size=batch_size, jit_compile=jit_compile, fast=fast)
+
+    style_input = "image"
+
+    def prepare_style(self, network, style, *, style_size=256, jit_compile="auto"):
+        """The style's embedding ``[E]`` (Magenta's preprocessing), float32."""
+        runner = runner_for(network, jit_compile)
+        _require_embeddings(runner, "a prepared style")
+        image = preprocess_style(_style_array(style), _check_style_size(style_size))
+        return np.asarray(runner.embed(image[None]), np.float32).reshape(-1)
+
+    def stylize_batch(self, network, batch, styles, strengths=None, *, style_size=256,
+                      jit_compile="auto", fast=False):
+        """One transformer pass, each image with its own embedding and strength."""
+        from nst_tf.networks import check_pastiche_input
+
+        runner = runner_for(network, jit_compile, fast)
+        _require_embeddings(runner, "a prepared style")
+        check_pastiche_input(batch, what="content image")
+        embeddings = np.stack(styles).astype(np.float32)
+        if strengths is not None and any(s != 1.0 for s in strengths):
+            weight = np.asarray([_check_strength(s) for s in strengths], np.float64)[:, None]
+            size = _check_style_size(style_size)
+            identity = np.stack([_embeddings_of(runner, [image], size)[0] for image in batch])
+            embeddings = weight.astype(np.float32) * embeddings + \
+                (1.0 - weight).astype(np.float32) * identity
+        out = _run_transformer(runner, np.ascontiguousarray(batch, np.float32), embeddings,
+                               len(batch))
+        return np.ascontiguousarray(out[:, :batch.shape[1], :batch.shape[2]])

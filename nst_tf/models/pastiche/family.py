@@ -337,3 +337,8 @@ class PasticheFamily(Family):
                 "index, a dict {index: weight}, a vector of weights or a which_styles string")
         return stylize(content, style, network, crop=crop, batch_size=batch_size,
                        jit_compile=jit_compile, precision=precision, fast=fast)
+
+    style_input = "index"
+
+    def num_styles(self, network):
+        return num_styles_of(network)
