@@ -334,7 +334,7 @@ class AdainFamily(Family):
     def stylize_batch(self, network, batch, styles, strengths=None, *, jit_compile="auto"):
         """One forward pass, each image with its own statistics and strength (α)."""
         from nst_tf.device import resolve_jit_compile
-        from nst_tf.networks.adain import check_adain_input
+        from nst_tf.models.adain.network import check_adain_input
 
         check_adain_input(batch, what="content image")
         alphas = np.ones(len(batch), np.float32) if strengths is None else \

@@ -43,7 +43,7 @@ from nst_tf.families import Family, load_keras_file
 from nst_tf.models.arbitrary.inputs import (check_strength, check_style_size,  # noqa: F401
                                             check_style_weights, image_key, load_style,
                                             preprocess_style, resize_bilinear_tf1,
-                                            shorter_side_size, style_sources)
+                                            shorter_side_size, style_array, style_sources)
 
 _NETWORK_CACHE_SIZE = 2
 _EMBEDDING_CACHE_SIZE = 256
@@ -415,7 +415,7 @@ class ArbitraryFamily(Family):
         """The style's embedding ``[E]`` (Magenta's preprocessing), float32."""
         runner = runner_for(network, jit_compile)
         _require_embeddings(runner, "a prepared style")
-        image = preprocess_style(_style_array(style), _check_style_size(style_size))
+        image = preprocess_style(style_array(style), check_style_size(style_size))
         return np.asarray(runner.embed(image[None]), np.float32).reshape(-1)
 
     def stylize_batch(self, network, batch, styles, strengths=None, *, style_size=256,
@@ -428,8 +428,8 @@ class ArbitraryFamily(Family):
         check_pastiche_input(batch, what="content image")
         embeddings = np.stack(styles).astype(np.float32)
         if strengths is not None and any(s != 1.0 for s in strengths):
-            weight = np.asarray([_check_strength(s) for s in strengths], np.float64)[:, None]
-            size = _check_style_size(style_size)
+            weight = np.asarray([check_strength(s) for s in strengths], np.float64)[:, None]
+            size = check_style_size(style_size)
             identity = np.stack([_embeddings_of(runner, [image], size)[0] for image in batch])
             embeddings = weight.astype(np.float32) * embeddings + \
                 (1.0 - weight).astype(np.float32) * identity

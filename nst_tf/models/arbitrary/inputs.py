@@ -116,13 +116,13 @@ def style_sources(style):
             elif isinstance(item, (str, os.PathLike)):
                 sources.append(os.fspath(item))
             else:
-                sources.append(_style_array(item))
+                sources.append(style_array(item))
         return sources
-    array = _style_array(style, allow_batch=True)
+    array = style_array(style, allow_batch=True)
     return list(array) if array.ndim == 4 else [array]
 
 
-def _style_array(item, allow_batch=False):
+def style_array(item, allow_batch=False):
     try:
         array = np.asarray(item)
     except Exception:  # noqa: BLE001  ragged lists and the like
