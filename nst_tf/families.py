@@ -295,3 +295,33 @@ def stylize(content, style=None, model="varied", *, tile_size=None, statistics="
 
     return patches.stylize(family, network, content, style, tile_size=tile_size,
                            statistics=statistics, thumbnail_size=thumbnail_size, **options)
+
+
+def stylize_to_file(content, output, style=None, model="varied", *, tile_size,
+                    statistics="thumbnail", thumbnail_size=1024, rounding="round",
+                    progress=False, **options):
+    """Stylize one image by patches straight into the image file ``output``.
+
+    The output never exists as a float32 array: each patch core goes into a uint8 map on disk
+    beside ``output``, which is then encoded and written atomically (for images too large to
+    hold twice, e.g. 12,000 x 8,000). ``content`` is a path or an ``[H, W, 3]`` array;
+    ``style``, ``model``, ``tile_size``, ``statistics``, ``thumbnail_size`` and the family's
+    options are those of :func:`stylize` and must give one output. ``rounding`` is how floats
+    become bytes (``"round"``, or ``"truncate"`` as Magenta's scripts do); ``progress`` writes a
+    line per patch to stderr. Returns ``output``.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from nst_tf.networks import pastiche_network
+        >>> path = os.path.join(tempfile.mkdtemp(), "out.png")
+        >>> stylize_to_file(np.random.rand(40, 50, 3), path, 0, pastiche_network(2, alpha=0.25),
+        ...                 tile_size=16, crop=True) == path
+        True
+    """
+    from nst_tf import patches
+
+    family, network = resolve(model)
+    _check_options(family, options)
+    return patches.stylize_to_file(family, network, content, output, style, tile_size=tile_size,
+                                   statistics=statistics, thumbnail_size=thumbnail_size,
+                                   rounding=rounding, progress=progress, **options)

@@ -266,7 +266,7 @@ def _thumbnail_statistics(model, thumbnail_size):
     thumbnail = model.image if shape == (height, width) else images.resize(model.image, shape)
     aligned = [a for a, _ in model.aligned(*shape)] if model.aligned else []
     statistics, _ = _compiled(model, "record")(thumbnail[None], aligned, list(model.extras))
-    return [tuple(t.numpy() for t in triple) for triple in statistics]
+    return [tuple(np.asarray(t, np.float64) for t in triple) for triple in statistics]
 
 
 def _scales(model, stride):
@@ -288,14 +288,14 @@ def _scales(model, stride):
     return scales
 
 
-def _exact_statistics(model, patches, aligned, stride, progress):
-    """Each normalization's statistics over the whole image, measured on the patch cores."""
+def _exact_statistics(model, patches, aligned, scales, progress):
+    """Each normalization's statistics over the whole image, measured on the patch cores (one
+    pass per normalization, in call order; ``scales`` from :func:`_scales`)."""
     from nst_tf.norm_statistics import Accumulator, combine
 
     far = 2 ** 30          # a core bottom / right "to the end of the tensor"
     height, width = model.image.shape[:2]
     statistics = []
-    scales = _scales(model, stride)
     for index, scale in enumerate(scales):
         function = _compiled(model, "measure", index, scale)
         total = Accumulator()
@@ -398,15 +398,13 @@ def run(model, tile_size, statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNA
     aligned = model.aligned(height, width) if model.aligned else []
     extras = list(model.extras)
     sink = sink or _float_sink
-    passes = 1
-    if statistics == "exact":
-        passes += len(_scales(model, fp.stride))
-    report = _Progress(passes * len(patches), progress)
+    scales = _scales(model, fp.stride) if statistics == "exact" else []
+    report = _Progress((len(scales) + 1) * len(patches), progress)
     try:
         if statistics == "thumbnail":
             stats = _thumbnail_statistics(model, thumbnail_size)
         elif statistics == "exact":
-            stats = _exact_statistics(model, patches, aligned, fp.stride, report)
+            stats = _exact_statistics(model, patches, aligned, scales, report)
         if statistics == "patch":
             function = _compiled(model, "patch")
             args = ()
@@ -451,32 +449,16 @@ def stylize(family, network, content, style, *, tile_size, statistics="thumbnail
     return result[0] if single else result
 
 
-def stylize_to_file(content, output, style=None, model="varied", *, tile_size,
+def stylize_to_file(family, network, content, output, style, *, tile_size,
                     statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNAIL_SIZE, halo=None,
                     rounding="round", progress=False, **options):
-    """Stylize one image by patches straight into an image file (the output never exists as a
-    float32 array: cores go into a uint8 map on disk beside ``output``, then the file is
-    encoded and written atomically).
-
-    ``content`` is a path or an ``[H, W, 3]`` array; ``style`` / ``model`` / ``options`` are
-    those of :func:`nst_tf.stylize` and must give one output. ``rounding`` is how floats become
-    bytes (``"truncate"``: Magenta's). Returns ``output``.
-
-    Example:
-        >>> import numpy as np, os, tempfile
-        >>> from nst_tf.networks import pastiche_network
-        >>> path = os.path.join(tempfile.mkdtemp(), "out.png")
-        >>> stylize_to_file(np.random.rand(40, 50, 3), path, 0, pastiche_network(2, alpha=0.25),
-        ...                 tile_size=16, crop=True) == path
-        True
-    """
-    from nst_tf import families, images
+    """:func:`nst_tf.stylize_to_file` once the model is resolved to ``family`` and ``network``:
+    one image by patches into a uint8 map on disk beside ``output``, then the file."""
+    from nst_tf import images
     from nst_tf.io import check_output_dir
 
     _check_statistics(statistics, thumbnail_size)
     folder = check_output_dir(output)
-    family, network = families.resolve(model)
-    families._check_options(family, options)
     batch, single = images.image_batch(content, what="content image")
     if not single:
         raise ConfigError(f"stylize_to_file takes one content image, got a batch of {len(batch)}")

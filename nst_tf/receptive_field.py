@@ -21,7 +21,7 @@ there (or a Keras ``"same"`` conv with a stride, whose padding depends on the im
 Example:
     >>> from nst_tf.networks import johnson_network
     >>> footprint([(johnson_network(alpha=0.25), 0)])
-    Footprint(stride=4, before=53, after=51)
+    Footprint(stride=4, before=55, after=52)
 """
 
 import collections

@@ -66,7 +66,7 @@ def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=N
     """Stylize ``content`` with the ``styles`` (list of paths); write and return the outputs.
 
     With ``tile_size``, each output is made by patches and streamed to its file
-    (:func:`nst_tf.patches.stylize_to_file`, with a progress line per patch on stderr)."""
+    (:func:`nst_tf.stylize_to_file`, with a progress line per patch on stderr)."""
     import nst_tf
     from nst_tf import images
 
@@ -95,7 +95,7 @@ def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=N
         names = [f"{stem}_stylized_{os.path.splitext(os.path.basename(s))[0]}" for s in styles]
         chosen = styles
     if tile_size is not None:
-        from nst_tf.patches import stylize_to_file
+        from nst_tf.families import stylize_to_file
 
         os.makedirs(output, exist_ok=True)
         return [stylize_to_file(image, os.path.join(output, name + save_ext), style,

@@ -119,7 +119,7 @@ def define_tiling_flags(flag_values):
 
 
 def tiling_options(flag_values):
-    """The options of :func:`nst_tf.patches.stylize_to_file` from the flags of
+    """The options of :func:`nst_tf.stylize_to_file` from the flags of
     :func:`define_tiling_flags`."""
     return {"tile_size": flag_values.tile_size, "statistics": flag_values.statistics,
             "thumbnail_size": flag_values.thumbnail_size}

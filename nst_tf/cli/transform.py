@@ -131,7 +131,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     """Stylize ``input_image`` and write Magenta-named files; returns the paths written.
 
     With ``tile_size``, each output is made by patches and streamed to its file
-    (:func:`nst_tf.patches.stylize_to_file`, with a progress line per patch on stderr).
+    (:func:`nst_tf.stylize_to_file`, with a progress line per patch on stderr).
 
     Raises:
         NSTError: any bad input (checkpoint, image, which_styles, output folder).
@@ -167,7 +167,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
 def _stylize_to_file(content, path, style, network, tile_size, statistics, thumbnail_size,
                      **options):
     """One output by patches, with Magenta's truncating uint8 conversion and progress."""
-    from nst_tf.patches import stylize_to_file
+    from nst_tf.families import stylize_to_file
 
     return stylize_to_file(content, path, style, network, tile_size=tile_size,
                            statistics=statistics, thumbnail_size=thumbnail_size,

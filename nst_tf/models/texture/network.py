@@ -227,15 +227,18 @@ def with_noise_inputs(network):
     config = texture_config(network)
     if config["noise_input"]:
         return network
-    coarsest = f"scale{config['multiple']}_block_conv1"
-    twin = texture_network(
-        num_scales=config["num_scales"], channels=network.get_layer(coarsest).filters,
-        mode=config["mode"], padding=config["padding"], noise_channels=config["noise_channels"],
-        norm="batch" if isinstance(network.get_layer(coarsest + "_norm"),
-                                   keras.layers.BatchNormalization) else "instance",
-        activation="leaky_relu" if isinstance(network.get_layer(coarsest + "_act"),
-                                              keras.layers.LeakyReLU) else "relu",
-        noise_input=True, name=network.name)
+    from nst_tf.device import dtype_policy
+
+    coarsest = network.get_layer(f"scale{config['multiple']}_block_conv1")
+    with dtype_policy(coarsest.dtype_policy.name):
+        twin = texture_network(
+            num_scales=config["num_scales"], channels=coarsest.filters, mode=config["mode"],
+            padding=config["padding"], noise_channels=config["noise_channels"],
+            norm="batch" if isinstance(network.get_layer(coarsest.name + "_norm"),
+                                       keras.layers.BatchNormalization) else "instance",
+            activation="leaky_relu" if isinstance(network.get_layer(coarsest.name + "_act"),
+                                                  keras.layers.LeakyReLU) else "relu",
+            noise_input=True, name=network.name)
     return copy_weights(network, twin)
 
 
