@@ -53,7 +53,7 @@ from nst_tf.errors import ConfigError
 STATISTICS = ("thumbnail", "exact", "patch")
 #: Longest side of the thumbnail of ``statistics="thumbnail"`` (URST's default).
 DEFAULT_THUMBNAIL_SIZE = 1024
-_FUNCTION_CACHE_SIZE = 32
+_FUNCTION_CACHE_SIZE = 64
 _functions = collections.OrderedDict()
 
 

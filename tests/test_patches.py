@@ -18,8 +18,7 @@ from nst_tf import images, norm_statistics, patches
 from nst_tf.device import dtype_policy
 from nst_tf.errors import ConfigError, NSTError
 from nst_tf.families import resolve
-from nst_tf.networks import (adain_network, arbitrary_network, johnson_network,
-                             texture_network, transformer_of)
+from nst_tf.networks import arbitrary_network, johnson_network, texture_network, transformer_of
 from nst_tf.receptive_field import footprint, minimal_halo
 from tests.pastiche_helpers import random_pastiche
 
@@ -27,7 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PHOTO = os.path.join(HERE, "images", "content_sq.jpg")           # 256x256
 STYLES = [os.path.join(HERE, "images", "style", f) for f in ("doesburg_sq.jpg", "mauclair.jpg")]
 ADAIN = os.path.join(HERE, "fixtures", "adain")
-RNG = np.random.default_rng(0)
 
 
 def he_weights(network, seed=0):
