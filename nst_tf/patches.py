@@ -167,37 +167,56 @@ def _finish(output):
     return tf.clip_by_value(tf.cast(output, tf.float32), 0.0, 1.0)
 
 
-def _compiled(model, mode, index=None, scale=None):
-    """The ``tf.function`` running ``model.body`` in ``mode`` (cached on ``model.key``)."""
-    import tensorflow as tf
-
+def _record(body, index, scale):        # -> (statistics, sizes) of every normalization
     from nst_tf import norm_statistics
 
+    def run(image, aligned, extras):
+        with norm_statistics.recording() as recorded:
+            body(image, *aligned, *extras)
+        return recorded.statistics, recorded.sizes
+    return run
+
+
+def _replay(body, index, scale):        # -> the output with the given statistics
+    from nst_tf import norm_statistics
+
+    def run(image, aligned, extras, statistics):
+        with norm_statistics.replaying(statistics):
+            return _finish(body(image, *aligned, *extras))
+    return run
+
+
+def _own(body, index, scale):           # -> the output with the patch's own statistics
+    def run(image, aligned, extras):
+        return _finish(body(image, *aligned, *extras))
+    return run
+
+
+def _measure(body, index, scale):       # -> (count, mean, M2) of normalization `index` on a core
+    from nst_tf import norm_statistics
+
+    def run(image, aligned, extras, statistics, box):
+        with norm_statistics.measuring(statistics, index, box, scale) as measured:
+            body(image, *aligned, *extras)
+        return measured.partial
+    return run
+
+
+#: What a compiled function of a body does, by mode; crops with run-time bounds do not
+#: compile with XLA, so "measure" runs without it.
+_MODES = {"record": (_record, True), "replay": (_replay, True), "patch": (_own, True),
+          "measure": (_measure, False)}
+
+
+def _compiled(model, mode, index=None, scale=None):
+    """The ``tf.function`` running ``model.body`` in ``mode`` (cached on ``model.key``)."""
     key = None if model.key is None else (model.key, mode, index, scale)
     if key is not None and key in _functions:
         _functions.move_to_end(key)
         return _functions[key]
-    body = model.body
-
-    if mode == "record":        # -> (statistics, sizes) of every normalization
-        def run(image, aligned, extras):
-            with norm_statistics.recording() as recorded:
-                body(image, *aligned, *extras)
-            return recorded.statistics, recorded.sizes
-    elif mode == "replay":      # -> output with the given statistics
-        def run(image, aligned, extras, statistics):
-            with norm_statistics.replaying(statistics):
-                return _finish(body(image, *aligned, *extras))
-    elif mode == "patch":       # -> output with the patch's own statistics
-        def run(image, aligned, extras):
-            return _finish(body(image, *aligned, *extras))
-    else:                       # "measure": (count, mean, M2) of normalization `index` on a core
-        def run(image, aligned, extras, statistics, box):
-            with norm_statistics.measuring(statistics, index, box, scale) as measured:
-                body(image, *aligned, *extras)
-            return measured.partial
-    # Crops with run-time bounds do not compile with XLA: measuring runs without it.
-    function = _ShapePolymorphic(run, jit_compile=model.jit_compile and mode != "measure")
+    build, xla = _MODES[mode]
+    function = _ShapePolymorphic(build(model.body, index, scale),
+                                 jit_compile=model.jit_compile and xla)
     if key is not None:
         _functions[key] = function
         while len(_functions) > _FUNCTION_CACHE_SIZE:
@@ -341,27 +360,28 @@ class Uint8Sink:
         self.array[index] = float_to_uint8(values, self.rounding)
 
     def close(self):
-        if self.array is not None:
-            self.array._mmap.close()
-            self.array = None
+        self.array = None                       # the last reference: the map is unmapped
         if self.path is not None and os.path.exists(self.path):
             os.remove(self.path)
         self.path = None
 
 
 class _Progress:
-    def __init__(self, total, enabled):
-        from nst_tf.progress import ProgressLine, format_duration
+    """``progress(label)`` after each patch run: ``patch 7/102 (statistics 1/16)  0.4s/patch
+    ETA 0:38`` on stderr (every pass over the patches counts)."""
 
-        self.line, self.total, self.format = ProgressLine(total, enabled=enabled), total, \
-            format_duration
-        self.done = 0
+    def __init__(self, total, enabled):
+        from nst_tf.progress import ProgressLine
+
+        self.line, self.total, self.done = ProgressLine(total, enabled=enabled), total, 0
 
     def __call__(self, label):
+        from nst_tf.progress import format_duration
+
         seconds = self.line.advance()
         self.done += 1
         self.line.write(self.done, f"patch {self.done}/{self.total} ({label})  "
-                                   f"{self.format(seconds)}/patch"
+                                   f"{format_duration(seconds)}/patch"
                                    f"{self.line.eta(self.done, seconds)}")
 
     def close(self):

@@ -171,7 +171,8 @@ class TextureFamily(Family):
 
     def patch_models(self, network, batch, style, *, seed=0, batch_size=4, jit_compile="auto"):
         """Each image's noise is drawn whole, as :meth:`stylize` draws it for the chunk of
-        ``batch_size`` images holding it (so the outputs match), and cropped with the patches."""
+        ``batch_size`` images holding it (so the outputs match), and cropped with the patches;
+        a thumbnail smaller than the image gets noise of its own size."""
         import tensorflow as tf
 
         from nst_tf.device import resolve_jit_compile
