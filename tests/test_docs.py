@@ -121,3 +121,16 @@ def test_every_module_is_in_the_api_reference():
     assert "nst_tf.models.pastiche.family" in modules and "nst_tf.cli.train" in modules
     assert not modules - documented, f"not in the API reference: {sorted(modules - documented)}"
     assert not documented - modules, f"documented but gone: {sorted(documented - modules)}"
+
+
+def test_readme_points_to_the_docs_and_their_build():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    for link in re.findall(r"\]\((docs/[^)#]+)", readme):
+        assert os.path.isfile(os.path.join(ROOT, link)), link
+    assert "](docs/index.md)" in readme
+    commands = re.findall(r"sphinx-build [^\n`#]*", readme)
+    assert commands, "the README gives no command that builds the docs"
+    for command in commands:
+        words = command.split()
+        assert "-W" in words and "-n" in words and "docs" in words, command
