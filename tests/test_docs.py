@@ -20,7 +20,7 @@ DOCS = os.path.join(ROOT, "docs")
 PACKAGES = ("nst_tf", "magenta_compat", "torch_compat")
 
 
-def build(source, out, config_dir=DOCS, timeout=600):
+def build(source, out, config_dir=DOCS, python_path=(), timeout=600):
     """Run ``sphinx-build -W -n`` (HTML) in a subprocess; returns ``(process, warnings text)``."""
     warnings = os.path.join(out, "warnings.txt")
     os.makedirs(out, exist_ok=True)
@@ -28,6 +28,8 @@ def build(source, out, config_dir=DOCS, timeout=600):
                "-c", config_dir, "-d", os.path.join(out, "doctrees"), "-w", warnings,
                source, os.path.join(out, "html")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join([*python_path, env.get("PYTHONPATH", "")])
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env,
                           timeout=timeout)
     with open(warnings, encoding="utf-8") as f:
@@ -68,8 +70,16 @@ gone: {test}`tests/test_no_such_file.py::test_x`, a benchmark that is gone:
 .. autoclass:: nst_tf.errors.NSTError
 
 .. autofunction:: nst_tf.gatys.no_such_function
+
+.. automodule:: stale_docstring
 ```
 """
+
+#: A module whose docstring names a function that is gone (relatively, as docstrings do) and has
+#: a malformed inline literal.
+STALE_MODULE = '''"""Uses :func:`transfer_everything` and ``a literal.
+"""
+'''
 
 
 @pytest.mark.slow
@@ -80,19 +90,21 @@ def test_broken_references_fail_the_build(tmp_path):
     source.mkdir()
     (source / "index.md").write_text(BROKEN_PAGE, encoding="utf-8")
     (source / "orphan.md").write_text("# Not in any toctree\n", encoding="utf-8")
-    done, warnings = build(str(source), str(tmp_path / "out"))
+    (tmp_path / "stale_docstring.py").write_text(STALE_MODULE, encoding="utf-8")
+    done, warnings = build(str(source), str(tmp_path / "out"), python_path=[str(tmp_path)])
     assert done.returncode != 0
     for problem in ("nst_tf.stylize_everything", "nst_tf.families.NoSuchFamily",
                     "nst_tf.no_such_module", "test_no_such_behaviour",
                     "tests/test_no_such_file.py", "benchmarks/no_such_benchmark.py",
-                    "no_such_page", "'no_such_function' from module 'nst_tf.gatys'", "orphan"):
+                    "no_such_page", "'no_such_function' from module 'nst_tf.gatys'", "orphan",
+                    "transfer_everything", "Inline literal start-string without end-string"):
         assert problem in warnings, f"{problem} not reported:\n{warnings}"
     # What exists is not reported: a re-exported name resolves to where it is documented, cited
     # tests and files that exist pass.
     for fine in ("NSTError", "test_errors_name_the_problem",
                  "benchmarks/pastiche.py"):
         assert fine not in warnings, warnings
-    assert warnings.count("WARNING:") == 9, warnings
+    assert warnings.count("WARNING:") == 11, warnings
 
 
 def _modules():

@@ -10,6 +10,8 @@
 * ``{repo}`benchmarks/pastiche.py``` cites a file or folder of the repository; it must exist.
 * ``{exports} nst_tf`` lists a package's public names (its ``__all__``), each linked to where it
   is documented and with the first line of its docstring; an undocumented one fails the build.
+* Docstrings of attributes, constants and properties are plain reStructuredText: napoleon would
+  read ``#: The weights: 1e-4 on ...`` as a type ("The weights") and a description.
 * ``{cli-flags} nst_tf.cli.train`` lists a program's flags (name, default, help) from the
   ``define_flags(flag_values)`` of its module (``:define:`` names another function), so the
   flag tables are never out of date.
@@ -59,15 +61,35 @@ def _import_name(dotted):
     return _MISSING
 
 
+def _same(a, b):
+    """Identity, seeing through bound methods (each attribute access makes a new one)."""
+    return getattr(a, "__func__", a) is getattr(b, "__func__", b)
+
+
+def _candidates(node):
+    """Full names a Python reference may mean: in the docstring's class, in its module (a name
+    the module imports, e.g. ``:func:`transfer``` in ``nst_tf/__init__.py``), or as written."""
+    target = node.get("reftarget", "").lstrip(".")
+    module, cls = node.get("py:module"), node.get("py:class")
+    names = [f"{module}.{cls}.{target}"] if module and cls else []
+    names += [f"{module}.{target}"] if module else []
+    names.append(target)
+    return [name for name in names if name.startswith(PACKAGES)]
+
+
 def resolve_reexport(app, env, node, contnode):
     """``missing-reference`` handler: a re-exported name links to where it is documented."""
-    target = node.get("reftarget", "")
-    if node.get("refdomain") != "py" or not target.startswith(PACKAGES):
+    if node.get("refdomain") != "py":
         return None
     mocked = app.config.autodoc_mock_imports
-    obj = import_name(target, mocked)
-    if obj is _MISSING:
-        return None
+    for target in _candidates(node):
+        obj = import_name(target, mocked)
+        if obj is not _MISSING:
+            return _link_to_definition(app, env, node, contnode, target, obj, mocked)
+    return None
+
+
+def _link_to_definition(app, env, node, contnode, target, obj, mocked):
     domain = env.get_domain("py")
     if node.get("reftype") == "mod" or isinstance(obj, type(os)):
         name = getattr(obj, "__name__", None)
@@ -79,7 +101,7 @@ def resolve_reexport(app, env, node, contnode):
     short = target.rsplit(".", 1)[-1]
     for name, entry in domain.objects.items():
         if name != target and name.rsplit(".", 1)[-1] == short \
-                and import_name(name, mocked) is obj:
+                and _same(import_name(name, mocked), obj):
             return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id,
                                 contnode, name)
     return None
@@ -200,7 +222,27 @@ def _summary(obj):
     return re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", " ".join(doc.split())).replace("``", "")
 
 
+_ATTRIBUTE_KINDS = ("attribute", "data", "property")
+_held = {}
+
+
+def _hold_attribute_docstring(app, what, name, obj, options, lines):
+    """Before napoleon: keep an attribute's docstring away from it (see the module docstring)."""
+    if what in _ATTRIBUTE_KINDS:
+        _held[name] = list(lines)
+        lines[:] = []
+
+
+def _restore_attribute_docstring(app, what, name, obj, options, lines):
+    """After napoleon: the attribute's docstring as written."""
+    if what in _ATTRIBUTE_KINDS and name in _held:
+        lines[:] = _held.pop(name)
+
+
 def setup(app):
+    # napoleon handles autodoc-process-docstring at the default priority, 500.
+    app.connect("autodoc-process-docstring", _hold_attribute_docstring, priority=400)
+    app.connect("autodoc-process-docstring", _restore_attribute_docstring, priority=600)
     app.add_directive("exports", Exports)
     app.connect("missing-reference", resolve_reexport)
     app.add_role("test", _literal_role(_check_test))
