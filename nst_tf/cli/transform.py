@@ -40,7 +40,7 @@ As in Magenta, ``{basename}_stylized_{style}_{i}`` where ``i`` indexes ``--stren
 ``--image_size`` is given (Magenta's default resizes it to 256), and the output is cropped to
 the content size.
 
-``scripts/transform.py`` runs the same :func:`run`.
+``scripts/transform.py`` runs the same ``run()``.
 """
 
 import os
