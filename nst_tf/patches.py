@@ -341,7 +341,7 @@ class Uint8Sink:
     """A uint8 image on disk (``np.memmap`` in ``folder``) that float patches are written into.
 
     ``sink = Uint8Sink(folder)``; ``sink(height, width)`` creates the map and returns the
-    writable object; :attr:`array` is the map. Call :meth:`close` to remove the file.
+    writable object; ``sink.array`` is the map. Call ``sink.close()`` to remove the file.
     """
 
     def __init__(self, folder=None, rounding="round"):
@@ -360,6 +360,7 @@ class Uint8Sink:
         self.array[index] = float_to_uint8(values, self.rounding)
 
     def close(self):
+        """Unmap the array and remove its file."""
         self.array = None                       # the last reference: the map is unmapped
         if self.path is not None and os.path.exists(self.path):
             os.remove(self.path)
@@ -455,8 +456,9 @@ def run(model, tile_size, statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNA
 
 def stylize(family, network, content, style, *, tile_size, statistics="thumbnail",
             thumbnail_size=DEFAULT_THUMBNAIL_SIZE, halo=None, progress=False, **options):
-    """:func:`nst_tf.stylize` with ``tile_size``: the family's :meth:`patch_models`, run by
-    patches, stacked with the family's output shapes (``[B,] [K,] H, W, 3``)."""
+    """:func:`nst_tf.stylize` with ``tile_size``: the family's
+    :meth:`~nst_tf.families.Family.patch_models`, run by patches, stacked with the family's
+    output shapes (``[B,] [K,] H, W, 3``)."""
     from nst_tf import images
 
     _check_statistics(statistics, thumbnail_size)

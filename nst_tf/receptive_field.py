@@ -196,7 +196,7 @@ def _topological(outputs):
 def requirements(model, output_index, need, axis, scales=None):
     """``{input position: (low, high, scale)}``: the index ranges of ``model``'s inputs that the
     output range ``need = (low, high, scale)`` of output ``output_index`` reads along ``axis``.
-    ``scale`` is in input pixels per pixel of the tensor (a :class:`~fractions.Fraction`); the
+    ``scale`` is in input pixels per pixel of the tensor (a ``fractions.Fraction``); the
     scales of every tensor on the way are added to the set ``scales`` when given."""
     scales = set() if scales is None else scales
     output = model.outputs[output_index]
