@@ -287,12 +287,13 @@ def stylize(content, style=None, model="varied", *, tile_size=None, statistics="
         ...         crop=True).shape
         (2, 30, 41, 3)
     """
+    from nst_tf import patches
+
+    patches.check_statistics(statistics, thumbnail_size)     # also without tile_size
     family, network = resolve(model)
     _check_options(family, options)
     if tile_size is None:
         return family.stylize(network, content, style, **options)
-    from nst_tf import patches
-
     return patches.stylize(family, network, content, style, tile_size=tile_size,
                            statistics=statistics, thumbnail_size=thumbnail_size, **options)
 

@@ -149,7 +149,9 @@ def _check_halo(halo, footprint):
     return int(halo)
 
 
-def _check_statistics(statistics, thumbnail_size):
+def check_statistics(statistics, thumbnail_size):
+    """Raise a :class:`~nst_tf.errors.ConfigError` unless ``statistics`` is one of
+    :data:`STATISTICS` and ``thumbnail_size`` a positive int."""
     if statistics not in STATISTICS:
         raise ConfigError(f"statistics must be one of {', '.join(STATISTICS)}, got "
                           f"{statistics!r}")
@@ -410,7 +412,7 @@ def run(model, tile_size, statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNA
     """
     from nst_tf.receptive_field import footprint
 
-    _check_statistics(statistics, thumbnail_size)
+    check_statistics(statistics, thumbnail_size)
     fp = footprint(model.chain)
     tile_size = check_tile_size(tile_size, fp.stride)
     halo = _check_halo(halo, fp)
@@ -461,7 +463,7 @@ def stylize(family, network, content, style, *, tile_size, statistics="thumbnail
     output shapes (``[B,] [K,] H, W, 3``)."""
     from nst_tf import images
 
-    _check_statistics(statistics, thumbnail_size)
+    check_statistics(statistics, thumbnail_size)
     batch, single = images.image_batch(content, what="content image")
     several, models = family.patch_models(network, batch, style, **options)
     result = np.stack([np.stack([run(model, tile_size, statistics, thumbnail_size, halo,
@@ -479,7 +481,7 @@ def stylize_to_file(family, network, content, output, style, *, tile_size,
     from nst_tf import images
     from nst_tf.io import check_output_dir
 
-    _check_statistics(statistics, thumbnail_size)
+    check_statistics(statistics, thumbnail_size)
     folder = check_output_dir(output)
     batch, single = images.image_batch(content, what="content image")
     if not single:

@@ -90,6 +90,8 @@ def test_bad_statistics_options_are_config_errors():
         tiled(np.zeros((20, 20, 3)), 0, net, statistics="global")
     with pytest.raises(ConfigError, match="thumbnail_size must be a positive"):
         tiled(np.zeros((20, 20, 3)), 0, net, thumbnail_size=0)
+    with pytest.raises(ConfigError, match="statistics must be one of"):     # without tiles too
+        nst_tf.stylize(np.zeros((20, 20, 3)), 0, model=net, statistics="exakt")
     with pytest.raises(ConfigError, match="thumbnail_size=4 is smaller than the 5 pixels"):
         tiled(np.zeros((20, 20, 3)), 0, net, thumbnail_size=4)
     family, network = resolve(net)
