@@ -34,6 +34,8 @@ Example:
 import contextlib
 import dataclasses
 import os
+import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +44,7 @@ from nst_tf import images
 from nst_tf.device import PRECISIONS, resolve_jit_compile, resolve_precision  # noqa: F401
 from nst_tf.errors import ConfigError, ImageError, OptimizationError
 from nst_tf.lbfgs import LBFGS, Adam
+from nst_tf.progress import ProgressLine, format_duration
 
 OPTIMIZERS = ("lbfgs", "adam")
 
@@ -94,26 +97,31 @@ class Callback:
 
 
 class Progbar(Callback):
-    """A ``keras.utils.Progbar`` showing the total loss and its parts.
+    """A progress line on stdout: step / steps, time per step, ETA, the total loss and its parts.
 
-    The bar starts its clock in ``on_begin``, so the time per step it shows is the real one
-    (the first step includes tracing; later estimates leave it out).
+    The clock starts in ``on_begin``, and once a few steps have run the time per step leaves the
+    first one out (it includes tracing): the time shown is the real one. ``clock`` (default
+    :func:`time.monotonic`) is what :class:`~nst_tf.progress.ProgressLine` times with.
     """
 
-    def __init__(self, verbose=1):
-        self.verbose = verbose
-        self._bar = None
+    def __init__(self, verbose=1, stream=None, clock=time.monotonic):
+        self.verbose, self.stream, self.clock = verbose, stream, clock
+        self._line = None
 
     def on_begin(self, steps):
-        import keras
-
-        self._bar = keras.utils.Progbar(steps, verbose=self.verbose, unit_name="step")
+        self._line = ProgressLine(steps, stream=self.stream or sys.stdout, clock=self.clock,
+                                  enabled=bool(self.verbose))
 
     def on_step(self, step, image, loss, parts):
-        values = [("loss", loss)] + [(k, v) for k, v in parts.items()]
-        # Stateful metrics: show the current values, not running averages.
-        self._bar.stateful_metrics.update(name for name, _ in values)
-        self._bar.update(step, values=values)
+        seconds = self._line.advance()
+        values = "  ".join(f"{name} {float(value):.4g}"
+                           for name, value in [("loss", loss)] + list(parts.items()))
+        self._line.write(step, f"step {step}/{self._line.total}  {format_duration(seconds)}/step"
+                               f"{self._line.eta(step, seconds)}  {values}")
+
+    def on_end(self, step, image, loss, parts):
+        if self._line is not None:
+            self._line.close()
 
 
 class SaveEvery(Callback):

@@ -1,4 +1,4 @@
-"""nst_tf.networks.adain: the AdaIN op against float64 NumPy, layers, shapes, .keras round trip."""
+"""nst_tf.models.adain.network: the AdaIN op against float64 NumPy, layers, shapes, .keras round trip."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from nst_tf.errors import ConfigError
 from nst_tf.networks import AdaptiveInstanceNorm, adain_config, adain_network, is_adain_network
-from nst_tf.networks.adain import (CONVENTIONS, DECODER, NORMALISED_VGG, adain,
+from nst_tf.models.adain.network import (CONVENTIONS, DECODER, NORMALISED_VGG, adain,
                                    feature_statistics, torch_conv_indices)
 
 

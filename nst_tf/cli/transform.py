@@ -133,7 +133,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     """
     from magenta_compat.which_styles import parse_which_styles
     from nst_tf import images
-    from nst_tf.pastiche import load_model, num_styles_of, stylize
+    from nst_tf.models.pastiche.family import load_model, num_styles_of, stylize
 
     if save_format not in _EXTENSIONS:
         raise ConfigError(f"save_format must be one of {sorted(_EXTENSIONS)}, got {save_format!r}")
@@ -167,7 +167,7 @@ def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, st
     ``{output_basename}_stylized_{style}_{i}`` as Magenta's ``..._with_weights`` script does.
     """
     from nst_tf import images
-    from nst_tf.arbitrary import check_style_weights, load_model, style_sources, stylize
+    from nst_tf.models.arbitrary.family import check_style_weights, load_model, style_sources, stylize
 
     if save_format not in _EXTENSIONS:
         raise ConfigError(f"save_format must be one of {sorted(_EXTENSIONS)}, got {save_format!r}")

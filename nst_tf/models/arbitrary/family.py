@@ -17,9 +17,10 @@ side is resized the same way). ``strength`` is Magenta's identity interpolation:
 (computed with the style preprocessing); ``s = 1`` is full style, ``s = 0`` about the identity.
 
 Models: ``"arbitrary"`` (the released checkpoint, downloaded once), a checkpoint prefix, folder or
-``.tar.gz``, a ``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
+``.tar.gz``, the train_dir of ``nst-train --mode=arbitrary`` (its latest checkpoint), a
+``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
 ``"hub:<handle or folder>"``: a TF-Hub module with the signature of
-``magenta/arbitrary-image-stylization-v1-256`` (see :mod:`nst_tf.hub`).
+``magenta/arbitrary-image-stylization-v1-256`` (see :mod:`nst_tf.models.arbitrary.hub`).
 
 Example:
     >>> import nst_tf
@@ -31,183 +32,22 @@ Example:
 
 import collections
 import functools
-import hashlib
 import numbers
 import os
-import warnings
 
 import numpy as np
 
 from nst_tf import images
-from nst_tf.errors import ConfigError, ImageError, StyleWeightsError
+from nst_tf.errors import ConfigError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
+from nst_tf.models.arbitrary.inputs import (check_strength, check_style_size,  # noqa: F401
+                                            check_style_weights, image_key, load_style,
+                                            preprocess_style, resize_bilinear_tf1,
+                                            shorter_side_size, style_array, style_sources)
 
 _NETWORK_CACHE_SIZE = 2
 _EMBEDDING_CACHE_SIZE = 256
 _embeddings = collections.OrderedDict()   # (runner key, image key, style_size) -> [E] array
-
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-# --- Preprocessing -----------------------------------------------------------------------------
-
-def shorter_side_size(height, width, side):
-    """Magenta's ``_smallest_size_at_least``: ``(new_h, new_w)`` with the shorter side ``side``,
-    computed in float32 and truncated, as ``image_utils`` does."""
-    h, w, s = np.float32(height), np.float32(width), np.float32(side)
-    scale = s / w if h > w else s / h
-    return int(np.float32(h * scale)), int(np.float32(w * scale))
-
-
-def resize_bilinear_tf1(image, size):
-    """``tf.compat.v1.image.resize_bilinear`` (``align_corners=False``, no half-pixel centres):
-    Magenta's resize. ``image`` ``[H, W, C]`` or ``[B, H, W, C]`` float32; ``size`` (h, w)."""
-    import tensorflow as tf
-
-    array = np.asarray(image, np.float32)
-    if tuple(array.shape[-3:-1]) == tuple(size):
-        return array
-    batch = array if array.ndim == 4 else array[None]
-    out = tf.raw_ops.ResizeBilinear(images=batch, size=list(size), align_corners=False,
-                                    half_pixel_centers=False).numpy()
-    return out if array.ndim == 4 else out[0]
-
-
-def preprocess_style(image, style_size=256, what="style image"):
-    """A style image ``[h, w, 3]`` resized as Magenta does (shorter side ``style_size``, bilinear,
-    no crop); ``style_size=None`` keeps its size. A result smaller than the trunk accepts
-    (:data:`~nst_tf.networks.MIN_STYLE_SIZE`, 43 px) is resized up with a warning.
-
-    Example:
-        >>> preprocess_style(np.zeros((300, 400, 3), np.float32)).shape
-        (256, 341, 3)
-    """
-    from nst_tf.networks import MIN_STYLE_SIZE
-
-    image = np.asarray(image, np.float32)
-    height, width = image.shape[:2]
-    if style_size is not None:
-        image = resize_bilinear_tf1(image, shorter_side_size(height, width, style_size))
-    if min(image.shape[:2]) < MIN_STYLE_SIZE:
-        size = shorter_side_size(*image.shape[:2], MIN_STYLE_SIZE)
-        size = (max(size[0], MIN_STYLE_SIZE), max(size[1], MIN_STYLE_SIZE))
-        warnings.warn(f"{what} is {image.shape[1]}x{image.shape[0]} pixels (W x H) after "
-                      f"preprocessing; the style network needs at least {MIN_STYLE_SIZE} px per "
-                      f"side, so it is resized up to {size[1]}x{size[0]}", stacklevel=3)
-        image = resize_bilinear_tf1(image, size)
-    return image
-
-
-def _check_style_size(style_size, name="style_size"):
-    if style_size is None:
-        return None
-    if isinstance(style_size, bool) or not isinstance(style_size, numbers.Integral) \
-            or style_size < 1:
-        raise ConfigError(f"{name} must be a positive int (or None), got {style_size!r}")
-    return int(style_size)
-
-
-# --- Style inputs ------------------------------------------------------------------------------
-
-def _folder_images(folder):
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(_IMAGE_EXTENSIONS))
-    if not names:
-        raise ImageError(f"style folder {folder} holds no image files "
-                         f"({', '.join(_IMAGE_EXTENSIONS)})")
-    return [os.path.join(folder, n) for n in names]
-
-
-def style_sources(style):
-    """The style images of ``style`` as a list of paths and ``[h, w, 3]`` arrays.
-
-    ``style`` is a path, a folder (its image files, sorted by name), an ``[h, w, 3]`` array, a
-    ``[K, h, w, 3]`` array, or a list / tuple of paths and arrays.
-    """
-    if style is None:
-        raise StyleWeightsError("an arbitrary-style model needs a style: an image path or "
-                                "array, a folder or a list of images")
-    if isinstance(style, (str, os.PathLike)):
-        path = os.fspath(style)
-        return _folder_images(path) if os.path.isdir(path) else [path]
-    if isinstance(style, (list, tuple)):
-        if not style:
-            raise StyleWeightsError("the list of style images is empty")
-        sources = []
-        for item in style:
-            if isinstance(item, (str, os.PathLike)) and os.path.isdir(item):
-                sources += _folder_images(os.fspath(item))
-            elif isinstance(item, (str, os.PathLike)):
-                sources.append(os.fspath(item))
-            else:
-                sources.append(_style_array(item))
-        return sources
-    array = _style_array(style, allow_batch=True)
-    return list(array) if array.ndim == 4 else [array]
-
-
-def _style_array(item, allow_batch=False):
-    try:
-        array = np.asarray(item)
-    except Exception:  # noqa: BLE001  ragged lists and the like
-        array = None
-    if array is None or array.dtype == object or \
-            array.ndim not in ((3, 4) if allow_batch else (3,)) or array.shape[-1] != 3:
-        raise ImageError(f"a style image must be a path or an [h, w, 3] array"
-                         f"{' (or a [K, h, w, 3] batch)' if allow_batch else ''}; got "
-                         f"{type(item).__name__} of shape {getattr(array, 'shape', '?')}")
-    return array
-
-
-def _load_style(source, index):
-    what = f"style image {source}" if isinstance(source, str) else f"style image #{index}"
-    batch, _ = images.image_batch(source, what=what)
-    return batch[0], what
-
-
-def _image_key(source, index):
-    """``(cache key, loaded image or None, description)``: a readable file is keyed by its path,
-    size and mtime without decoding it; an array (or an unreadable path, which then raises a
-    readable ImageError) is loaded and keyed by its contents."""
-    if isinstance(source, str) and os.path.isfile(source):
-        stat = os.stat(source)
-        key = ("file", os.path.realpath(source), stat.st_mtime_ns, stat.st_size)
-        return key, None, f"style image {source}"
-    image, what = _load_style(source, index)
-    digest = hashlib.sha1(np.ascontiguousarray(image, np.float32).tobytes()).hexdigest()
-    return ("array", image.shape, digest), image, what
-
-
-def check_style_weights(style_weights, count):
-    """``style_weights`` as float32 weights summing to 1, after checking them.
-
-    Raises:
-        StyleWeightsError: not ``count`` numbers, NaN / inf, a negative weight, or all zero.
-    """
-    try:
-        array = np.asarray(style_weights, np.float64)
-    except (TypeError, ValueError):
-        raise StyleWeightsError(f"style_weights must be a list of {count} numbers, got "
-                                f"{style_weights!r}") from None
-    if array.ndim != 1 or array.size != count:
-        raise StyleWeightsError(f"got {array.size} style weight(s) {np.ravel(array).tolist()} for "
-                                f"{count} style image(s); give one weight per style image")
-    if not np.all(np.isfinite(array)):
-        raise StyleWeightsError(f"style weights must be finite, got {array.tolist()}")
-    if np.any(array < 0):
-        raise StyleWeightsError(f"style weights must not be negative, got {array.tolist()}")
-    if array.sum() <= 0:
-        raise StyleWeightsError(f"style weights sum to 0 ({array.tolist()}); at least one must be "
-                                "positive")
-    return (array / array.sum()).astype(np.float32)
-
-
-def _check_strength(strength):
-    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
-            or not 0.0 <= float(strength) <= 1.0:
-        raise ConfigError(f"strength must be a number in [0, 1] (1 = full style, 0 = about "
-                          f"the content image), got {strength!r}")
-    return float(strength)
-
 
 # --- Runners: the two compiled halves of a model -----------------------------------------------
 
@@ -220,7 +60,8 @@ class _KerasRunner:
     def __init__(self, network, jit, fast):
         import tensorflow as tf
 
-        from nst_tf.networks import arbitrary_config, style_predictor_of, transformer_of
+        from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
+                                                     transformer_of)
 
         self.network = network
         self.key = ("keras", id(network))
@@ -257,7 +98,7 @@ _RUNNERS = collections.OrderedDict()   # (id(network), jit, fast) -> (network, r
 def runner_for(network, jit_compile="auto", fast=False):
     """The (cached) compiled runner of a Keras arbitrary-style network or a hub model."""
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.hub import HubModel
+    from nst_tf.models.arbitrary.hub import HubModel
 
     if isinstance(network, HubModel):
         return network
@@ -281,20 +122,51 @@ def _load_checkpoint_cached(path, mtime_ns, size):
     return load_arbitrary_network(path)
 
 
+def is_train_dir(path):
+    """True for the train_dir of a ``nst-train --mode=arbitrary`` run."""
+    from nst_tf.training import read_run_config
+
+    return os.path.isdir(path) and (read_run_config(path) or {}).get("mode") == "arbitrary"
+
+
+@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
+def _load_train_dir_cached(path, latest):
+    del latest  # cache key only: a newer checkpoint is loaded again
+    from nst_tf.models.arbitrary.network import arbitrary_network
+    from nst_tf.training import read_run_config, restore_network
+
+    config = read_run_config(path)
+    network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
+                                depth_multiplier=config["depth_multiplier"])
+    restore_network(path, network)
+    return network
+
+
+def load_train_dir(path):
+    """The network of the latest checkpoint in a ``nst-train --mode=arbitrary`` train_dir (of a
+    finished or an interrupted run); cached until a newer checkpoint appears."""
+    import tensorflow as tf
+
+    return _load_train_dir_cached(os.path.realpath(path), tf.train.latest_checkpoint(path))
+
+
 def load_model(model="arbitrary"):
     """An arbitrary-style model from a preset name, a checkpoint (prefix, folder, ``.tar.gz``),
-    a ``.keras`` file, ``"hub:<handle>"``, or a network (returned as is). Cached."""
-    from nst_tf.networks import is_arbitrary_network
+    a ``nst-train --mode=arbitrary`` train_dir, a ``.keras`` file, ``"hub:<handle>"``, or a
+    network (returned as is). Cached."""
+    from nst_tf.models.arbitrary.network import is_arbitrary_network
 
     if isinstance(model, os.PathLike):
         model = os.fspath(model)
     if isinstance(model, str):
         if model.startswith("hub:"):
-            from nst_tf.hub import load_hub
+            from nst_tf.models.arbitrary.hub import load_hub
 
             return load_hub(model[len("hub:"):])
         if model.endswith(".keras"):
             network = load_keras_file(model)
+        elif is_train_dir(model):
+            network = load_train_dir(model)
         else:
             from magenta_compat.arbitrary import checkpoint_prefix
 
@@ -305,7 +177,7 @@ def load_model(model="arbitrary"):
                                               stat.st_size)
     else:
         network = model
-    from nst_tf.hub import HubModel
+    from nst_tf.models.arbitrary.hub import HubModel
 
     if not isinstance(network, HubModel) and not is_arbitrary_network(network):
         raise ConfigError(f"model {getattr(network, 'name', network)!r} is not an "
@@ -319,7 +191,7 @@ def _embeddings_of(runner, sources, style_size):
     """``[K, E]`` embeddings of ``sources`` (paths / arrays), from the cache when possible."""
     result, todo = [None] * len(sources), {}
     for index, source in enumerate(sources):
-        key, image, what = _image_key(source, index)
+        key, image, what = image_key(source, index)
         key = (runner.key, key, style_size)
         if key in _embeddings:
             _embeddings.move_to_end(key)
@@ -329,7 +201,7 @@ def _embeddings_of(runner, sources, style_size):
     for key, entries in todo.items():
         index, source, image, what = entries[0]
         if image is None:
-            image, what = _load_style(source, index)
+            image, what = load_style(source, index)
         prepared = preprocess_style(image, style_size, what=what)
         embedding = np.asarray(runner.embed(prepared[None]), np.float32).reshape(-1)
         _embeddings[key] = embedding
@@ -345,7 +217,7 @@ def _require_embeddings(runner, what):
         raise ConfigError(f"{what} needs the style embedding, which this TF-Hub module does not "
                           "expose (Magenta's hub module only maps (content, style) to an image); "
                           "use the 'arbitrary' checkpoint or a SavedModel exported by "
-                          "nst_tf.hub.export_hub_module")
+                          "nst_tf.models.arbitrary.hub.export_hub_module")
 
 
 def style_embedding(style, model="arbitrary", *, style_size=256, jit_compile="auto"):
@@ -367,15 +239,15 @@ def style_embedding(style, model="arbitrary", *, style_size=256, jit_compile="au
     """
     runner = runner_for(load_model(model), jit_compile)
     _require_embeddings(runner, "style_embedding")
-    return _embeddings_of(runner, style_sources(style), _check_style_size(style_size))
+    return _embeddings_of(runner, style_sources(style), check_style_size(style_size))
 
 
 def _content_batch(content, size):
-    from nst_tf.networks import check_pastiche_input
+    from nst_tf.models.pastiche.network import check_pastiche_input
 
     batch, single = images.image_batch(content, what="content image")
     if size is not None:
-        size = _check_style_size(size, "size")
+        size = check_style_size(size, "size")
         new = shorter_side_size(batch.shape[1], batch.shape[2], size)
         batch = np.clip(resize_bilinear_tf1(batch, new), 0.0, 1.0)
     check_pastiche_input(batch, what="content image")
@@ -441,8 +313,8 @@ def stylize(content, style, model="arbitrary", *, style_weights=None, strength=1
             style_size=256, size=None, crop=True, batch_size=4, jit_compile="auto",
             fast=False):
     """Stylize ``content`` with one or more style images (see :meth:`ArbitraryFamily.stylize`)."""
-    strength = _check_strength(strength)
-    style_size = _check_style_size(style_size)
+    strength = check_strength(strength)
+    style_size = check_style_size(style_size)
     batch_size = _check_batch_size(batch_size)
     runner = runner_for(load_model(model), jit_compile, fast)
     sources = style_sources(style)
@@ -454,7 +326,7 @@ def stylize(content, style, model="arbitrary", *, style_weights=None, strength=1
     if getattr(runner, "embed", None) is None:
         if needs_embedding:
             _require_embeddings(runner, "style_weights / strength < 1")
-        outputs = [runner.full(batch, preprocess_style(_load_style(s, i)[0], style_size))
+        outputs = [runner.full(batch, preprocess_style(load_style(s, i)[0], style_size))
                    for i, s in enumerate(sources)]
     else:
         embeddings = _embeddings_of(runner, sources, style_size)          # [K, E]
@@ -488,8 +360,8 @@ class ArbitraryFamily(Family):
     prefix = "hub:"
 
     def owns_network(self, network):
-        from nst_tf.hub import HubModel
-        from nst_tf.networks import is_arbitrary_network
+        from nst_tf.models.arbitrary.hub import HubModel
+        from nst_tf.models.arbitrary.network import is_arbitrary_network
 
         return isinstance(network, HubModel) or is_arbitrary_network(network)
 
@@ -501,7 +373,7 @@ class ArbitraryFamily(Family):
     def owns_path(self, path):
         from magenta_compat.arbitrary import is_tarball
 
-        return os.path.isfile(path) and is_tarball(path)
+        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path)
 
     def load(self, model):
         return load_model(model)
@@ -536,3 +408,31 @@ class ArbitraryFamily(Family):
         return stylize(content, style, network, style_weights=style_weights,
                        strength=strength, style_size=style_size, size=size, crop=crop,
                        batch_size=batch_size, jit_compile=jit_compile, fast=fast)
+
+    style_input = "image"
+
+    def prepare_style(self, network, style, *, style_size=256, jit_compile="auto"):
+        """The style's embedding ``[E]`` (Magenta's preprocessing), float32."""
+        runner = runner_for(network, jit_compile)
+        _require_embeddings(runner, "a prepared style")
+        image = preprocess_style(style_array(style), check_style_size(style_size))
+        return np.asarray(runner.embed(image[None]), np.float32).reshape(-1)
+
+    def stylize_batch(self, network, batch, styles, strengths=None, *, style_size=256,
+                      jit_compile="auto", fast=False):
+        """One transformer pass, each image with its own embedding and strength."""
+        from nst_tf.networks import check_pastiche_input
+
+        runner = runner_for(network, jit_compile, fast)
+        _require_embeddings(runner, "a prepared style")
+        check_pastiche_input(batch, what="content image")
+        embeddings = np.stack(styles).astype(np.float32)
+        if strengths is not None and any(s != 1.0 for s in strengths):
+            weight = np.asarray([check_strength(s) for s in strengths], np.float64)[:, None]
+            size = check_style_size(style_size)
+            identity = np.stack([_embeddings_of(runner, [image], size)[0] for image in batch])
+            embeddings = weight.astype(np.float32) * embeddings + \
+                (1.0 - weight).astype(np.float32) * identity
+        out = _run_transformer(runner, np.ascontiguousarray(batch, np.float32), embeddings,
+                               len(batch))
+        return np.ascontiguousarray(out[:, :batch.shape[1], :batch.shape[2]])

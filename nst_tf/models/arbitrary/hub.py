@@ -16,7 +16,7 @@ interface plus ``style_embedding(style) -> [B, 100]`` and
 
 Example:
     >>> import nst_tf
-    >>> from nst_tf.hub import export_hub_module
+    >>> from nst_tf.models.arbitrary.hub import export_hub_module
     >>> net = nst_tf.networks.arbitrary_network()
     >>> export_hub_module(net, "/tmp/arbitrary_hub")                              # doctest: +SKIP
     >>> nst_tf.stylize("photo.jpg", "style.jpg", model="hub:/tmp/arbitrary_hub")  # doctest: +SKIP
@@ -108,7 +108,8 @@ class ArbitraryHubModule:
     def __new__(cls, network):
         import tensorflow as tf
 
-        from nst_tf.networks import arbitrary_config, style_predictor_of, transformer_of
+        from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
+                                                     transformer_of)
 
         size = arbitrary_config(network)["embedding_size"]
         image = [None, None, None, 3]

@@ -20,7 +20,7 @@ import collections
 import keras
 import numpy as np
 
-from nst_tf.errors import ImageError
+from nst_tf.errors import ConfigError, ImageError
 from nst_tf.layers import ConditionalInstanceNorm, ReflectConv2D
 
 #: One conv of the pastiche network: Magenta scope (under ``transformer/``), kernel size, stride,
@@ -227,3 +227,49 @@ def as_weights_network(network):
         if layer.weights:
             copy.get_layer(layer.name).set_weights(layer.get_weights())
     return copy
+
+
+# --- Fine-tuning (Dumoulin et al.: new styles on a trained network) ---------------------------
+
+def extend_styles(network, num_new_styles, init="identity"):
+    """A labels-input copy of pastiche ``network`` with ``num_new_styles`` more styles.
+
+    Conv kernels and the existing gamma / beta rows are copied; new rows start as gamma = 1,
+    beta = 0 (``init="identity"``, Magenta's initialization) or as the mean of the existing rows
+    (``init="mean"``). The new styles have labels ``N_old ... N_old + num_new_styles - 1``.
+
+    Example:
+        >>> extend_styles(pastiche_network(2, alpha=0.25), 3).get_layer(
+        ...     "contract_conv1_norm").num_styles
+        5
+    """
+    if init not in ("identity", "mean"):
+        raise ConfigError(f"init must be 'identity' or 'mean', got {init!r}")
+    config = pastiche_config(network)
+    old = config["num_styles"]
+    extended = pastiche_network(old + int(num_new_styles), alpha=config["alpha"],
+                                style_input="labels", name=network.name)
+    for layer in network.layers:
+        if not layer.weights:
+            continue
+        target = extended.get_layer(layer.name)
+        if isinstance(layer, ConditionalInstanceNorm):
+            for param, fill in ((layer.gamma, 1.0), (layer.beta, 0.0)):
+                rows = np.asarray(param.numpy())
+                extra = (np.repeat(rows.mean(0, keepdims=True), num_new_styles, 0) if init == "mean"
+                         else np.full((num_new_styles, rows.shape[1]), fill, rows.dtype))
+                getattr(target, "gamma" if param is layer.gamma else "beta").assign(
+                    np.concatenate([rows, extra], 0))
+        else:
+            target.set_weights(layer.get_weights())
+    return extended
+
+
+def freeze_convolutions(network):
+    """Make only the conditional instance norm layers (gamma / beta) trainable; returns them."""
+    trainable = []
+    for layer in network.layers:
+        layer.trainable = isinstance(layer, ConditionalInstanceNorm)
+        if layer.trainable:
+            trainable.append(layer)
+    return trainable

@@ -75,7 +75,7 @@ def _functions_of(network, jit):
     key = (id(network), jit)
     if key in _functions:
         return _functions[key][1]
-    from nst_tf.networks.adain import adain
+    from nst_tf.models.adain.network import adain
 
     encoder = network.get_layer("encoder")
     decoder = network.get_layer("decoder")
@@ -83,7 +83,7 @@ def _functions_of(network, jit):
     channels = encoder.outputs[-1].shape[-1]
     image = tf.TensorSpec([None, None, None, 3], tf.float32)
     stat = tf.TensorSpec([None, 1, 1, channels], tf.float32)
-    scalar = tf.TensorSpec([], tf.float32)
+    strength_spec = tf.TensorSpec([None, 1, 1, 1], tf.float32)  # [1 or B, 1, 1, 1]
 
     @tf.function(input_signature=[image], jit_compile=jit)
     def style_stats(style):
@@ -93,14 +93,14 @@ def _functions_of(network, jit):
         target = strength * target + (1.0 - strength) * features
         return tf.clip_by_value(tf.cast(decoder(target), tf.float32), 0.0, 1.0)
 
-    @tf.function(input_signature=[image, stat, stat, scalar], jit_compile=jit)
+    @tf.function(input_signature=[image, stat, stat, strength_spec], jit_compile=jit)
     def run(content, mean, std, strength):
         features = encoder(content)[-1]
         return finish(adain(features, mean, std, layer.convention, layer.epsilon), features,
                       strength)
 
     @tf.function(input_signature=[image, tf.TensorSpec([None, None, None, 1], tf.float32),
-                                  stat, stat, stat, stat, scalar], jit_compile=jit)
+                                  stat, stat, stat, stat, strength_spec], jit_compile=jit)
     def run_masked(content, mask, fg_mean, fg_std, bg_mean, bg_std, strength):
         features = encoder(content)[-1]
         grid = tf.image.resize(mask, tf.shape(features)[1:3], method="nearest")
@@ -131,7 +131,7 @@ def _style_statistics(network, style, jit):
 
 def _style_list(style, style_size):
     """``(list of float32 [h, w, 3] styles, several)`` from any accepted ``style``."""
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if style is None:
         raise ConfigError("an AdaIN model needs a style: a style image path or array, or a list "
@@ -199,7 +199,7 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
         ConfigError: strength outside [0, 1], a mask without exactly two styles, bad options.
     """
     from nst_tf.device import resolve_jit_compile
-    from nst_tf.networks.adain import check_adain_input
+    from nst_tf.models.adain.network import check_adain_input
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
             or batch_size < 1:
@@ -218,7 +218,7 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
     check_adain_input(batch, what="content image")
     jit = resolve_jit_compile(jit_compile)
     _, run, run_masked = _functions_of(network, jit)
-    alpha = np.float32(strength)
+    alpha = np.full([1, 1, 1, 1], strength, np.float32)
 
     def statistics(content_image):
         """Style statistics for one content image (colour-matched styles) or for all."""
@@ -257,40 +257,21 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
 
 
 def _is_adain_train_dir(path):
-    import json
+    from nst_tf.training import read_run_config
 
-    config = os.path.join(path, "train_config.json")
-    if not os.path.isfile(config):
-        return False
-    try:
-        with open(config) as f:
-            return json.load(f).get("mode") == "adain"
-    except (OSError, ValueError, AttributeError):
-        return False
+    return (read_run_config(path) or {}).get("mode") == "adain"
 
 
 def load_train_dir(path):
     """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
     an interrupted run, which has no ``adain.keras`` yet)."""
-    import json
+    from nst_tf.models.adain.network import adain_network
+    from nst_tf.training import read_run_config, restore_network
 
-    import tensorflow as tf
-
-    from nst_tf.errors import CheckpointError
-    from nst_tf.networks import adain_network
-
-    with open(os.path.join(path, "train_config.json")) as f:
-        config = json.load(f)
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-        raise CheckpointError(f"{path} is an AdaIN train_dir without checkpoints yet")
+    config = read_run_config(path)
     network = adain_network(config["backbone"].split("-", 1)[1],
                             channel_divisor=round(1 / config["alpha"]))
-    try:
-        tf.train.Checkpoint(network=network).restore(latest).expect_partial() \
-            .assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise CheckpointError(f"cannot load {latest}: {str(e).splitlines()[0]}") from None
+    restore_network(path, network)
     return network
 
 
@@ -302,7 +283,7 @@ class AdainFamily(Family):
     presets = ("adain",)
 
     def owns_network(self, network):
-        from nst_tf.networks.adain import is_adain_network
+        from nst_tf.models.adain.network import is_adain_network
 
         return is_adain_network(network)
 
@@ -340,3 +321,30 @@ class AdainFamily(Family):
                              strength=strength, preserve_color=preserve_color, mask=mask,
                              style_size=style_size, crop=crop, batch_size=batch_size,
                              jit_compile=jit_compile)
+
+    style_input = "image"
+
+    def prepare_style(self, network, style, *, style_size=512, jit_compile="auto"):
+        """The style's AdaIN statistics ``(mean, std)``, each ``[1, 1, 1, C]`` float32."""
+        from nst_tf.device import resolve_jit_compile
+
+        image = _style_list(style, style_size)[0][0]
+        return tuple(_style_statistics(network, image, resolve_jit_compile(jit_compile)))
+
+    def stylize_batch(self, network, batch, styles, strengths=None, *, jit_compile="auto"):
+        """One forward pass, each image with its own statistics and strength (α)."""
+        from nst_tf.device import resolve_jit_compile
+        from nst_tf.models.adain.network import check_adain_input
+
+        check_adain_input(batch, what="content image")
+        alphas = np.ones(len(batch), np.float32) if strengths is None else \
+            np.asarray(strengths, np.float32)
+        if np.any(~(alphas >= 0.0) | (alphas > 1.0)):
+            raise ConfigError(f"strength (AdaIN's alpha) must be in [0, 1], got "
+                              f"{alphas.tolist()}")
+        run = _functions_of(network, resolve_jit_compile(jit_compile))[1]
+        mean = np.concatenate([m for m, _ in styles]).astype(np.float32)
+        std = np.concatenate([s for _, s in styles]).astype(np.float32)
+        out = run(np.ascontiguousarray(batch, np.float32), mean, std,
+                  alphas.reshape(-1, 1, 1, 1)).numpy()
+        return np.ascontiguousarray(out[:, :batch.shape[1], :batch.shape[2]])

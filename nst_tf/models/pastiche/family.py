@@ -49,7 +49,7 @@ from nst_tf import images
 from nst_tf.device import resolve_jit_compile, resolve_precision
 from nst_tf.errors import CheckpointError, ConfigError, StyleWeightsError
 from nst_tf.families import Family, load_keras_file
-from nst_tf.networks import check_pastiche_input, pastiche_config
+from nst_tf.models.pastiche.network import check_pastiche_input, pastiche_config
 
 _NETWORK_CACHE_SIZE = 2
 _FUNCTION_CACHE_SIZE = 4
@@ -110,44 +110,38 @@ def style_vectors(weights, num_styles):
     return np.atleast_2d(array).astype(np.float32), array.ndim == 2
 
 
-def _path_key(path):
-    """Cache key of a checkpoint: its resolved path plus size and mtime of the file holding it."""
-    from magenta_compat.checkpoint import resolve_checkpoint_path
-
-    resolved = os.path.realpath(resolve_checkpoint_path(path))
-    probe = resolved if os.path.isfile(resolved) else resolved + ".index"
+def _file_key(path):
+    """Cache key of a checkpoint: its real path plus the size and mtime of the file holding it
+    (a rewritten checkpoint is reloaded)."""
+    probe = path if os.path.isfile(path) else path + ".index"
     stat = os.stat(probe)
-    return resolved, stat.st_mtime_ns, stat.st_size
+    return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
 
 
 @functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
 def _load_cached(path, mtime_ns, size):
-    """A Magenta checkpoint (V1/V2) or a Keras ``.keras`` file of a pastiche network."""
+    """The pastiche network of a Magenta checkpoint (V1/V2)."""
     del mtime_ns, size  # part of the cache key only: a rewritten checkpoint is reloaded
-    if path.endswith(".keras"):
-        return load_keras_file(path)
-    from magenta_compat.checkpoint import load_pastiche_network
+    from magenta_compat.pastiche import load_pastiche_network
 
     return load_pastiche_network(path)
 
 
 def load_model(model, num_styles=None, alpha=None):
     """A pastiche network from a preset name, a checkpoint path, a ``.keras`` file or a network
-    (returned as is).
+    (returned as is): the family's one loader (cached on the file).
 
+    A preset or checkpoint path is located by :func:`magenta_compat.pastiche.locate_checkpoint`
+    (a preset is downloaded once) and read by :func:`magenta_compat.load_pastiche_network`.
     ``num_styles`` / ``alpha``, when given, must match the model (Magenta's transform script
     required ``--num_styles``; here it is only a check): a mismatch raises ``CheckpointError``.
     """
     if isinstance(model, (str, os.PathLike)):
-        from magenta_compat import pretrained
+        from magenta_compat.pastiche import locate_checkpoint
 
-        path = pretrained.resolve(model) if pretrained.is_preset(model) else model
-        try:
-            key = _path_key(path)
-        except CheckpointError as e:
-            raise CheckpointError(f"{e}; the preset names are "
-                                  f"{', '.join(sorted(pretrained.PRESETS))}") from None
-        network = _load_cached(*key)
+        path = os.fspath(model)
+        network = (load_keras_file(path) if path.endswith(".keras")
+                   else _load_cached(*_file_key(locate_checkpoint(path))))
     elif hasattr(model, "layers") and callable(model):
         network = model
     else:
@@ -190,8 +184,8 @@ def _twin(network, precision, fast):
 
     Weights are not copied here: the forward function assigns them on every call.
     """
-    from nst_tf.networks import pastiche_network
-    from nst_tf.training import dtype_policy
+    from nst_tf.models.pastiche.network import pastiche_network
+    from nst_tf.device import dtype_policy
 
     config = pastiche_config(network)
     policy = "mixed_bfloat16" if precision == "bfloat16" else "float32"
@@ -343,3 +337,8 @@ class PasticheFamily(Family):
                 "index, a dict {index: weight}, a vector of weights or a which_styles string")
         return stylize(content, style, network, crop=crop, batch_size=batch_size,
                        jit_compile=jit_compile, precision=precision, fast=fast)
+
+    style_input = "index"
+
+    def num_styles(self, network):
+        return num_styles_of(network)

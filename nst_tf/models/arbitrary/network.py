@@ -25,19 +25,18 @@ Example:
     >>> from nst_tf.networks import arbitrary_network, style_predictor_of, transformer_of
     >>> net = arbitrary_network(alpha=0.25, depth_multiplier=0.25)
     >>> style = np.random.rand(1, 64, 80, 3).astype("float32")
-    >>> embedding = style_predictor_of(net)(style)             # [1, 100]
+    >>> embedding = style_predictor_of(net)(style).numpy()     # [1, 100]
     >>> content = np.random.rand(2, 30, 41, 3).astype("float32")
     >>> transformer_of(net)([content, embedding]).shape        # one style for both images
     TensorShape([2, 32, 44, 3])
 """
 
-import collections
-
 import keras
 import tensorflow as tf
 
 from nst_tf.layers import ReflectConv2D, instance_norm
-from nst_tf.networks.pastiche import PASTICHE_LAYERS, keras_name, pastiche_widths
+from nst_tf.models.arbitrary.inception import SlimBatchNorm, inception_keras_name, inception_trunk
+from nst_tf.models.pastiche.network import PASTICHE_LAYERS, keras_name, pastiche_widths
 
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
 
@@ -55,46 +54,7 @@ STYLE_SIZE = 256
 STYLE_NORM_SCOPES = tuple(spec.scope for spec in PASTICHE_LAYERS
                           if not spec.scope.startswith("contract/"))
 
-#: One conv of the Inception trunk: slim scope under ``InceptionV3/``, output depth at
-#: ``depth_multiplier=1``, kernel ``(kh, kw)``, stride, padding.
-InceptionConv = collections.namedtuple("InceptionConv", "scope depth kernel stride padding")
-
-
 # --- Layers ----------------------------------------------------------------------------------
-
-@_REGISTER
-class SlimBatchNorm(keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` whose inference runs TensorFlow's fused kernel, as
-    tf-slim's ``batch_norm`` does (Magenta's numbers); training uses Keras' own path.
-
-    Defaults are slim's: ``center=True, scale=False`` (no gamma), ``epsilon=1e-3``.
-
-    Example:
-        >>> SlimBatchNorm()(tf.ones([1, 2, 2, 4])).shape
-        TensorShape([1, 2, 2, 4])
-    """
-
-    def __init__(self, momentum=0.999, epsilon=1e-3, center=True, scale=False, **kwargs):
-        super().__init__(momentum=momentum, epsilon=epsilon, center=center, scale=scale,
-                         **kwargs)
-
-    def call(self, inputs, training=None, mask=None):
-        if (training and self.trainable) or mask is not None or self.axis not in (-1, 3) \
-                or len(inputs.shape) != 4:
-            return super().call(inputs, training=training, mask=mask)
-        dtype = inputs.dtype
-        x = tf.cast(inputs, tf.float32)
-        channels = x.shape[-1]
-        scale = (tf.cast(self.gamma, tf.float32) if self.scale
-                 else tf.ones([channels], tf.float32))
-        offset = (tf.cast(self.beta, tf.float32) if self.center
-                  else tf.zeros([channels], tf.float32))
-        out, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            x, scale, offset, mean=tf.cast(self.moving_mean, tf.float32),
-            variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-            is_training=False)
-        return tf.cast(out, dtype)
-
 
 @_REGISTER
 class ConditionalStyleNorm(keras.layers.Layer):
@@ -176,140 +136,12 @@ class SpatialMean(keras.layers.Layer):
 
 # --- Style prediction network ----------------------------------------------------------------
 
-def _mixed_6(block, width):
-    """Mixed_6b..6e: factorized 7x7 branches of ``width`` channels."""
-    return {"Branch_0": [(f"{block}/Branch_0/Conv2d_0a_1x1", 192, (1, 1))],
-            "Branch_1": [(f"{block}/Branch_1/Conv2d_0a_1x1", width, (1, 1)),
-                          (f"{block}/Branch_1/Conv2d_0b_1x7", width, (1, 7)),
-                          (f"{block}/Branch_1/Conv2d_0c_7x1", 192, (7, 1))],
-            "Branch_2": [(f"{block}/Branch_2/Conv2d_0a_1x1", width, (1, 1)),
-                          (f"{block}/Branch_2/Conv2d_0b_7x1", width, (7, 1)),
-                          (f"{block}/Branch_2/Conv2d_0c_1x7", width, (1, 7)),
-                          (f"{block}/Branch_2/Conv2d_0d_7x1", width, (7, 1)),
-                          (f"{block}/Branch_2/Conv2d_0e_1x7", 192, (1, 7))],
-            "Branch_3": ["avg", (f"{block}/Branch_3/Conv2d_0b_1x1", 192, (1, 1))]}
-
-
-def _mixed_5(block, pool_depth, branch1_names=("Conv2d_0a_1x1", "Conv2d_0b_5x5")):
-    first, second = branch1_names
-    return {"Branch_0": [(f"{block}/Branch_0/Conv2d_0a_1x1", 64, (1, 1))],
-            "Branch_1": [(f"{block}/Branch_1/{first}", 48, (1, 1)),
-                         (f"{block}/Branch_1/{second}", 64, (5, 5))],
-            "Branch_2": [(f"{block}/Branch_2/Conv2d_0a_1x1", 64, (1, 1)),
-                         (f"{block}/Branch_2/Conv2d_0b_3x3", 96, (3, 3)),
-                         (f"{block}/Branch_2/Conv2d_0c_3x3", 96, (3, 3))],
-            "Branch_3": ["avg", (f"{block}/Branch_3/Conv2d_0b_1x1", pool_depth, (1, 1))]}
-
-
-def _inception_layout():
-    """tf-slim's ``inception_v3_base`` up to Mixed_6e as data: a list of stem ops and blocks.
-
-    A stem op is ``("conv", InceptionConv)`` or ``("maxpool", None)``; a block is
-    ``("block", name, {branch: [InceptionConv | "avg" | "max", ...]})``. Mixed blocks use SAME
-    padding and stride 1 except where a conv says otherwise (slim's ``Mixed_6a`` ``*_1a_1x1``
-    scopes are 3x3 stride-2 VALID convs).
-    """
-    def conv(scope, depth, kernel, stride=1, padding="same"):
-        return InceptionConv(scope, depth, kernel, stride, padding)
-
-    stem = [("conv", conv("Conv2d_1a_3x3", 32, (3, 3), 2, "valid")),
-            ("conv", conv("Conv2d_2a_3x3", 32, (3, 3), 1, "valid")),
-            ("conv", conv("Conv2d_2b_3x3", 64, (3, 3), 1, "same")),
-            ("maxpool", None),
-            ("conv", conv("Conv2d_3b_1x1", 80, (1, 1), 1, "valid")),
-            ("conv", conv("Conv2d_4a_3x3", 192, (3, 3), 1, "valid")),
-            ("maxpool", None)]
-    blocks = [("Mixed_5b", _mixed_5("Mixed_5b", 32)),
-              ("Mixed_5c", _mixed_5("Mixed_5c", 64, ("Conv2d_0b_1x1", "Conv_1_0c_5x5"))),
-              ("Mixed_5d", _mixed_5("Mixed_5d", 64)),
-              ("Mixed_6a", {"Branch_0": [("Mixed_6a/Branch_0/Conv2d_1a_1x1", 384, (3, 3), 2,
-                                          "valid")],
-                            "Branch_1": [("Mixed_6a/Branch_1/Conv2d_0a_1x1", 64, (1, 1)),
-                                         ("Mixed_6a/Branch_1/Conv2d_0b_3x3", 96, (3, 3)),
-                                         ("Mixed_6a/Branch_1/Conv2d_1a_1x1", 96, (3, 3), 2,
-                                          "valid")],
-                            "Branch_2": ["max"]})]
-    blocks += [(f"Mixed_6{c}", _mixed_6(f"Mixed_6{c}", w))
-               for c, w in zip("bcde", (128, 160, 160, 192))]
-    layout = list(stem)
-    for name, branches in blocks:
-        layout.append(("block", name, {b: [op if isinstance(op, str) else conv(*op)
-                                           for op in ops] for b, ops in branches.items()}))
-    return layout
-
-
-INCEPTION_LAYOUT = _inception_layout()
-
-
-def inception_convs():
-    """The 70 :class:`InceptionConv` of the trunk, in graph order."""
-    convs = []
-    for entry in INCEPTION_LAYOUT:
-        if entry[0] == "conv":
-            convs.append(entry[1])
-        elif entry[0] == "block":
-            for ops in entry[2].values():
-                convs += [op for op in ops if not isinstance(op, str)]
-    return convs
-
-
-def inception_depth(depth, depth_multiplier):
-    """slim's ``depth(d) = max(int(d * depth_multiplier), 16)``."""
-    return max(int(depth * depth_multiplier), 16)
-
-
-def inception_keras_name(scope):
-    """Keras layer name of an Inception conv scope: ``"Mixed_5b/Branch_1/Conv2d_0b_5x5"`` →
-    ``"Mixed_5b_Branch_1_Conv2d_0b_5x5"``; its batch norm is ``<name>_bn``."""
-    return scope.replace("/", "_")
-
-
-def _inception_conv(x, spec, depth_multiplier):
-    name = inception_keras_name(spec.scope)
-    x = keras.layers.Conv2D(inception_depth(spec.depth, depth_multiplier), spec.kernel,
-                            strides=spec.stride, padding=spec.padding, use_bias=False,
-                            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.1),
-                            name=name)(x)
-    x = SlimBatchNorm(momentum=0.9997, name=f"{name}_bn")(x)
-    return keras.layers.ReLU(max_value=6.0, name=f"{name}_relu6")(x)
-
-
-def _pool(kind, x, name):
-    if kind == "avg":
-        return keras.layers.AveragePooling2D(3, strides=1, padding="same", name=name)(x)
-    return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name=name)(x)
-
-
-def inception_trunk(x, depth_multiplier=1.0):
-    """InceptionV3 (tf-slim layout) from ``x`` to ``Mixed_6e`` (768 channels at multiplier 1)."""
-    pools = 0
-    for entry in INCEPTION_LAYOUT:
-        if entry[0] == "conv":
-            x = _inception_conv(x, entry[1], depth_multiplier)
-        elif entry[0] == "maxpool":
-            pools += 1
-            x = _pool("max", x, ("MaxPool_3a_3x3", "MaxPool_5a_3x3")[pools - 1])
-        else:
-            _, block, branches = entry
-            outputs = []
-            for branch, ops in branches.items():
-                h = x
-                for op in ops:
-                    if isinstance(op, str):
-                        h = _pool(op, h, f"{block}_{branch}_{op}pool")
-                    else:
-                        h = _inception_conv(h, op, depth_multiplier)
-                outputs.append(h)
-            x = keras.layers.Concatenate(axis=-1, name=f"{block}_concat")(outputs)
-    return x
-
-
 def style_prediction_network(embedding_size=EMBEDDING_SIZE, depth_multiplier=1.0,
                              name="style_prediction"):
     """The style prediction network: style images ``[B, h, w, 3]`` in [0, 1] → ``[B, E]``.
 
     Any ``h, w >= 43`` (:data:`MIN_STYLE_SIZE`); Magenta feeds the style resized so that its
-    shorter side is 256 (:func:`nst_tf.arbitrary.preprocess_style`). ``depth_multiplier`` thins
+    shorter side is 256 (:func:`nst_tf.models.arbitrary.family.preprocess_style`). ``depth_multiplier`` thins
     the trunk like slim's (``max(int(d * m), 16)`` channels); Magenta's model uses 1.
 
     Example:
