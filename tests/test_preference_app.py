@@ -372,3 +372,15 @@ def test_import_nst_tf_does_not_load_flask():
             "print('flask' in sys.modules, 'tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("name", ["__init__", "gp", "acquisition", "simplex", "learner",
+                                  "labeler", "questions", "store", "session", "app", "pages"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    module = importlib.import_module("nst_tf.preference" + ("" if name == "__init__" else
+                                                             "." + name))
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, (name, result)

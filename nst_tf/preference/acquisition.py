@@ -44,21 +44,16 @@ def greedy_max_set(mean, cov, k, rng, fixed=(), samples=512, apart=None, slots=N
         apart: optional [P, P] boolean, True where two candidates are far enough apart to be
             shown together; a candidate too close to one in the set is skipped (unless nothing
             else is left).
-        slots: optional list, per slot to fill, of ``(allowed [P] bool or None, rule)`` with
-            rule ``"eubo"`` (the greedy ``E[max]`` gain) or ``"thompson"`` (the argmax of one
-            posterior sample: exploration in proportion to the uncertainty).
+        slots: optional list, per slot to fill after ``fixed``, of the candidates it may take
+            ([P] bool, or None for any); slots past the list take any.
     """
     F = joint_samples(np.asarray(mean, np.float64), np.asarray(cov, np.float64), samples, rng)
     chosen = list(fixed)
     best = F[:, chosen].max(1) if chosen else np.full(samples, -np.inf)
     while len(chosen) < k:
-        allowed, rule = (None, "eubo")
-        if slots is not None and len(chosen) - len(fixed) < len(slots):
-            allowed, rule = slots[len(chosen) - len(fixed)]
-        if rule == "thompson":
-            value = F[len(chosen)].copy()     # one posterior sample
-        else:
-            value = np.maximum(best[:, None], F).mean(0)
+        slot = len(chosen) - len(fixed)
+        allowed = slots[slot] if slots is not None and slot < len(slots) else None
+        value = np.maximum(best[:, None], F).mean(0)
         value[chosen] = -np.inf
         for mask in (allowed, apart[chosen].all(0) if apart is not None and chosen else None):
             if mask is not None and (mask & np.isfinite(value)).any():

@@ -73,12 +73,13 @@ class Kernel:
 
     KNOTS = np.array([0.15, 0.4, 1.0])
 
-    def __init__(self, lengthscale, scale, additive=0.0):
+    def __init__(self, lengthscale, scale, additive=0.0, additive_dims=None):
         self.lengthscale, self.scale, self.additive = float(lengthscale), float(scale), additive
+        self.additive_dims = additive_dims   # the additive part sees the first columns only
 
     def features(self, W):
         """``φ(W)`` [P, D · knots], scaled so ``φ(e_i)·φ(e_i) = 1`` for a pure style."""
-        W = np.asarray(W, np.float64)
+        W = np.asarray(W, np.float64)[:, :self.additive_dims]
         hinges = np.minimum(W[:, :, None], self.KNOTS) / self.KNOTS
         return hinges.reshape(len(W), -1) / np.sqrt(len(self.KNOTS))
 
@@ -103,10 +104,11 @@ class Kernel:
         grad = (Kw @ X - Kw.sum(1)[:, None] * Z) / self.lengthscale ** 2
         if self.additive:
             c = self.additive * self.scale ** 2
-            v = (self.features(X).T @ weights).reshape(X.shape[1], len(self.KNOTS))  # [D, knots]
+            v = (self.features(X).T @ weights).reshape(-1, len(self.KNOTS))   # [D, knots]
             value += c * self.features(Z) @ v.reshape(-1)
-            slope = (Z[:, :, None] < self.KNOTS) / self.KNOTS / np.sqrt(len(self.KNOTS))
-            grad += c * np.einsum("pdk,dk->pd", slope, v)
+            Zd = Z[:, :len(v)]
+            slope = (Zd[:, :, None] < self.KNOTS) / self.KNOTS / np.sqrt(len(self.KNOTS))
+            grad[:, :len(v)] += c * np.einsum("pdk,dk->pd", slope, v)
         return value, grad
 
 
@@ -256,7 +258,7 @@ def _solve_lower(L, B):
 
 
 def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterations=50,
-        tolerance=1e-9):
+        tolerance=1e-9, additive_dims=None):
     """Laplace posterior of a preference GP for fixed hyperparameters.
 
     Args:
@@ -264,7 +266,8 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
         data: the answers, a :class:`Choices` over indices of ``X``.
         lengthscale, scale: lengthscale ℓ and output scale s (utility units: a utility gap of
             1 means the better of two options is picked with probability σ(1) = 0.73).
-        additive: weight ρ of the per-style additive part of the :class:`Kernel`.
+        additive: weight ρ of the per-style additive part of the :class:`Kernel` (on the
+            first ``additive_dims`` columns of ``X``: the weights, not appended features).
         lapse: probability ε that an answer is a random pick (Christiano et al. 2017 assume
             10 %): one stray answer then cannot overturn many consistent ones.
         start: optional [≤ n] ``alpha`` to start Newton from (a previous fit; zero-padded).
@@ -276,7 +279,7 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
 
     X = np.asarray(X, np.float64)
     n = len(X)
-    kernel = Kernel(lengthscale, scale, additive)
+    kernel = Kernel(lengthscale, scale, additive, additive_dims)
     K = kernel(X, X)
 
     def objective(alpha):
@@ -319,7 +322,7 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
 
 
 def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_prior=None,
-                    starts=None):
+                    starts=None, additive_dims=None):
     """:func:`fit` on every (lengthscale, scale) of the grid; the one of highest evidence wins.
 
     ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence. ``starts``: an
@@ -330,7 +333,8 @@ def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_
     for lengthscale in lengthscales:
         for scale in scales:
             start = None if starts is None else starts.get((lengthscale, scale))
-            posterior = fit(X, data, lengthscale, scale, additive, lapse, start=start)
+            posterior = fit(X, data, lengthscale, scale, additive, lapse, start=start,
+                            additive_dims=additive_dims)
             if starts is not None:
                 starts[(lengthscale, scale)] = posterior.alpha
             score = posterior.log_evidence + (log_prior(lengthscale, scale) if log_prior else 0.0)

@@ -44,7 +44,9 @@ FORMAT_PAIRS = "nst_tf.preference/1"
 
 #: Hyperparameter grid searched by Laplace evidence. The lengthscale floor (0.15 on the simplex,
 #: where two pure styles are √2 apart) stops the collapse BoTorch PR #1425 fixed; output scales
-#: from 0.5 (a noisy person: utility gaps rarely beat σ(1)) to 4 (a consistent one).
+#: from 0.5 (a noisy person: utility gaps rarely beat σ(1)) to 2 (measured: with 4 in the grid
+#: the evidence sometimes picked a "consistent person" whose one stray pick of four then moved
+#: the recommendation; worst of 84 best-of-4 runs at 40 clicks 0.24 with it, 0.51 without).
 LENGTHSCALES = (0.15, 0.25, 0.4, 0.7)
 SCALES = (0.5, 1.0, 2.0)
 #: Weight of the per-style additive part of the kernel (:class:`~nst_tf.preference.gp.Kernel`).
@@ -57,7 +59,6 @@ SEARCH_EVERY = 5
 SEARCH_UNTIL = 10
 #: Query pool sizes per kind (see :meth:`PreferenceLearner.next_query`).
 POOL_DENSE, POOL_SPARSE, POOL_LOCAL = 300, 300, 300
-LOCAL_OTHERS = 0
 #: Candidates kept for the joint Monte Carlo of qEUBO, and its samples.
 CANDIDATES, SAMPLES = 120, 512
 #: Show the incumbent (the current recommendation) as one option of every question.
@@ -65,8 +66,9 @@ INCUMBENT = True
 #: Options of one question differ by at least this L1 distance (twice the share of the mix
 #: that changes), so the person sees a difference.
 MIN_GAP = 0.2
-#: Per option after the incumbent: which pool kinds it may come from and the rule.
-SLOTS = (("all", "eubo"), ("global", "eubo"), ("all", "eubo"))
+#: Per option after the incumbent, the pool kinds it may come from: "global" (dense and sparse
+#: mixes, pure styles) or "all" (also local moves and mixes shown); then "all" again.
+SLOTS = ("all", "global")
 #: ``best()`` maximizes mean − CAUTION · std.
 CAUTION = 1.0
 
@@ -210,11 +212,12 @@ class PreferenceLearner:
             n = len(self._answers)
             if self._hyper is None or n <= SEARCH_UNTIL or n % SEARCH_EVERY == 0:
                 post = gp.fit_by_evidence(X, data, LENGTHSCALES, SCALES, ADDITIVE, LAPSE,
-                                          log_prior=_log_prior, starts=self._modes)
+                                          log_prior=_log_prior, starts=self._modes,
+                                          additive_dims=self.num_styles)
                 self._hyper = (post.lengthscale, post.scale)
             else:
                 post = gp.fit(X, data, *self._hyper, ADDITIVE, LAPSE,
-                              start=self._modes.get(self._hyper))
+                              start=self._modes.get(self._hyper), additive_dims=self.num_styles)
                 self._modes[self._hyper] = post.alpha
             self._posterior = post
         return self._posterior
@@ -301,8 +304,10 @@ class PreferenceLearner:
         """The next k mixes to show, float32 [k, N]; distinct mixes on the simplex.
 
         The first ``init_pairs`` questions are random pool draws; then the incumbent (``best()``)
-        and the k − 1 pool mixes that maximize qEUBO with it. A function of the data: asking
-        again before an answer gives the same question.
+        and the k − 1 pool mixes that maximize qEUBO with it, greedily, at least
+        :data:`MIN_GAP` apart; the second option must come from the dense / sparse side of the
+        pool (:data:`SLOTS`: measured, without it the grid mostly polishes one recipe). A
+        function of the data: asking again before an answer gives the same question.
         """
         k = int(k)
         if k < 2:
@@ -318,8 +323,7 @@ class PreferenceLearner:
             "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
             "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
                 rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
-            "local": np.concatenate([simplex.neighbours(rng, w, n, self.num_styles)
-                                     for w, n in self._local_centres(incumbent)]),
+            "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
             "shown": np.array(self._W),
         }
         kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
@@ -342,28 +346,14 @@ class PreferenceLearner:
         fixed = (0,) if INCUMBENT else ()
         candidates = pool[keep]
         apart = np.abs(candidates[:, None, :] - candidates[None, :, :]).sum(2) >= MIN_GAP
-        masks = {"all": None, "global": is_global[keep], "local": ~is_global[keep]}
-        slots = [(masks[where], rule) for where, rule in SLOTS]
+        masks = {"all": None, "global": is_global[keep]}
+        slots = [masks[where] for where in SLOTS]
         chosen = acquisition.greedy_max_set(mean[keep], cov, min(k, len(keep)), rng, fixed,
                                             SAMPLES, apart, slots)
         options = pool[keep[chosen]]
         if len(options) < k:   # a tiny simplex: fill with random mixes
             options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
         return options.astype(np.float32)
-
-    def _local_centres(self, incumbent):
-        """Where local moves start, with how many each: the incumbent, and (if LOCAL_OTHERS) the
-        best other shown mixes, so a second mode can be refined too."""
-        centres = [(incumbent, POOL_LOCAL - LOCAL_OTHERS * POOL_LOCAL // 6)]
-        if LOCAL_OTHERS:
-            shown = np.array(self._W)
-            mean = self.predict(shown)[0]
-            for i in np.argsort(-mean):
-                if len(centres) > LOCAL_OTHERS:
-                    break
-                if all(np.abs(shown[i] - c).sum() >= 2 * MIN_GAP for c, _ in centres):
-                    centres.append((shown[i], POOL_LOCAL // 6))
-        return centres
 
     def copy(self):
         """An independent learner with the same settings and answers."""
