@@ -54,8 +54,8 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "nst_tf.cli.prefer", f"--content={files['content']}",
              f"--model={files['checkpoint']}", f"--db={db}", f"--port={self.port}",
-             "--size=48", f"--question={question}"], env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+             "--size=48", *([f"--question={question}"] if question else [])], env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.time() + 90
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -171,7 +171,8 @@ def test_keys_clicks_undo_and_restart(session_files, browser, kind):
     finally:
         server.stop()
 
-    server = Server(session_files, db, kind)       # restart on the same database
+    # restart on the same database without --question: it continues with the kind it holds
+    server = Server(session_files, db, None)
     try:
         page = browser.new_page()
         page.goto(server.url + "/?annotator=tester")

@@ -89,13 +89,14 @@ def define_serve_flags(fv):
     flags.DEFINE_integer("seed", 0, "Seed of the questions and of the order on screen.",
                          flag_values=fv)
     flags.DEFINE_enum("question", "grid4", ["grid4", "pair"], "grid4: pick the best of four "
-                      "stylizations in a 2x2 grid; pair: the better of two (keys left/right).",
-                      flag_values=fv)
+                      "stylizations in a 2x2 grid; pair: the better of two (keys left/right). "
+                      "Unset: a continued --db keeps its kind.", flag_values=fv)
     flags.mark_flags_as_required(["content", "db"], flag_values=fv)
 
 
-def build_app(content, model, db, size=384, seed=0, question="grid4"):
-    """The Flask app of a session (used by ``serve`` and by tests)."""
+def build_app(content, model, db, size=384, seed=0, question=None):
+    """The Flask app of a session (used by ``serve`` and by tests); ``question`` None: the kind
+    the database already holds, else ``grid4``."""
     try:
         from nst_tf.preference.app import create_app
     except ImportError as e:
@@ -118,7 +119,8 @@ def build_app(content, model, db, size=384, seed=0, question="grid4"):
 
 def execute_serve(fv):
     app, code = call_reporting_errors(PROGRAM, build_app, fv.content, fv.model, fv.db,
-                                      size=fv.size, seed=fv.seed, question=fv.question)
+                                      size=fv.size, seed=fv.seed,
+                                      question=fv.question if fv["question"].present else None)
     if code:
         return code
     print(f"{PROGRAM}: serving on http://{fv.host}:{fv.port}/", file=sys.stderr, flush=True)
