@@ -134,6 +134,20 @@ def test_duplicates_and_a_repeated_incumbent_do_not_break_the_fit():
     assert learner.posterior().lengthscale >= 0.15  # the floor of the grid
 
 
+def test_questions_whose_options_are_all_one_mix_carry_no_information():
+    # such a question is kept (save, len) but not fitted; when it is the only answer the model
+    # is still the prior (it failed with an IndexError: an empty Choices counted one question)
+    assert len(gp.Choices([], [])) == 0
+    learner = PreferenceLearner(4, seed=0)
+    learner.add_choice(np.eye(4)[[1, 1]], 0)
+    assert len(learner) == 1 and learner.posterior() is None
+    np.testing.assert_array_equal(learner.predict(np.eye(4))[0], np.zeros(4))
+    np.testing.assert_allclose(learner.best(), np.full(4, 0.25))
+    learner.add_choice(np.eye(4)[[1, 2]], 0)
+    mean = learner.predict(np.eye(4))[0]
+    assert mean[1] > mean[2]
+
+
 def test_add_is_add_choice_of_two():
     one, two = PreferenceLearner(4, seed=2), PreferenceLearner(4, seed=2)
     rng = np.random.default_rng(0)

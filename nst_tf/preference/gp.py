@@ -133,7 +133,7 @@ class Choices:
             raise ValueError("every question needs ≥ 2 options and one answer")
         self.index = (np.concatenate([np.asarray(q, np.int64) for q in questions])
                       if len(questions) else np.zeros(0, np.int64))          # [m] point of slot
-        self.starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+        self.starts = np.cumsum(sizes) - sizes                               # [Q] first slot
         self.question = np.repeat(np.arange(len(sizes)), sizes)              # [m] question of slot
         labels = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
         for q, c in enumerate(chosen):
