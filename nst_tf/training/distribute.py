@@ -16,7 +16,9 @@ import tensorflow as tf
 from nst_tf.device import dtype_policy  # noqa: F401  (re-exported: the policy of trained networks)
 from nst_tf.errors import ConfigError
 
+#: The values of ``strategy=`` (``nst-train --strategy``).
 STRATEGIES = ("default", "mirrored", "one_device")
+#: The values of ``mixed_precision=`` (None: float32 throughout).
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 
 

@@ -27,7 +27,7 @@ from nst_tf.errors import ConfigError
 
 
 class StyleTrainer(keras.Model):
-    """Trains ``network`` to minimize a :class:`PerceptualLoss` with ``fit()``.
+    """Trains ``network`` to minimize a :class:`~nst_tf.training.PerceptualLoss` with ``fit()``.
 
     Data: batches of content images ``[B, H, W, 3]``, or ``(images, labels[B])`` with style labels
     in ``[0, loss.num_styles)`` (see :func:`nst_tf.data.with_style_labels`); without labels every
