@@ -1,16 +1,22 @@
-"""``nst-prefer``: find the style mix a person likes by comparing pairs in a web page.
+"""``nst-prefer``: find the style mix a person likes by picking stylizations in a web page.
 
 Three commands::
 
-    nst-prefer --content=photo.jpg --model=varied --db=prefs.sqlite [--port=8765] [--host=127.0.0.1]
-        serve the page on http://127.0.0.1:8765/ (add ?annotator=NAME to tag the votes);
+    nst-prefer --content=photo.jpg --model=varied --db=prefs.sqlite [--question=grid4|pair]
+               [--port=8765] [--host=127.0.0.1]
+        serve the page on http://127.0.0.1:8765/ (add ?annotator=NAME to tag the answers):
+        four stylizations in a 2×2 grid (grid4, the default) or two side by side (pair);
         restarting on the same --db continues where it stopped
     nst-prefer export --db=prefs.sqlite --format=jsonl|csv [--output=FILE]
-        every comparison not undone, one per line (stdout by default):
-        {"left": [...], "right": [...], "choice": "left"|"right"|"tie"|"skip",
-         "annotator": ..., "time": ...}
+        every answer not undone, one per line (stdout by default); a grid answer is
+        {"options": [[...] × 4], "choice": 0-3 | "none" | "skip", "annotator": ..., "time": ...},
+        a pair {"left": [...], "right": [...], "choice": "left"|"right"|"tie"|"skip",
+        "annotator": ..., "time": ...}
     nst-prefer best --db=prefs.sqlite --output=best.png
         render the best mix learned so far and print its weights
+
+``export`` and ``best`` only read the database (SQLite ``mode=ro``) and refuse a file that is
+not a session database.
 
 The web page needs the ``ui`` extra (``pip install nst-tf[ui]``: Flask). Errors are one line on
 stderr with exit code 1.
@@ -31,12 +37,14 @@ PROGRAM = "nst-prefer"
 
 
 # ------------------------------------------------------------------ shared
-def _open_store(db, must_exist):
+def _open_store(db, readonly, question=None):
+    """The session's store: read-only (``export``, ``best``: the file must be a session
+    database and is never written) or read-write (``serve``: created if missing)."""
     from nst_tf.preference.store import PreferenceStore
 
-    if must_exist and not os.path.exists(db):
+    if readonly and not os.path.exists(db):
         raise ConfigError(f"database {db} does not exist")
-    return PreferenceStore(db)
+    return PreferenceStore(db, kind=question, readonly=readonly)
 
 
 def _renderer(content, model, size):
@@ -78,13 +86,17 @@ def define_serve_flags(fv):
                         flag_values=fv)
     flags.DEFINE_integer("size", 384, "Longest side of the content image, in pixels (0: as is).",
                          flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "Seed of the pair choice and the left/right order.",
+    flags.DEFINE_integer("seed", 0, "Seed of the questions and of the order on screen.",
                          flag_values=fv)
+    flags.DEFINE_enum("question", "grid4", ["grid4", "pair"], "grid4: pick the best of four "
+                      "stylizations in a 2x2 grid; pair: the better of two (keys left/right). "
+                      "Unset: a continued --db keeps its kind.", flag_values=fv)
     flags.mark_flags_as_required(["content", "db"], flag_values=fv)
 
 
-def build_app(content, model, db, size=384, seed=0):
-    """The Flask app of a session (used by ``serve`` and by tests)."""
+def build_app(content, model, db, size=384, seed=0, question=None):
+    """The Flask app of a session (used by ``serve`` and by tests); ``question`` None: the kind
+    the database already holds, else ``grid4``."""
     try:
         from nst_tf.preference.app import create_app
     except ImportError as e:
@@ -92,7 +104,7 @@ def build_app(content, model, db, size=384, seed=0):
     from nst_tf.preference.session import PreferenceSession
 
     render, num_styles = _renderer(content, model, size)   # bad content/model: no file created
-    store = _open_store(db, must_exist=False)
+    store = _open_store(db, readonly=False, question=question)
     known = store.get_meta("num_styles")
     if known is not None and known != num_styles:
         raise ConfigError(f"{db} holds a session with {known} styles; model {model!r} has "
@@ -107,7 +119,8 @@ def build_app(content, model, db, size=384, seed=0):
 
 def execute_serve(fv):
     app, code = call_reporting_errors(PROGRAM, build_app, fv.content, fv.model, fv.db,
-                                      size=fv.size, seed=fv.seed)
+                                      size=fv.size, seed=fv.seed,
+                                      question=fv.question if fv["question"].present else None)
     if code:
         return code
     print(f"{PROGRAM}: serving on http://{fv.host}:{fv.port}/", file=sys.stderr, flush=True)
@@ -131,18 +144,19 @@ def define_export_flags(fv):
 
 
 def export_text(db, fmt):
-    """The comparisons of ``db`` (undone ones excluded) as JSONL or CSV text."""
-    rows = [{"left": c["left"], "right": c["right"], "choice": c["choice"],
-             "annotator": c["annotator"], "time": c["time"]}
-            for c in _open_store(db, must_exist=True).comparisons()]
+    """The answers of ``db`` (undone ones excluded) as JSONL or CSV text."""
+    store = _open_store(db, readonly=True)
+    try:
+        rows, kind = store.export_rows(), store.kind
+    finally:
+        store.close()
     if fmt == "jsonl":
         return "".join(json.dumps(row) + "\n" for row in rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, ["left", "right", "choice", "annotator", "time"],
-                            lineterminator="\n")
+    writer = csv.DictWriter(buffer, kind.export_fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow(dict(row, left=json.dumps(row["left"]), right=json.dumps(row["right"])))
+        writer.writerow(kind.csv_row(row))
     return buffer.getvalue()
 
 
@@ -179,12 +193,17 @@ def best_mix(db, output, content=None, model=None):
     from nst_tf.preference.learner import PreferenceLearner
 
     check_output_dir(output)
-    store = _open_store(db, must_exist=True)
-    content, model = _session_settings(store, content, model)
-    render, num_styles = _renderer(content, model, store.get_meta("size", 0))
-    learner = PreferenceLearner(num_styles, seed=store.get_meta("seed", 0))
-    for left, right, preferred in store.learner_data():
-        learner.add(left, right, preferred)
+    store = _open_store(db, readonly=True)
+    try:
+        content, model = _session_settings(store, content, model)
+        size, seed, answers = store.get_meta("size", 0), store.get_meta("seed", 0), \
+            store.learner_data()
+    finally:
+        store.close()
+    render, num_styles = _renderer(content, model, size)
+    learner = PreferenceLearner(num_styles, seed=seed)
+    for options, chosen in answers:
+        learner.add_choice(options, chosen)
     weights = learner.best()
     images.save_image(output, render(weights))
     return weights

@@ -1,17 +1,19 @@
-"""Find the style mix a person likes from pairwise choices.
+"""Find the style mix a person likes from their picks among k mixes (a 2×2 grid, or pairs).
 
-* :class:`PreferenceLearner` (``learner``): a preference-GP reward model over weight vectors,
-  query selection (``next_pair``) and the recommended mix (``best``). NumPy only.
+* :class:`PreferenceLearner` (``learner``): a preference-GP reward model over weight vectors
+  (``gp``), question selection (``next_query``, ``next_pair``; qEUBO in ``acquisition``) and a
+  cautious recommended mix (``best``). NumPy only.
 * :class:`SimulatedLabeler` and the hidden-utility families (``labeler``): a stand-in person for
   tests and ``benchmarks/preference.py``.
-* ``store`` (SQLite), ``app`` (the Flask page, extra ``nst-tf[ui]``) and ``nst-prefer`` (the CLI)
-  put a real person in the loop; Flask is imported only by ``app``.
+* ``questions`` (the kinds of question: ``pair``, ``grid4``), ``store`` (SQLite), ``session``,
+  ``app`` and ``pages`` (the Flask page, extra ``nst-tf[ui]``) and ``nst-prefer`` (the CLI) put a
+  real person in the loop; Flask is imported only by ``app``.
 
 Example:
     >>> from nst_tf.preference import PreferenceLearner
     >>> learner = PreferenceLearner(num_styles=32)
-    >>> a, b = learner.next_pair()
-    >>> learner.add(a, b, preferred=0)
+    >>> options = learner.next_query(k=4)
+    >>> learner.add_choice(options, 1)
     >>> learner.best().shape
     (32,)
 """
@@ -22,7 +24,8 @@ _EXPORTS = {
     "PreferenceLearner": "learner", "PreferenceError": "learner",
     "SimulatedLabeler": "labeler", "make_utility": "labeler",
 }
-_SUBMODULES = {"learner", "gp", "simplex", "labeler", "store", "app"}
+_SUBMODULES = {"learner", "gp", "acquisition", "simplex", "labeler", "questions", "store",
+               "session", "app", "pages"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -1,27 +1,31 @@
-"""A preference Gaussian process in NumPy: Laplace posterior of a latent utility from duels.
+"""A preference Gaussian process in NumPy: Laplace posterior of a latent utility from choices.
 
-Model (Chu & Ghahramani 2005, with a Bradley–Terry likelihood as in BoTorch's ``PairwiseGP``):
+Model (Chu & Ghahramani 2005; BoTorch's ``PairwiseGP`` is the k = 2 case):
 
 * latent utility ``f ~ GP(0, k)`` with ``k(x, x') = s² exp(-|x - x'|² / (2 ℓ²))``;
-* a comparison of points ``i`` and ``j`` with outcome ``y`` (1: i won, 0: j won, 0.5: tie) has
-  log-likelihood ``y log σ(f_i - f_j) + (1 - y) log σ(f_j - f_i)``: a tie counts as half a win
-  for each side, which keeps the likelihood log-concave.
+* a question shows k options ``x_1 … x_k`` and the person picks the one they like best. The
+  likelihood is the first choice of a Plackett–Luce model (a multinomial logit): option ``j`` is
+  picked with probability ``p_j = softmax(f)_j``. For k = 2 this is Bradley–Terry,
+  ``σ(f_1 − f_2)``. An answer is a *label* ``y`` over the options (one-hot for a pick, ``1/k``
+  each for "none preferred" or a tie) with log-likelihood ``Σ_j y_j log p_j``; a soft label keeps
+  the likelihood log-concave, and for k = 2 a tie is half a win for each side.
 
-The posterior mode is found by Newton's method written in *comparison space*: with
-``D`` the ``[M, n]`` difference matrix and ``Λ = diag(σ'(d))``, ``W = DᵀΛD`` and every solve goes
-through ``B = I + Λ^½ D K Dᵀ Λ^½``, whose eigenvalues are ≥ 1. ``K`` is never inverted, so
-near-duplicate points or a large lengthscale (a nearly singular ``K``, BoTorch PR #1754/#1755)
-cannot break the fit. The lengthscale and output scale are picked from a grid by the Laplace
-evidence; the grid has a floor, so the lengthscale cannot collapse to 0 (BoTorch PR #1425), and
-output scales up to "noisy person" levels (PR #1460).
+The posterior mode is found by Newton's method written in *option space*: the likelihood Hessian
+of a question is ``diag(p) − p pᵀ = Σ_j r_j r_jᵀ`` with ``r_j = √p_j (e_j − p)``, so with ``R``
+the matrix of all these rows (k per question) ``W = Rᵀ R`` and every solve goes through
+``B = I + R K Rᵀ``, whose eigenvalues are ≥ 1. ``K`` is never inverted, so near-duplicate
+points or a large lengthscale (a nearly singular ``K``, BoTorch PR #1754/#1755) cannot break
+the fit. Hyperparameters are picked from a grid by the Laplace evidence (:func:`fit_by_evidence`);
+the grid has a floor, so the lengthscale cannot collapse to 0 (BoTorch PR #1425).
 
 Example:
     >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
-    >>> posterior = fit(X, [0, 2], [1, 1], [1.0, 1.0], lengthscale=0.5, scale=1.0)
+    >>> data = Choices([[0, 1], [2, 1, 0]], [0, 0])   # 0 beat 1; then 2 was picked of 2, 1, 0
+    >>> posterior = fit(X, data, lengthscale=0.5, scale=1.0)
     >>> mean, std = posterior.predict(X)
-    >>> int(np.argmax(mean))  # point 0 beat 1, point 2 beat 1: 1 is the worst
-    0
+    >>> int(np.argmin(mean))  # 1 never won
+    1
 """
 
 import math
@@ -45,67 +49,167 @@ def normal_pdf(z):
 
 def rbf(A, B, lengthscale, scale):
     """``s² exp(-|a - b|² / (2 ℓ²))`` for all rows of ``A`` [P, D] and ``B`` [Q, D] → [P, Q]."""
+    A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
     sq = (np.sum(A * A, 1)[:, None] + np.sum(B * B, 1)[None, :] - 2.0 * A @ B.T)
     return scale ** 2 * np.exp(-np.maximum(sq, 0.0) / (2.0 * lengthscale ** 2))
 
 
 class Kernel:
-    """``k(x, y) = s² [(1 − ρ) exp(−|x − y|² / 2ℓ²) + ρ · mean_i exp(−(x_i − y_i)² / 2(ℓ/3)²)]``.
+    """``k(x, y) = s² [(1 − ρ) exp(−|x − y|² / 2ℓ²) + ρ φ(x)·φ(y)]``: a smooth part and a
+    per-style (additive) part.
 
-    The second (additive) part compares each style's share on its own: "a little more of style
-    7" is learned once and applies to every mix, which suits utilities that add up per style
-    (``ρ = 0`` is the plain RBF). ``ℓ/3``: one coordinate moves about a third as far as the whole
-    vector between two sparse mixes.
+    ``φ(w)`` holds, for every style ``i``, the hinges ``min(w_i, c) / c`` at the knots
+    ``c`` ∈ (0.15, 0.4, 1): the additive part is a Bayesian piecewise-linear response to each
+    style's share (zero at 0), so "a little of style 7 helps, more does not" is learned once and
+    applies to every mix that holds style 7. ``ρ = 0`` is the plain isotropic RBF.
 
     Example:
         >>> import numpy as np
         >>> k = Kernel(lengthscale=0.5, scale=2.0, additive=0.5)
-        >>> float(k(np.ones((1, 3)) / 3, np.ones((1, 3)) / 3)[0, 0])
+        >>> pure = np.eye(3)[:1]
+        >>> float(k(pure, pure)[0, 0])          # 4 (0.5 + 0.5 · 3 hinges / 3)
         4.0
     """
 
-    def __init__(self, lengthscale, scale, additive=0.0):
-        self.lengthscale, self.scale, self.additive = float(lengthscale), float(scale), additive
+    KNOTS = np.array([0.15, 0.4, 1.0])
 
-    def _parts(self, A, B):
-        full = rbf(A, B, self.lengthscale, 1.0) if self.additive < 1 else 0.0
-        if not self.additive:
-            return full, None
-        la = self.lengthscale / 3.0
-        per_style = np.exp(-np.square(A[:, None, :] - B[None, :, :]) / (2 * la * la))
-        return full, per_style
+    def __init__(self, lengthscale, scale, additive=0.0, additive_dims=None):
+        self.lengthscale, self.scale, self.additive = float(lengthscale), float(scale), additive
+        self.additive_dims = additive_dims   # the additive part sees the first columns only
+
+    def features(self, W):
+        """``φ(W)`` [P, D · knots], scaled so ``φ(e_i)·φ(e_i) = 1`` for a pure style."""
+        W = np.asarray(W, np.float64)[:, :self.additive_dims]
+        hinges = np.minimum(W[:, :, None], self.KNOTS) / self.KNOTS
+        return hinges.reshape(len(W), -1) / np.sqrt(len(self.KNOTS))
 
     def __call__(self, A, B):
-        A, B = np.asarray(A, np.float64), np.asarray(B, np.float64)
-        full, per_style = self._parts(A, B)
-        if per_style is None:
-            return self.scale ** 2 * full
-        return self.scale ** 2 * ((1 - self.additive) * full + self.additive * per_style.mean(2))
+        out = (1 - self.additive) * rbf(A, B, self.lengthscale, self.scale)
+        if self.additive:
+            out += self.additive * self.scale ** 2 * self.features(A) @ self.features(B).T
+        return out
+
+    def diag(self, Z):
+        """``k(z, z)`` for each row of ``Z`` [P, D] → [P]."""
+        value = np.full(len(Z), (1 - self.additive) * self.scale ** 2)
+        if self.additive:
+            value += self.additive * self.scale ** 2 * np.sum(self.features(Z) ** 2, 1)
+        return value
 
     def weighted_sum_and_gradient(self, Z, X, weights):
         """``Σ_j weights_j k(z, x_j)`` for each row z of ``Z`` [P, D] and its gradient [P, D]."""
         Z, X = np.asarray(Z, np.float64), np.asarray(X, np.float64)
-        full, per_style = self._parts(Z, X)
-        s2 = self.scale ** 2
-        value, grad = np.zeros(len(Z)), np.zeros(Z.shape)
-        if self.additive < 1:
-            Kw = (1 - self.additive) * s2 * full * weights[None, :]
-            value += Kw.sum(1)
-            grad += (Kw @ X - Kw.sum(1)[:, None] * Z) / self.lengthscale ** 2
-        if per_style is not None:
-            la = self.lengthscale / 3.0
-            E = per_style * (self.additive * s2 / Z.shape[1]) * weights[None, :, None]
-            value += E.sum((1, 2))
-            grad += np.einsum("pnd,pnd->pd", E, X[None, :, :] - Z[:, None, :]) / la ** 2
+        Kw = (1 - self.additive) * rbf(Z, X, self.lengthscale, self.scale) * weights[None, :]
+        value = Kw.sum(1)
+        grad = (Kw @ X - Kw.sum(1)[:, None] * Z) / self.lengthscale ** 2
+        if self.additive:
+            c = self.additive * self.scale ** 2
+            v = (self.features(X).T @ weights).reshape(-1, len(self.KNOTS))   # [D, knots]
+            value += c * self.features(Z) @ v.reshape(-1)
+            Zd = Z[:, :len(v)]
+            slope = (Zd[:, :, None] < self.KNOTS) / self.KNOTS / np.sqrt(len(self.KNOTS))
+            grad[:, :len(v)] += c * np.einsum("pdk,dk->pd", slope, v)
         return value, grad
 
 
-def _log_sigmoid(x):
-    return -np.logaddexp(0.0, -x)
+class Choices:
+    """Answers to k-option questions, as point indices and labels (the data of :func:`fit`).
+
+    Args:
+        questions: one sequence of ≥ 2 point indices per question (k may differ between
+            questions: pairs and grids mix).
+        chosen: per question, the picked position (0 … k−1) or None for "none preferred" / a
+            tie (each option gets ``1/k`` of the label).
+
+    Example:
+        >>> data = Choices([[4, 2], [0, 1, 2, 3]], [1, None])
+        >>> data.labels.tolist()
+        [0.0, 1.0, 0.25, 0.25, 0.25, 0.25]
+    """
+
+    def __init__(self, questions, chosen):
+        sizes = np.array([len(q) for q in questions], np.int64)
+        if len(questions) != len(chosen) or (len(sizes) and sizes.min() < 2):
+            raise ValueError("every question needs ≥ 2 options and one answer")
+        self.index = (np.concatenate([np.asarray(q, np.int64) for q in questions])
+                      if len(questions) else np.zeros(0, np.int64))          # [m] point of slot
+        self.starts = np.cumsum(sizes) - sizes                               # [Q] first slot
+        self.question = np.repeat(np.arange(len(sizes)), sizes)              # [m] question of slot
+        labels = np.repeat(1.0 / np.maximum(sizes, 1), sizes)
+        for q, c in enumerate(chosen):
+            if c is not None:
+                labels[self.starts[q]:self.starts[q] + sizes[q]] = 0.0
+                labels[self.starts[q] + int(c)] = 1.0
+        self.labels = labels
+
+    def __len__(self):
+        return len(self.starts)
+
+    def segment_sum(self, values):
+        """Sum of ``values`` [m, ...] over the options of each question → [Q, ...]."""
+        return np.add.reduceat(values, self.starts, axis=0)
+
+    def probabilities(self, f_slots):
+        """``softmax`` of the slot utilities within each question → [m]."""
+        top = np.maximum.reduceat(f_slots, self.starts)[self.question]
+        e = np.exp(f_slots - top)
+        return e / self.segment_sum(e)[self.question]
 
 
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+class _Likelihood:
+    """Log-likelihood, its gradient and a curvature at slot utilities ``f``.
+
+    With a lapse rate ε the person picks at random with probability ε:
+    ``P(j) = (1 − ε) p_j + ε / k``. Its gradient is ``(y ∘ r) − (Σ y r) p`` with
+    ``r_j = (1 − ε) p_j / P(j)`` (how much the answer is believed), and the curvature used is
+    ``ω (diag(p) − p pᵀ)`` with ``ω = Σ_j y_j r_j`` per question: the Hessian of the answer
+    weighted by how much it is believed (positive semi-definite, so Newton steps with a line
+    search still climb; for ε = 0 it is the exact Hessian).
+    """
+
+    def __init__(self, data, f_slots, lapse):
+        self.data, self.lapse = data, lapse
+        self.p = data.probabilities(f_slots)
+        sizes = np.diff(np.append(data.starts, len(self.p)))[data.question]
+        picked = (1 - lapse) * self.p + lapse / sizes
+        self.value = float(np.sum(data.labels * np.log(np.maximum(picked, 1e-300))))
+        r = (1 - lapse) * self.p / np.maximum(picked, 1e-300)
+        yr = data.labels * r
+        self.believed = data.segment_sum(yr)                                  # ω [Q]
+        self.gradient_slots = yr - self.believed[data.question] * self.p
+
+    def curvature(self):
+        return _Curvature(self.data, self.p, self.believed[self.data.question])
+
+
+class _Curvature:
+    """``R`` of ``W = Rᵀ R``: rows ``√(ω p_s) (e_s − p_question)`` in option space."""
+
+    def __init__(self, data, p, weight=1.0):
+        self.data, self.p, self.root = data, p, np.sqrt(weight * p)
+
+    def center(self, M):
+        """``(I − P) M`` for slot-indexed rows ``M`` [m, ...]: subtract each question's p-mean."""
+        shape = (-1,) + (1,) * (M.ndim - 1)
+        mean = self.data.segment_sum(self.p.reshape(shape) * M)
+        return M - mean[self.data.question]
+
+    def apply(self, V):
+        """``R V`` for point-indexed ``V`` [n, ...] → [m, ...]."""
+        rows = self.center(V[self.data.index])
+        return self.root.reshape((-1,) + (1,) * (V.ndim - 1)) * rows
+
+    def apply_t(self, U, n):
+        """``Rᵀ U`` for slot-indexed ``U`` [m] → [n]."""
+        u = self.root * U
+        scattered = u - self.p * self.data.segment_sum(u)[self.data.question]
+        return np.bincount(self.data.index, scattered, minlength=n)
+
+    def sandwich(self, K):
+        """``R K Rᵀ`` for the point kernel ``K`` [n, n] → [m, m]."""
+        G = K[np.ix_(self.data.index, self.data.index)]
+        G = self.center(self.center(G).T)
+        return self.root[:, None] * G * self.root[None, :]
 
 
 class Posterior:
@@ -116,23 +220,16 @@ class Posterior:
         lengthscale, scale: kernel hyperparameters; ``log_evidence``: Laplace log marginal likelihood.
     """
 
-    def __init__(self, X, first, second, kernel, f, alpha, lam, log_evidence):
-        self.X, self.first, self.second = X, first, second
-        self.kernel = kernel
+    def __init__(self, X, data, kernel, f, alpha, log_evidence, chol, curvature):
+        self.X, self.data, self.kernel = X, data, kernel
         self.lengthscale, self.scale = kernel.lengthscale, kernel.scale
         self.f, self.alpha, self.log_evidence = f, alpha, log_evidence
-        n, m = len(X), len(first)
-        self._root = np.sqrt(lam)                                  # Λ^½ per comparison
-        K = kernel(X, X)
-        DKD = _dkd(K, first, second)
-        B = np.eye(m) + self._root[:, None] * DKD * self._root[None, :]
-        self._chol = np.linalg.cholesky(B)
-        self._n = n
+        self._chol, self._curvature = chol, curvature
 
     def _project(self, Kx):
-        """``C⁻¹ Λ^½ D Kxᵀ`` for the cross-covariances ``Kx`` [P, n] → [M, P]."""
-        DK = (Kx[:, self.first] - Kx[:, self.second]).T * self._root[:, None]
-        return np.linalg.solve(self._chol, DK) if len(self.first) else DK
+        """``L⁻¹ R Kxᵀ`` (``L Lᵀ = B``) for the cross-covariances ``Kx`` [P, n] → [m, P]."""
+        RK = self._curvature.apply(Kx.T)
+        return _solve_lower(self._chol, RK)
 
     def mean_and_projection(self, Z):
         """Posterior mean [P] at ``Z`` and the projection used by :meth:`covariance`."""
@@ -142,7 +239,7 @@ class Posterior:
     def predict(self, Z):
         """Posterior mean and standard deviation of the utility at the rows of ``Z``."""
         mean, V = self.mean_and_projection(Z)
-        var = self.scale ** 2 - np.sum(V * V, 0)
+        var = self.kernel.diag(np.asarray(Z, np.float64)) - np.sum(V * V, 0)
         return mean, np.sqrt(np.maximum(var, 1e-12))
 
     def covariance(self, Z1, V1, Z2, V2):
@@ -154,94 +251,92 @@ class Posterior:
         return self.kernel.weighted_sum_and_gradient(Z, self.X, self.alpha)
 
 
-def _dkd(K, first, second):
-    """``D K Dᵀ`` for the difference matrix of the comparisons (two nonzeros per row)."""
-    return (K[np.ix_(first, first)] - K[np.ix_(first, second)]
-            - K[np.ix_(second, first)] + K[np.ix_(second, second)])
+def _solve_lower(L, B):
+    from scipy.linalg import solve_triangular
+
+    return solve_triangular(L, B, lower=True, check_finite=False) if len(L) else B
 
 
-def fit(X, first, second, outcome, lengthscale, scale, additive=0.0, iterations=50,
-        tolerance=1e-8):
+def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterations=50,
+        tolerance=1e-9, additive_dims=None):
     """Laplace posterior of a preference GP for fixed hyperparameters.
 
     Args:
-        X: [n, D] distinct points.
-        first, second: [M] point indices of each comparison.
-        outcome: [M] 1.0 when ``first`` won, 0.0 when ``second`` won, 0.5 for a tie.
+        X: [n, D] points (distinct, or nearly: nothing is inverted).
+        data: the answers, a :class:`Choices` over indices of ``X``.
         lengthscale, scale: lengthscale ℓ and output scale s (utility units: a utility gap of
-            1 means the better side wins with probability σ(1) = 0.73).
-        additive: weight ρ of the per-style additive part of the :class:`Kernel`.
+            1 means the better of two options is picked with probability σ(1) = 0.73).
+        additive: weight ρ of the per-style additive part of the :class:`Kernel` (on the
+            first ``additive_dims`` columns of ``X``: the weights, not appended features).
+        lapse: probability ε that an answer is a random pick (Christiano et al. 2017 assume
+            10 %): one stray answer then cannot overturn many consistent ones.
+        start: optional [≤ n] ``alpha`` to start Newton from (a previous fit; zero-padded).
 
     Returns:
         a :class:`Posterior`.
     """
+    from scipy.linalg import cho_solve
+
     X = np.asarray(X, np.float64)
-    first = np.asarray(first, np.int64)
-    second = np.asarray(second, np.int64)
-    y = np.asarray(outcome, np.float64)
-    n, m = len(X), len(first)
-    kernel = Kernel(lengthscale, scale, additive)
+    n = len(X)
+    kernel = Kernel(lengthscale, scale, additive, additive_dims)
     K = kernel(X, X)
-    DKD = _dkd(K, first, second)
+
+    def objective(alpha):
+        f = K @ alpha
+        likelihood = _Likelihood(data, f[data.index], lapse)
+        return likelihood.value - 0.5 * alpha @ f, f, likelihood
+
     alpha = np.zeros(n)
-    f = np.zeros(n)
-
-    def objective(f, alpha):
-        d = f[first] - f[second]
-        return np.sum(y * _log_sigmoid(d) + (1 - y) * _log_sigmoid(-d)) - 0.5 * alpha @ f
-
-    value = objective(f, alpha)
+    value, f, likelihood = objective(alpha)
+    if start is not None:
+        warm = np.zeros(n)
+        warm[:len(start)] = start[:n]
+        trial = objective(warm)
+        if trial[0] > value:
+            alpha, (value, f, likelihood) = warm, trial
     for _ in range(iterations):
-        d = f[first] - f[second]
-        p = _sigmoid(d)
-        lam = np.maximum(p * (1 - p), 1e-12)
-        g = np.zeros(n)
-        np.add.at(g, first, y - p)
-        np.add.at(g, second, p - y)
-        # b = W f + g; Newton: alpha_new = b - Dᵀ Λ^½ B⁻¹ Λ^½ D K b
-        Df = lam * d
-        b = g.copy()
-        np.add.at(b, first, Df)
-        np.add.at(b, second, -Df)
-        root = np.sqrt(lam)
-        B = np.eye(m) + root[:, None] * DKD * root[None, :]
+        curvature = likelihood.curvature()
+        g = np.bincount(data.index, likelihood.gradient_slots, minlength=n)
+        b = curvature.apply_t(curvature.apply(f), n) + g       # W f + ∇ log-likelihood
+        chol = np.linalg.cholesky(np.eye(len(data.index)) + curvature.sandwich(K))
         Kb = K @ b
-        r = root * np.linalg.solve(B, root * (Kb[first] - Kb[second]))
-        new_alpha = b.copy()
-        np.add.at(new_alpha, first, -r)
-        np.add.at(new_alpha, second, r)
-        step, new_value = 1.0, None
-        while step > 1e-4:  # backtracking keeps the Newton iteration monotone
+        new_alpha = b - curvature.apply_t(cho_solve((chol, True), curvature.apply(Kb),
+                                                    check_finite=False), n)
+        step = 1.0
+        while True:   # backtracking keeps the Newton iteration monotone
             trial_alpha = alpha + step * (new_alpha - alpha)
-            trial_f = K @ trial_alpha
-            new_value = objective(trial_f, trial_alpha)
-            if new_value >= value - 1e-12:
+            new_value, trial_f, trial_likelihood = objective(trial_alpha)
+            if new_value >= value - 1e-12 or step < 1e-4:
                 break
             step *= 0.5
-        converged = abs(new_value - value) < tolerance * (1 + abs(value))
-        alpha, f, value = trial_alpha, trial_f, new_value
+        converged = (abs(new_value - value) < tolerance * (1 + abs(value))
+                     and np.max(np.abs(trial_f - f), initial=0.0) < 1e-7)
+        alpha, f, value, likelihood = trial_alpha, trial_f, new_value, trial_likelihood
         if converged:
             break
-    d = f[first] - f[second]
-    p = _sigmoid(d)
-    lam = np.maximum(p * (1 - p), 1e-12)
-    root = np.sqrt(lam)
-    B = np.eye(m) + root[:, None] * DKD * root[None, :]
-    log_det = 2.0 * np.sum(np.log(np.diag(np.linalg.cholesky(B)))) if m else 0.0
-    log_evidence = value - 0.5 * log_det
-    return Posterior(X, first, second, kernel, f, alpha, lam, log_evidence)
+    curvature = likelihood.curvature()
+    chol = np.linalg.cholesky(np.eye(len(data.index)) + curvature.sandwich(K))
+    log_evidence = value - np.sum(np.log(np.diag(chol)))
+    return Posterior(X, data, kernel, f, alpha, log_evidence, chol, curvature)
 
 
-def fit_by_evidence(X, first, second, outcome, lengthscales, scales, additive=0.0,
-                    log_prior=None):
+def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_prior=None,
+                    starts=None, additive_dims=None):
     """:func:`fit` on every (lengthscale, scale) of the grid; the one of highest evidence wins.
 
-    ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence.
+    ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence. ``starts``: an
+    optional dict ``{(lengthscale, scale): alpha}`` of earlier modes; each fit starts from its
+    own (a few Newton steps when one answer was added), and the dict is updated.
     """
     best = None
     for lengthscale in lengthscales:
         for scale in scales:
-            posterior = fit(X, first, second, outcome, lengthscale, scale, additive)
+            start = None if starts is None else starts.get((lengthscale, scale))
+            posterior = fit(X, data, lengthscale, scale, additive, lapse, start=start,
+                            additive_dims=additive_dims)
+            if starts is not None:
+                starts[(lengthscale, scale)] = posterior.alpha
             score = posterior.log_evidence + (log_prior(lengthscale, scale) if log_prior else 0.0)
             if best is None or score > best[0]:
                 best = (score, posterior)

@@ -1,9 +1,11 @@
-"""Simulated people: hidden utilities over style mixes and a noisy labeler that answers duels.
+"""Simulated people: hidden utilities over style mixes and a noisy labeler that answers questions.
 
-A :class:`SimulatedLabeler` answers "which of these two mixes do you prefer" like a person with a
-hidden utility ``u``: ``P(a ≻ b) = σ((u(a) − u(b)) / τ)`` (Bradley–Terry / the ``imitation``
-library's synthetic gatherer), plus lapses (a random answer with probability ``lapse``,
-Christiano et al. 2017) and ties when the two utilities are within ``tie_band``.
+A :class:`SimulatedLabeler` answers "which of these k mixes do you prefer" like a person with a
+hidden utility ``u``: option ``i`` is picked with probability ``softmax(u / τ)_i`` (for a pair,
+``P(a ≻ b) = σ((u(a) − u(b)) / τ)``: Bradley–Terry, the ``imitation`` library's synthetic
+gatherer), plus lapses (a random answer with probability ``lapse``, Christiano et al. 2017) and
+"none preferred" / a tie when all the options' utilities are within ``tie_band``. Pairs and
+k-option questions use the same τ and lapse rate.
 
 Utility families (``UTILITIES``), each a class with ``__call__(W) -> u`` for ``[K, N]`` mixes and
 ``optimum`` (the best mix), built from a seed:
@@ -12,7 +14,12 @@ Utility families (``UTILITIES``), each a class with ``__call__(W) -> u`` for ``[
 * ``two_peaks``: two such peaks on disjoint styles, the second 85 % as high;
 * ``mud``: per-style tastes, a bonus for mixing a few styles and a penalty for mixing many;
 * ``smooth``: the person likes a point in a 3-D "look" space (each style has a look; a mix's
-  look is the weighted mean), so many mixes are nearly as good.
+  look is the weighted mean), the look of a mix of 3 styles, so many mixes are nearly as good;
+* ``dense``: the same with the look of a dense blend of all styles (a Dirichlet(1) mix): a
+  smooth optimum among the dense mixes, where almost every sparse mix is worse than a random one;
+* ``few``: likes a few styles on their own and dislikes blends of many (the best is a pure style);
+* ``multimodal``: three separate bumps in look space (at the looks of three 2–3-style mixes),
+  of heights 1, 0.85 and 0.7.
 
 Example:
     >>> import numpy as np
@@ -21,6 +28,8 @@ Example:
     >>> random_mix = np.full(8, 1 / 8)
     >>> labeler(u.optimum, random_mix)  # 0: the first one won
     0
+    >>> labeler.choose(np.stack([random_mix, u.optimum, random_mix]))
+    1
 """
 
 import numpy as np
@@ -107,16 +116,74 @@ class Mud(_Utility):
 
 
 class Smooth(_Utility):
-    """``u(w) = −|Fᵀw − t|²``: a liked point ``t`` in a 3-D look space; ``F`` [N, 3] style looks."""
+    """``u(w) = −|Fᵀw − t|²``: a liked point ``t`` in a 3-D look space; ``F`` [N, 3] style looks.
+
+    ``t`` is the look of a mix of 3 styles (the optimum; other mixes with that look tie).
+    """
 
     def __init__(self, num_styles, seed, dims=3):
         super().__init__(num_styles, seed)
         self.features = self.rng.standard_normal((num_styles, dims))
-        self.optimum = simplex.sparse_mixes(self.rng, num_styles, 1, sizes=(3,))[0]
+        self.optimum = self._liked_mix()
         self.target = self.optimum @ self.features
+
+    def _liked_mix(self):
+        return simplex.sparse_mixes(self.rng, self.num_styles, 1, sizes=(3,))[0]
 
     def __call__(self, W):
         return -np.sum((np.atleast_2d(W) @ self.features - self.target) ** 2, 1)
+
+
+class Dense(Smooth):
+    """:class:`Smooth` with ``t`` the look of a dense blend (a Dirichlet(1) mix of all styles)."""
+
+    def _liked_mix(self):
+        return simplex.dirichlet(self.rng, self.num_styles, 1, 1.0)[0]
+
+
+class Few(_Utility):
+    """``u(w) = aᵀw − β (1 − Σ w_i²)``: 2–4 liked styles (``a`` ∈ [0.6, 1]) among others
+    (``a`` ~ N(0, 0.2²)), and a penalty (Gini impurity) that grows with the number of styles mixed.
+
+    The optimum is the best liked style alone; a dense mix scores far below it.
+    """
+
+    def __init__(self, num_styles, seed, beta=0.5):
+        super().__init__(num_styles, seed)
+        self.a = 0.2 * self.rng.standard_normal(num_styles)
+        liked = self.rng.choice(num_styles, size=int(self.rng.integers(2, 5)), replace=False)
+        self.a[liked] = self.rng.uniform(0.6, 1.0, size=len(liked))
+        self.beta = beta
+        self.optimum = np.eye(num_styles)[np.argmax(self.a)]
+
+    def __call__(self, W):
+        W = np.atleast_2d(W)
+        return W @ self.a - self.beta * (1.0 - np.sum(W * W, 1))
+
+
+class Multimodal(_Utility):
+    """``u(w) = max_j h_j exp(−|Fᵀw − t_j|² / 2ρ²)``: three separate bumps in a 3-D look space.
+
+    A person who likes three different looks: the looks ``t_j`` of three random mixes of 2–3
+    styles, with heights 1, 0.85 and 0.7; ρ = 0.4 (random mixes' looks lie within ~0.3 of the
+    mean look, pure styles' ~1.6 from it). Bumps at a pure style's look or at the mean look were
+    tried first: the one at the mean look holds most random mixes in its basin and the one at a
+    pure style is a needle, so the family measured luck, not learning.
+    """
+
+    def __init__(self, num_styles, seed, dims=3, rho=0.4):
+        super().__init__(num_styles, seed)
+        self.features = self.rng.standard_normal((num_styles, dims))
+        centres = simplex.sparse_mixes(self.rng, num_styles, 3, sizes=(2, 3))
+        self.heights = np.array([1.0, 0.85, 0.7])
+        self.targets = centres @ self.features
+        self.rho = rho
+        self.optimum = centres[0]
+
+    def __call__(self, W):
+        looks = np.atleast_2d(W) @ self.features
+        sq = np.sum((looks[:, None, :] - self.targets[None]) ** 2, -1)
+        return np.max(self.heights[None] * np.exp(-sq / (2 * self.rho ** 2)), 1)
 
 
 def _top_blends(a, top=4):
@@ -131,7 +198,8 @@ def _top_blends(a, top=4):
     return np.array(out)
 
 
-UTILITIES = {"sparse": SparsePeak, "two_peaks": TwoPeaks, "mud": Mud, "smooth": Smooth}
+UTILITIES = {"sparse": SparsePeak, "two_peaks": TwoPeaks, "mud": Mud, "smooth": Smooth,
+             "dense": Dense, "few": Few, "multimodal": Multimodal}
 
 
 def make_utility(family, num_styles, seed):
@@ -168,10 +236,12 @@ def calibrate_tau(utility, num_styles, error_rate=0.2, seed=0, count=20000, top=
 
 
 class SimulatedLabeler:
-    """Answers duels like a person with hidden ``utility``; call it as ``labeler(a, b)``.
+    """Answers questions like a person with hidden ``utility``.
 
-    Returns 0 when ``a`` wins, 1 when ``b`` wins, None for a tie (``|u(a) − u(b)| < tie_band``).
-    With probability ``lapse`` the answer is a coin flip instead.
+    ``labeler(a, b)`` answers a pair: 0 when ``a`` wins, 1 when ``b`` wins, None for a tie
+    (``|u(a) − u(b)| < tie_band``). ``labeler.choose(options)`` answers a k-option question: the
+    index of the picked option, or None ("none preferred") when all utilities are within
+    ``tie_band``. With probability ``lapse`` the answer is a uniformly random option instead.
     """
 
     def __init__(self, utility, tau, lapse=0.1, tie_band=0.0, seed=0):
@@ -179,10 +249,14 @@ class SimulatedLabeler:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, a, b):
-        ua, ub = self.utility(np.stack([a, b]).astype(np.float64))
+        return self.choose(np.stack([a, b]))
+
+    def choose(self, options):
+        u = self.utility(np.asarray(options, np.float64))
         if self.rng.random() < self.lapse:
-            return int(self.rng.integers(2))
-        if abs(ua - ub) < self.tie_band:
+            return int(self.rng.integers(len(u)))
+        if u.max() - u.min() < self.tie_band:
             return None
-        p_a = 0.5 * (1.0 + np.tanh(0.5 * (ua - ub) / self.tau))
-        return 0 if self.rng.random() < p_a else 1
+        p = np.exp((u - u.max()) / self.tau)
+        cumulative = np.cumsum(p / p.sum())
+        return int(min(np.searchsorted(cumulative, self.rng.random(), side="right"), len(u) - 1))

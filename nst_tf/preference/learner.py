@@ -1,16 +1,17 @@
-"""Learn which style mix a person likes from pairwise choices, and pick the next pair to show.
+"""Learn which style mix a person likes from k-option questions, and pick the next question.
 
-:class:`PreferenceLearner` keeps every comparison, fits a preference Gaussian process
-(:mod:`nst_tf.preference.gp`) over weight vectors, and
+:class:`PreferenceLearner` keeps every answer, fits a preference Gaussian process
+(:mod:`nst_tf.preference.gp`: first-choice Plackett–Luce likelihood, so a pair is the k = 2
+case) over weight vectors, and
 
-* ``next_pair()`` shows the current best mix (the incumbent) against the candidate with the
-  highest expected gain over it, ``E[max(0, u(x) − u(x⁺))]`` under the joint posterior (qEUBO
-  with q = 2 and the previous winner in one slot, Astudillo et al. 2023), chosen from a pool of
-  sparse 2–4-style mixes, pure styles, Dirichlet(0.3) mixes and neighbours of the incumbent;
-  every 4th pair is a random pair from that pool instead, so the greedy rule cannot stall around
-  one recipe (measured: it otherwise stops improving on sparse-recipe utilities);
-* ``best()`` maximizes the posterior mean over the simplex (projected gradient ascent from the
-  best pool and observed points, then drops weights < 2 % when that costs nothing).
+* ``next_query(k)`` picks k mixes to show: the current recommendation (the incumbent) plus the
+  mixes that maximize the expected utility of the best option shown, ``E[max_i u(x_i)]``
+  (qEUBO, :mod:`nst_tf.preference.acquisition`), from a pool that serves every kind of taste:
+  dense Dirichlet(1) mixes, sparse mixes of 1–4 styles, local moves around the incumbent and
+  the mixes already shown;
+* ``best()`` is cautious: the mix with the highest posterior mean minus one standard deviation
+  among the mixes shown and small moves around the best of them, never one whose posterior mean
+  is below what a uniformly random mix (Dirichlet(1)) is expected to give.
 
 A GP on the weights (not a linear Bradley–Terry score on ``w``, which always peaks at one pure
 style) can express "styles 3 and 7, 60/40".
@@ -19,10 +20,10 @@ Example:
     >>> import numpy as np
     >>> learner = PreferenceLearner(num_styles=4, seed=0)
     >>> liked = np.array([0.5, 0.5, 0.0, 0.0])
-    >>> for _ in range(12):
-    ...     a, b = learner.next_pair()
+    >>> for _ in range(10):
+    ...     options = learner.next_query(k=4)
     ...     # a person who likes the 50/50 mix of styles 0 and 1
-    ...     learner.add(a, b, 0 if np.abs(a - liked).sum() < np.abs(b - liked).sum() else 1)
+    ...     learner.add_choice(options, int(np.argmin(np.abs(options - liked).sum(1))))
     >>> w = learner.best()
     >>> bool(w[0] + w[1] > 0.8)
     True
@@ -35,20 +36,43 @@ import numpy as np
 
 from nst_tf.errors import ConfigError, NSTError
 from nst_tf.io import atomic_write
-from nst_tf.preference import gp, simplex
+from nst_tf.preference import acquisition, gp, simplex
 
-FORMAT = "nst_tf.preference/1"
+FORMAT = "nst_tf.preference/2"
+#: Files written before k-option questions (pairs only); :meth:`PreferenceLearner.load` reads them.
+FORMAT_PAIRS = "nst_tf.preference/1"
 
 #: Hyperparameter grid searched by Laplace evidence. The lengthscale floor (0.15 on the simplex,
 #: where two pure styles are √2 apart) stops the collapse BoTorch PR #1425 fixed; output scales
-#: from 0.5 (a noisy person: utility gaps rarely beat σ(1)) to 4 (a consistent one).
+#: from 0.5 (a noisy person: utility gaps rarely beat σ(1)) to 2 (measured: with 4 in the grid
+#: the evidence sometimes picked a "consistent person" whose one stray pick of four then moved
+#: the recommendation; worst of 84 best-of-4 runs at 40 clicks 0.24 with it, 0.51 without).
 LENGTHSCALES = (0.15, 0.25, 0.4, 0.7)
-SCALES = (0.5, 1.5, 4.0)
+SCALES = (0.5, 1.0, 2.0)
 #: Weight of the per-style additive part of the kernel (:class:`~nst_tf.preference.gp.Kernel`).
 ADDITIVE = 0.5
-#: Every this many queries, a random pair from the pool (exploration away from the incumbent),
-#: so the greedy expected-gain rule cannot stall around one recipe.
-EXPLORE_EVERY = 4
+#: Probability that an answer is a random pick (a slip), as Christiano et al. (2017) assume.
+LAPSE = 0.1
+#: The full evidence search runs on the first answers and then every this many answers; in
+#: between, the last hyperparameters are refitted from the previous mode (a few Newton steps).
+SEARCH_EVERY = 5
+SEARCH_UNTIL = 10
+#: Query pool sizes per kind (see :meth:`PreferenceLearner.next_query`).
+POOL_DENSE, POOL_SPARSE, POOL_LOCAL = 300, 300, 300
+#: Candidates kept for the joint Monte Carlo of qEUBO, and its samples.
+CANDIDATES, SAMPLES = 120, 512
+#: Show the incumbent (the current recommendation) as one option of every question.
+INCUMBENT = True
+#: Options of one question differ by at least this L1 distance (twice the share of the mix
+#: that changes), so the person sees a difference.
+MIN_GAP = 0.2
+#: Per option after the incumbent, the pool kinds it may come from: "global" (dense and sparse
+#: mixes, pure styles) or "all" (also local moves and mixes shown); then "all" again.
+SLOTS = ("all", "global")
+#: ``best()`` maximizes mean − CAUTION · std.
+CAUTION = 1.0
+#: Dirichlet(1) mixes over which :meth:`PreferenceLearner.random_level` averages.
+RANDOM_MIXES = 4096
 
 
 class PreferenceError(NSTError, ValueError):
@@ -56,33 +80,38 @@ class PreferenceError(NSTError, ValueError):
 
 
 class PreferenceLearner:
-    """A reward model over style-weight vectors, learned from pairwise choices.
+    """A reward model over style-weight vectors, learned from the person's choices.
 
     Args:
         num_styles: N, the length of every weight vector.
-        seed: seeds the query pool; the same seed and answers give the same pairs.
+        seed: seeds the query pool; the same seed and answers give the same questions.
         features: optional ``[N, D]`` description of each style (e.g. its CIN gamma/beta,
             reduced); the kernel then also compares the mixed features, so styles that look alike
             share what was learned.
-        init_pairs: how many random sparse pairs to show before the model picks pairs.
+        init_pairs: how many random questions to ask before the model picks them.
 
-    ``add`` takes pairs from anywhere (imported data, random pairs); weight vectors must be
-    non-negative with a positive sum and are normalized to sum 1.
+    ``add_choice`` (and ``add`` for pairs) take answers from anywhere (imported data, random
+    questions); weight vectors must be non-negative with a positive sum and are normalized to
+    sum 1.
     """
 
-    def __init__(self, num_styles, seed=0, features=None, init_pairs=3):
-        if int(num_styles) != num_styles or num_styles < 2:
-            raise ConfigError(f"num_styles must be an integer >= 2, got {num_styles!r}")
+    def __init__(self, num_styles, seed=0, features=None, init_pairs=2):
+        if int(num_styles) < 2:
+            raise ConfigError(f"num_styles must be at least 2, got {num_styles}")
         self.num_styles = int(num_styles)
         self.seed = int(seed)
         self.init_pairs = int(init_pairs)
         self.features = None if features is None else self._check_features(features)
         self._embedding = self._make_embedding(self.features)
         self._rng = np.random.default_rng(self.seed)
-        self._comparisons = []   # (a [N] float64, b [N] float64, preferred 0 | 1 | None)
+        self._answers = []       # (options [k, N] float64, chosen int | None)
+        self._points = {}        # rounded mix -> index into self._W
+        self._W = []             # distinct mixes seen
+        self._questions = []     # per answer, indices into self._W
         self._posterior = None
-        self._best = None
-        self._hyper = None       # (lengthscale, scale) of the last full evidence search
+        self._cache = {}         # per data size: best(), random-mix level
+        self._hyper = None       # (lengthscale, scale) of the last evidence search
+        self._modes = {}         # (lengthscale, scale) -> last mode, to warm-start the next fit
 
     # ---------------------------------------------------------------- data
     def _check_features(self, features):
@@ -110,68 +139,96 @@ class PreferenceLearner:
                                   f"{np.shape(w)}")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise PreferenceError(f"{name} must be finite, non-negative and not all zero, got {w}")
-        return w / w.sum()
+        total = w.sum()
+        return w if abs(total - 1.0) < 1e-12 else w / total   # normalizing twice changes nothing
+
+    def add_choice(self, options, chosen):
+        """Record one answer: ``chosen`` is the index of the preferred option, or None.
+
+        Args:
+            options: ``[k, N]`` the k ≥ 2 mixes shown (any order).
+            chosen: 0 … k−1, or None when no option was preferred (a tie: each option gets an
+                equal share of the choice, so for a pair it counts as half a win each).
+        """
+        try:
+            rows = list(options)
+        except TypeError:
+            raise PreferenceError(f"options must be a [k, {self.num_styles}] array of mixes, "
+                                  f"got {options!r}") from None
+        if len(rows) < 2:
+            raise PreferenceError(f"a question needs at least 2 options, got {len(rows)}")
+        k = len(rows)
+        if chosen is not None and (isinstance(chosen, bool) or not isinstance(
+                chosen, (int, np.integer)) or not 0 <= chosen < k):
+            raise PreferenceError(f"chosen must be an option index 0…{k - 1} or None, "
+                                  f"got {chosen!r}")
+        W = np.stack([self._weights(w, f"option {i}") for i, w in enumerate(rows)])
+        self._answers.append((W, None if chosen is None else int(chosen)))
+        self._questions.append([self._point(w) for w in W])
+        self._posterior = None
+        self._cache = {}
 
     def add(self, a, b, preferred):
-        """Record one comparison: ``preferred`` is 0 (``a`` won), 1 (``b`` won) or None (tie)."""
+        """Record a pair: ``preferred`` is 0 (``a`` won), 1 (``b`` won) or None (tie)."""
         if preferred is not None and (isinstance(preferred, bool) or preferred not in (0, 1)):
             raise PreferenceError(f"preferred must be 0 (a won), 1 (b won) or None (tie), "
                                   f"got {preferred!r}")
-        a, b = self._weights(a, "a"), self._weights(b, "b")
-        self._comparisons.append((a, b, None if preferred is None else int(preferred)))
-        self._posterior = None
-        self._best = None
+        self.add_choice([self._weights(a, "a"), self._weights(b, "b")], preferred)
+
+    def _point(self, w):
+        """Index of ``w`` among the distinct mixes (near-duplicates merged, BoTorch PR #1754)."""
+        key = tuple(np.round(w, 4))
+        if key not in self._points:
+            self._points[key] = len(self._W)
+            self._W.append(w)
+        return self._points[key]
 
     def __len__(self):
-        return len(self._comparisons)
+        return len(self._answers)
+
+    @property
+    def answers(self):
+        """Every answer as a list of ``(options [k, N], chosen)``."""
+        return [(W.copy(), c) for W, c in self._answers]
 
     @property
     def comparisons(self):
-        """The recorded comparisons as a list of ``(a, b, preferred)``."""
-        return [(a.copy(), b.copy(), p) for a, b, p in self._comparisons]
+        """The answers to pairs as a list of ``(a, b, preferred)``."""
+        return [(W[0].copy(), W[1].copy(), c) for W, c in self._answers if len(W) == 2]
 
     # ---------------------------------------------------------------- model
-    def _training_set(self):
-        """Distinct points (near-duplicates merged, BoTorch PR #1754) and comparison indices."""
-        keys, points, first, second, outcome = {}, [], [], [], []
-        for a, b, preferred in self._comparisons:
-            index = []
-            for w in (a, b):
-                key = tuple(np.round(w, 4))
-                if key not in keys:
-                    keys[key] = len(points)
-                    points.append(w)
-                index.append(keys[key])
-            if index[0] == index[1]:
-                continue  # a mix against itself carries no information
-            first.append(index[0])
-            second.append(index[1])
-            outcome.append({0: 1.0, 1: 0.0, None: 0.5}[preferred])
-        return np.array(points).reshape(-1, self.num_styles), first, second, outcome
+    def _data(self):
+        """Distinct points [n, N] and the answers as :class:`~nst_tf.preference.gp.Choices`,
+        without questions whose options are all the same mix (they carry no information)."""
+        keep = [i for i, q in enumerate(self._questions) if len(set(q)) > 1]
+        data = gp.Choices([self._questions[i] for i in keep], [self._answers[i][1] for i in keep])
+        return np.array(self._W).reshape(-1, self.num_styles), data
 
     def posterior(self):
-        """The fitted :class:`~nst_tf.preference.gp.Posterior`, or None before any comparison."""
-        if self._posterior is None and self._comparisons:
-            W, first, second, outcome = self._training_set()
-            if not first:
+        """The fitted :class:`~nst_tf.preference.gp.Posterior`, or None before any answer."""
+        if self._posterior is None and self._answers:
+            W, data = self._data()
+            if not len(data):
                 return None
             X = self._embed(W)
-            n = len(self._comparisons)
-            if self._hyper is None or n <= 20 or n % 10 == 0:
-                # full evidence search; in between, the last hyperparameters are reused
-                post = gp.fit_by_evidence(X, first, second, outcome, LENGTHSCALES, SCALES,
-                                          additive=ADDITIVE, log_prior=_log_prior)
+            n = len(self._answers)
+            if self._hyper is None or n <= SEARCH_UNTIL or n % SEARCH_EVERY == 0:
+                post = gp.fit_by_evidence(X, data, LENGTHSCALES, SCALES, ADDITIVE, LAPSE,
+                                          log_prior=_log_prior, starts=self._modes,
+                                          additive_dims=self.num_styles)
                 self._hyper = (post.lengthscale, post.scale)
             else:
-                post = gp.fit(X, first, second, outcome, *self._hyper, additive=ADDITIVE)
+                post = gp.fit(X, data, *self._hyper, ADDITIVE, LAPSE,
+                              start=self._modes.get(self._hyper), additive_dims=self.num_styles)
+                self._modes[self._hyper] = post.alpha
             self._posterior = post
         return self._posterior
 
     def predict(self, W):
         """Posterior mean and standard deviation [K] of the utility of the mixes ``W`` [K, N].
 
-        Utilities are in Bradley–Terry units: a gap of 1 means the better mix wins 73 % of the
-        time. Before any comparison the mean is 0 and the std the prior scale.
+        Utilities are in Bradley–Terry units: a gap of 1 means the better of two mixes is picked
+        73 % of the time. Before any answer the mean is 0 and the std the prior scale.
         """
         W = np.atleast_2d(np.asarray(W, np.float64))
         if W.ndim != 2 or W.shape[1] != self.num_styles:
@@ -183,97 +240,145 @@ class PreferenceLearner:
         return post.predict(self._embed(W))
 
     def _mean_and_gradient(self, W):
-        post = self.posterior()
-        mean, grad = post.mean_gradient(self._embed(W))
+        mean, grad = self.posterior().mean_gradient(self._embed(W))
         return mean, grad if self._embedding is None else grad @ self._embedding.T
 
-    def best(self):
-        """The recommended mix: the maximizer of the posterior mean (float32 [N], sums to 1)."""
-        if self._best is None:
-            self._best = self._maximize()
-        return self._best.astype(np.float32)
+    def random_level(self):
+        """The posterior's estimate of what a uniformly random mix gives: the mean of the
+        posterior mean over :data:`RANDOM_MIXES` Dirichlet(1) mixes (the 0 of the benchmark's
+        normalized utility; its Monte Carlo error is 1/64 of the posterior mean's spread)."""
+        if "level" not in self._cache:
+            rng = np.random.default_rng([self.seed, 2])
+            R = simplex.dirichlet(rng, self.num_styles, RANDOM_MIXES, 1.0)
+            post = self.posterior()
+            mean = (np.zeros(len(R)) if post is None else
+                    post.kernel(self._embed(R), post.X) @ post.alpha)
+            self._cache["level"] = (float(mean.mean()), R[np.argmax(mean)])
+        return self._cache["level"][0]
 
-    def _maximize(self):
+    # ---------------------------------------------------------------- recommendation
+    def best(self):
+        """The recommended mix (float32 [N], sums to 1); see the module docstring."""
+        if "best" not in self._cache:
+            self._cache["best"] = self._recommend(CAUTION)
+        return self._cache["best"].astype(np.float32)
+
+    def _recommend(self, caution):
         if self.posterior() is None:
             return np.full(self.num_styles, 1.0 / self.num_styles)
-        W, _, _, _ = self._training_set()
-        rng = np.random.default_rng(self.seed + 7919 * len(self._comparisons))
-        pool = np.concatenate([W, simplex.sparse_mixes(rng, self.num_styles, 300)])
-        mean = self._mean_and_gradient(pool)[0]
-        starts = pool[np.argsort(-mean)[:8]]
-        X, values = simplex.ascend(self._mean_and_gradient, starts, iterations=40)
-        w = X[np.argmax(values)]
+        level = self.random_level()
+        fallback = self._cache["level"][1]      # the random mix of highest mean: above level
+        shown = np.array(self._W)
+        mean, std = self.predict(shown)
+        top = shown[np.argsort(-(mean - caution * std))[:4]]
+        rng = np.random.default_rng([self.seed, 3, len(self._answers)])
+        ascended, _ = simplex.ascend(self._mean_and_gradient, top.copy(), iterations=30)
+        moves = [simplex.neighbours(rng, w, 40, self.num_styles, step=0.2) for w in top]
+        candidates = np.concatenate([shown, ascended, fallback[None]] + moves)
+        mean, std = self.predict(candidates)
+        score = np.where(mean >= level, mean - caution * std, -np.inf)
+        w = candidates[np.argmax(score)]
         pruned = np.where(w < 0.02, 0.0, w)
         pruned /= pruned.sum()
-        kept = self._mean_and_gradient(np.stack([w, pruned]))[0]
-        return pruned if kept[1] >= kept[0] - 1e-3 else w
+        m, s = self.predict(np.stack([w, pruned]))
+        keep = m[1] >= level and m[1] - caution * s[1] >= m[0] - caution * s[0] - 1e-3
+        return pruned if keep else w
 
     # ---------------------------------------------------------------- queries
-    def random_pair(self):
-        """Two random mixes from the query pool's distribution (a baseline, or exploration)."""
-        W = self._pool_draws(self._rng, 2)
-        return W[0].astype(np.float32), W[1].astype(np.float32)
-
     def _pool_draws(self, rng, count):
-        sparse = simplex.sparse_mixes(rng, self.num_styles, count)
-        dense = simplex.dirichlet(rng, self.num_styles, count, 0.3)
-        return np.where(rng.random(count)[:, None] < 0.75, sparse, dense)
+        """Random mixes of the pool's kinds: half dense Dirichlet(1), half sparse (1–4 styles)."""
+        dense = simplex.dirichlet(rng, self.num_styles, count, 1.0)
+        sparse = simplex.sparse_mixes(rng, self.num_styles, count, sizes=(1, 2, 3, 4))
+        return np.where(rng.random(count)[:, None] < 0.5, dense, sparse)
+
+    def random_query(self, k=4):
+        """k random mixes from the pool's distribution, float32 [k, N] (a baseline)."""
+        return self._pool_draws(self._rng, k).astype(np.float32)
+
+    def random_pair(self):
+        """Two random mixes from the pool's distribution (a baseline, or exploration)."""
+        a, b = self.random_query(2)
+        return a, b
 
     def next_pair(self):
-        """The next two mixes to show, as float32 [N] vectors.
+        """The next two mixes to show, as float32 [N] vectors (``next_query(2)``)."""
+        a, b = self.next_query(2)
+        return a, b
 
-        Usually ``(incumbent, challenger)``; the first ``init_pairs`` pairs and every 4th pair
-        (:data:`EXPLORE_EVERY`) are random pool pairs. A function of the data: asking again
-        before ``add`` gives the same pair.
+    def next_query(self, k=4):
+        """The next k mixes to show, float32 [k, N]; distinct mixes on the simplex.
+
+        The first ``init_pairs`` questions are random pool draws; then the incumbent (``best()``)
+        and the k − 1 pool mixes that maximize qEUBO with it, greedily, at least
+        :data:`MIN_GAP` apart; the second option must come from the dense / sparse side of the
+        pool (:data:`SLOTS`: measured, without it the grid mostly polishes one recipe). A
+        function of the data: asking again before an answer gives the same question.
         """
-        # the pool depends on the data only: asking twice gives the same pair, and a copy of the
-        # learner with one more answer predicts the pair that will follow that answer
-        rng = np.random.default_rng([self.seed, len(self._comparisons)])
-        explore = (len(self._comparisons) - self.init_pairs) % EXPLORE_EVERY == EXPLORE_EVERY - 1
-        if len(self._comparisons) < self.init_pairs or self.posterior() is None or explore:
-            W = self._pool_draws(rng, 2)
-            return W[0].astype(np.float32), W[1].astype(np.float32)
+        k = int(k)
+        if k < 2:
+            raise PreferenceError(f"a question needs at least 2 options, got k={k}")
+        # the pool depends on the data only: asking twice gives the same question, and a copy of
+        # the learner with one more answer predicts the question that will follow that answer
+        rng = np.random.default_rng([self.seed, len(self._answers), k])
+        if len(self._answers) < self.init_pairs or self.posterior() is None:
+            return self._pool_draws(rng, k).astype(np.float32)
         incumbent = self.best().astype(np.float64)
-        W, _, _, _ = self._training_set()
-        pool = np.concatenate([
-            np.eye(self.num_styles),
-            simplex.sparse_mixes(rng, self.num_styles, 400),
-            simplex.dirichlet(rng, self.num_styles, 100, 0.3),
-            simplex.neighbours(rng, incumbent, 300, self.num_styles),
-            W,
-        ])
-        far = np.linalg.norm(pool - incumbent, axis=1) > 0.03
-        pool = pool[far]
+        parts = {
+            "incumbent": incumbent[None],
+            "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
+            "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
+                rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
+            "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
+            "shown": np.array(self._W),
+        }
+        kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
+        pool, first = _distinct(np.concatenate(list(parts.values())))
+        kinds = kinds[first]
         post = self.posterior()
-        mean, V = post.mean_and_projection(self._embed(pool))
-        inc_mean, inc_V = post.mean_and_projection(self._embed(incumbent[None]))
-        pool_var = post.scale ** 2 - np.sum(V * V, 0)
-        inc_var = post.scale ** 2 - np.sum(inc_V * inc_V)
-        cov = post.covariance(self._embed(pool), V, self._embed(incumbent[None]), inc_V)[:, 0]
-        sd = np.sqrt(np.maximum(pool_var + inc_var - 2 * cov, 1e-12))
-        gain = gp.expected_improvement(mean - inc_mean[0], sd)
-        challenger = pool[np.argmax(gain)]
-        return incumbent.astype(np.float32), challenger.astype(np.float32)
+        X = self._embed(pool)
+        mean, V = post.mean_and_projection(X)
+        var = post.kernel.diag(X) - np.sum(V * V, 0)
+        # joint Monte Carlo on the most promising candidates (optimistic: mean + 2 std), the
+        # best of the global kinds and of the others alike
+        ucb = mean + 2.0 * np.sqrt(np.maximum(var, 0))
+        is_global = np.isin(kinds, ["dense", "sparse"])
+        keep = [np.array([0])]
+        for group in (is_global, ~is_global):
+            index = np.flatnonzero(group)
+            keep.append(index[np.argsort(-ucb[index])[:CANDIDATES // 2]])
+        keep = np.unique(np.concatenate(keep))   # the incumbent stays row 0
+        cov = post.covariance(X[keep], V[:, keep], X[keep], V[:, keep])
+        fixed = (0,) if INCUMBENT else ()
+        candidates = pool[keep]
+        apart = np.abs(candidates[:, None, :] - candidates[None, :, :]).sum(2) >= MIN_GAP
+        masks = {"all": None, "global": is_global[keep]}
+        slots = [masks[where] for where in SLOTS]
+        chosen = acquisition.greedy_max_set(mean[keep], cov, min(k, len(keep)), rng, fixed,
+                                            SAMPLES, apart, slots)
+        options = pool[keep[chosen]]
+        if len(options) < k:   # a tiny simplex: fill with random mixes
+            options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
+        return options.astype(np.float32)
 
     def copy(self):
-        """An independent learner with the same settings and comparisons."""
+        """An independent learner with the same settings and answers."""
         other = PreferenceLearner(self.num_styles, self.seed, self.features, self.init_pairs)
-        other._comparisons = list(self._comparisons)
-        other._hyper = self._hyper
+        for W, c in self._answers:
+            other.add_choice(W, c)
+        other._hyper, other._modes = self._hyper, dict(self._modes)
         other._rng.bit_generator.state = self._rng.bit_generator.state
         return other
 
     # ---------------------------------------------------------------- files
     def save(self, path):
-        """Write the settings and every comparison as JSON (atomically; never pickle)."""
+        """Write the settings and every answer as JSON (atomically; never pickle)."""
         state = {
             "format": FORMAT,
             "num_styles": self.num_styles,
             "seed": self.seed,
             "init_pairs": self.init_pairs,
             "features": None if self.features is None else self.features.tolist(),
-            "comparisons": [{"a": a.tolist(), "b": b.tolist(), "preferred": p}
-                            for a, b, p in self._comparisons],
+            "answers": [{"options": W.tolist(), "chosen": c} for W, c in self._answers],
             "rng": self._rng.bit_generator.state,
         }
         with atomic_write(path, "w") as f:
@@ -281,24 +386,35 @@ class PreferenceLearner:
 
     @classmethod
     def load(cls, path):
-        """A learner saved by :meth:`save`, with the same comparisons and the same next pairs."""
+        """A learner saved by :meth:`save` (or by a version that knew only pairs)."""
         path = os.fspath(path)
         try:
             with open(path) as f:
                 state = json.load(f)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise PreferenceError(f"cannot read preference learner file {path}: {e}") from e
-        if not isinstance(state, dict) or state.get("format") != FORMAT:
+        if not isinstance(state, dict) or state.get("format") not in (FORMAT, FORMAT_PAIRS):
             raise PreferenceError(f"{path} is not a saved PreferenceLearner ({FORMAT})")
         try:
             learner = cls(state["num_styles"], seed=state["seed"], features=state["features"],
                           init_pairs=state.get("init_pairs", 3))
-            for row in state["comparisons"]:
-                learner.add(row["a"], row["b"], row["preferred"])
+            if state["format"] == FORMAT_PAIRS:
+                for row in state["comparisons"]:
+                    learner.add(row["a"], row["b"], row["preferred"])
+            else:
+                for row in state["answers"]:
+                    learner.add_choice(row["options"], row["chosen"])
             learner._rng.bit_generator.state = state["rng"]
         except (KeyError, TypeError, ValueError) as e:
             raise PreferenceError(f"{path}: damaged preference learner file ({e})") from e
         return learner
+
+
+def _distinct(W, tolerance=1e-4):
+    """The rows of ``W`` without near-duplicates (first occurrences, in order) and their rows."""
+    _, first = np.unique(np.round(W / tolerance).astype(np.int64), axis=0, return_index=True)
+    first = np.sort(first)
+    return W[first], first
 
 
 def _log_prior(lengthscale, scale):

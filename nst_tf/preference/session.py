@@ -1,19 +1,23 @@
 """One person's session: the store, the learner and the renderer together (no web framework).
 
-:class:`PreferenceSession` is what the web page talks to: it keeps one pair open, records votes
-(idempotent, via :class:`~nst_tf.preference.store.PreferenceStore`), feeds them to a
-:class:`~nst_tf.preference.learner.PreferenceLearner`, randomizes left/right, and renders images
-in one background thread, *ahead of time*: while a pair is on screen it renders the pair that
-would follow a "left" answer and the one that would follow a "right" answer (the learner's next
-pair is a function of its data), so the next pair is usually ready when the vote arrives.
+:class:`PreferenceSession` is what the web page talks to: it keeps one question open (a pair
+or a grid of four, see :mod:`nst_tf.preference.questions`), records answers (idempotent, via
+:class:`~nst_tf.preference.store.PreferenceStore`), feeds them to a
+:class:`~nst_tf.preference.learner.PreferenceLearner`, shuffles the options on screen, and
+renders images in one background thread, *ahead of time*: while a question is on screen it
+renders the question that would follow each answer (the learner's next question is a function
+of its data), the likeliest answer first, so the next question is usually ready when the answer
+arrives.
 
 Example (a renderer that paints each mix a flat colour):
     >>> import os, tempfile, numpy as np
     >>> from nst_tf.preference.store import PreferenceStore
     >>> store = PreferenceStore(os.path.join(tempfile.mkdtemp(), "prefs.sqlite"))
     >>> session = PreferenceSession(store, 3, render=lambda w: np.broadcast_to(w, (8, 8, 3)))
-    >>> pair = session.state()["pair"]
-    >>> session.vote(pair["id"], "left", client_id="v1", annotator="me")["count"]
+    >>> question = session.state()["question"]
+    >>> len(question["options"])
+    4
+    >>> session.vote(question["id"], 2, client_id="v1", annotator="me")["count"]
     1
 """
 
@@ -26,31 +30,37 @@ import threading
 import numpy as np
 
 from nst_tf.preference.learner import PreferenceLearner
+from nst_tf.preference.questions import SKIP
 from nst_tf.preference.store import StoreError
+
+#: How many of the largest weights of the best mix the page lists (with style thumbnails).
+BEST_WEIGHTS = 5
 
 
 class PreferenceSession:
-    """Pairs, votes and images of one session.
+    """Questions, answers and images of one session.
 
     Args:
-        store: a :class:`~nst_tf.preference.store.PreferenceStore` (new or continued).
+        store: a :class:`~nst_tf.preference.store.PreferenceStore` (new or continued); its
+            ``kind`` says whether the questions are pairs or grids of four.
         num_styles: N.
         render: ``weights [N] float32 -> image [H, W, 3] float32 in [0, 1]``.
-        seed: seeds the learner and the left/right order.
-        speculate: pre-render the pairs that may come next (see the module docstring).
+        seed: seeds the learner and the order on screen.
+        speculate: pre-render the questions that may come next (see the module docstring).
     """
 
     def __init__(self, store, num_styles, render, seed=0, speculate=True):
         self.store, self.num_styles, self.render = store, int(num_styles), render
+        self.kind = store.kind
         self.seed, self.speculate = int(seed), speculate
         self._lock = threading.RLock()
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="render")
         self._images = {}      # key -> Future of PNG bytes
         self._weights = {}     # key -> weights
         self._rebuild()
-        if self.store.open_pair() is None:
-            self._new_pair()
-        self._prefetch(self.store.open_pair())
+        if self.store.open_question() is None:
+            self._new_question()
+        self._prefetch(self.store.open_question())
 
     def close(self):
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -59,25 +69,24 @@ class PreferenceSession:
     def _rebuild(self):
         self.learner = PreferenceLearner(self.num_styles, seed=self.seed)
         self._learned = set()
-        for comparison in self.store.comparisons():
-            self._learn(comparison)
+        for answer in self.store.answers():
+            self._learn(answer)
 
-    def _learn(self, comparison):
-        if comparison["id"] in self._learned:
+    def _learn(self, answer):
+        if answer["id"] in self._learned:
             return
-        self._learned.add(comparison["id"])
-        outcome = {"left": 0, "right": 1, "tie": None}
-        if comparison["choice"] in outcome:
-            self.learner.add(comparison["left"], comparison["right"],
-                             outcome[comparison["choice"]])
+        self._learned.add(answer["id"])
+        chosen = self.kind.chosen(answer["choice"])
+        if chosen is not SKIP:
+            self.learner.add_choice(answer["options"], chosen)
 
-    def _new_pair(self):
-        a, b = self.learner.next_pair()
-        swap = np.random.default_rng([self.seed, 1, len(self.store.comparisons(True))]).random()
-        left, right, order = (b, a, "ba") if swap < 0.5 else (a, b, "ab")
-        pair = self.store.pair(self.store.add_pair(left, right, order))
-        self._prefetch(pair)
-        return pair
+    def _new_question(self):
+        options = list(self.learner.next_query(self.kind.k))
+        count = len(self.store.answers(include_undone=True))
+        shown, order = self.kind.shuffle(np.random.default_rng([self.seed, 1, count]), options)
+        question = self.store.question(self.store.add_question(shown, order))
+        self._prefetch(question)
+        return question
 
     # ------------------------------------------------------------ images
     def image_key(self, weights):
@@ -110,60 +119,66 @@ class PreferenceSession:
                 return None
         return self._submit(key).result()
 
-    def _prefetch(self, pair):
-        self._submit(self.image_key(pair["left"]))
-        self._submit(self.image_key(pair["right"]))
+    def _prefetch(self, question):
+        for w in question["options"]:
+            self._submit(self.image_key(w))
         if self.speculate:
-            self._executor.submit(self._speculate, pair)
+            self._executor.submit(self._speculate, question)
 
-    def _speculate(self, pair):
-        """Render the pairs that would follow each answer to ``pair`` (runs in the render thread)."""
+    def _speculate(self, question):
+        """Render the questions that would follow each answer to ``question``, the likeliest
+        answer first (runs in the render thread)."""
         with self._lock:
             learner = self.learner.copy()
-        for winner in (0, 1):
+        options = question["options"]
+        mean = learner.predict(np.asarray(options, np.float64))[0]
+        for chosen in np.argsort(-mean):          # the person's likeliest pick first
             guess = learner.copy()
-            guess.add(pair["left"], pair["right"], winner)
-            for w in guess.next_pair():
-                key = self.image_key(w)
-                with self._lock:
-                    if key not in self._images:
-                        future = concurrent.futures.Future()
-                        self._images[key] = future
-                    else:
-                        continue
-                try:
-                    future.set_result(self._png(w))
-                except BaseException as e:  # surfaced when the page asks for the image
-                    future.set_exception(e)
+            guess.add_choice(options, int(chosen))
+            for w in guess.next_query(self.kind.k):
+                self._render_now(w)
+
+    def _render_now(self, weights):
+        key = self.image_key(weights)
+        with self._lock:
+            if key in self._images:
+                return
+            future = self._images[key] = concurrent.futures.Future()
+        try:
+            future.set_result(self._png(weights))
+        except BaseException as e:  # surfaced when the page asks for the image
+            future.set_exception(e)
 
     # ------------------------------------------------------------ requests
     def state(self):
-        """The open pair, the number of votes and the current best mix, for the page."""
+        """The open question, the number of answers and the current best mix, for the page."""
         with self._lock:
-            pair = self.store.open_pair() or self._new_pair()
+            question = self.store.open_question() or self._new_question()
             best = self.learner.best()
-            top = np.argsort(-best)[:5]
-            return {
-                "pair": {"id": pair["id"], "left": self.image_key(pair["left"]),
-                         "right": self.image_key(pair["right"])},
-                "count": len(self.store.comparisons()),
+            top = [int(i) for i in np.argsort(-best)[:BEST_WEIGHTS] if best[i] >= 0.005]
+            state = self.kind.page_state(question, [self.image_key(w)
+                                                    for w in question["options"]])
+            state.update({
+                "count": len(self.store.answers()),
                 "best": {"image": self.image_key(best),
-                         "weights": [{"style": int(i), "weight": round(float(best[i]), 3)}
-                                     for i in top if best[i] >= 0.005]},
-            }
+                         "weights": [{"style": i, "weight": round(float(best[i]), 3),
+                                      "image": self.image_key(np.eye(self.num_styles)[i])}
+                                     for i in top]},
+            })
+            return state
 
-    def vote(self, pair_id, choice, client_id, annotator):
-        """Record a vote (a retried ``client_id`` counts once) and return the new :meth:`state`."""
+    def vote(self, question_id, choice, client_id, annotator):
+        """Record an answer (a retried ``client_id`` counts once); returns the new :meth:`state`."""
         with self._lock:
-            comparison = self.store.vote(pair_id, choice, client_id, annotator)
-            self._learn(comparison)
+            answer = self.store.answer(question_id, choice, client_id, annotator)
+            self._learn(answer)
             return self.state()
 
     def undo(self):
-        """Undo the newest vote: its pair is shown again. Returns the new :meth:`state`."""
+        """Undo the newest answer: its question is shown again. Returns the new :meth:`state`."""
         with self._lock:
             if self.store.undo() is None:
                 raise StoreError("nothing to undo")
             self._rebuild()
-            self._prefetch(self.store.open_pair())
+            self._prefetch(self.store.open_question())
             return self.state()

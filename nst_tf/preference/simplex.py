@@ -39,22 +39,27 @@ def dirichlet(rng, num_styles, count, concentration):
     return rng.dirichlet(np.full(num_styles, concentration), size=count)
 
 
-def neighbours(rng, w, count, num_styles):
-    """Mixes near ``w``: blends with a random style, a style dropped, weights jittered."""
+def neighbours(rng, w, count, num_styles, step=1.0):
+    """``count`` mixes near ``w``: each style added (blends with a pure style at 10, 25 and 50 %
+    times ``step``), each style of the mix dropped, then blends with random dense mixes and
+    jittered weights. Below ``count`` = all additions and drops, a random subset of them."""
     w = np.asarray(w, np.float64)
-    out = []
+    amounts = step * np.array([0.1, 0.25, 0.5])
     pure = np.eye(num_styles)
-    third = max(count // 3, 1)
-    t = rng.choice([0.1, 0.2, 0.3, 0.5], size=third)[:, None]
-    out.append((1 - t) * w + t * pure[rng.integers(num_styles, size=third)])
+    adds = ((1 - amounts[:, None, None]) * w + amounts[:, None, None] * pure).reshape(-1, num_styles)
     support = np.flatnonzero(w > 1e-3)
-    drops = np.repeat(w[None], third, 0)
+    drops = np.repeat(w[None], len(support), 0)
     if len(support) > 1:
-        drops[np.arange(third), rng.choice(support, size=third)] = 0.0
-    out.append(drops)
-    jitter = w[None] * np.exp(0.5 * rng.standard_normal((count - 2 * third, num_styles)))
-    out.append(jitter)
-    W = np.concatenate(out)
+        drops[np.arange(len(support)), support] = 0.0
+    moves = np.concatenate([adds, drops])
+    if count <= len(moves):
+        W = moves[rng.choice(len(moves), size=count, replace=False)]
+    else:
+        rest = count - len(moves)
+        t = rng.choice(step * np.array([0.1, 0.2, 0.3, 0.5]), size=(rest // 2, 1))
+        dense = (1 - t) * w + t * dirichlet(rng, num_styles, rest // 2, 1.0)
+        jitter = w[None] * np.exp(0.5 * step * rng.standard_normal((rest - rest // 2, num_styles)))
+        W = np.concatenate([moves, dense, jitter])
     return W / np.maximum(W.sum(1, keepdims=True), 1e-12)
 
 
