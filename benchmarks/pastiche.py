@@ -5,7 +5,7 @@ For every image size and batch size, times
 
 * ``nst_tf`` with XLA off and on: :func:`nst_tf.models.pastiche.family.forward_function` (the function
   :func:`nst_tf.stylize` runs), fed a ``tf.Tensor`` batch and fetched to NumPy. This is the
-  default: Magenta's arithmetic, bit-identical outputs;
+  default: Magenta's arithmetic (within 1e-5 of Magenta's graph, ``tests/test_magenta_parity.py``);
 * ``nst_fast``, XLA off and on: ``stylize(..., fast=True)``: the same function in faster forms
   (sub-pixel / space-to-depth convs, moments by matmul), within float32 rounding of Magenta;
 * ``nst_bf16``: ``stylize(..., fast=True, precision="bfloat16")``: bfloat16 convolutions (oneDNN

@@ -52,6 +52,7 @@ class Preset:
         return self.url.rsplit("/", 1)[-1]
 
 
+#: The released checkpoints by name: "varied" (32 styles) and "monet" (10).
 PRESETS = {
     "varied": Preset(
         "varied",

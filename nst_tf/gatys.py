@@ -372,9 +372,11 @@ def transfer(content, styles, style_weights=None, **options):
         float32 ``[H, W, 3]`` in [0, 1]; the longest side is ``size`` (or the last of ``scales``).
 
     Raises:
-        ImageError: unreadable or too small images. StyleWeightsError: wrong count, NaN, inf or
-        negative style weights. LayerError: unknown backbone or layer. ConfigError: any other bad
-        option. WeightsUnavailableError: ImageNet weights not cached and offline.
+        ImageError: unreadable or too small images.
+        StyleWeightsError: wrong count, NaN, inf or negative style weights.
+        LayerError: unknown backbone or layer.
+        ConfigError: any other bad option.
+        WeightsUnavailableError: ImageNet weights not cached and offline.
         OptimizationError: the loss became NaN/inf.
 
     Example:

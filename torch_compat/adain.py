@@ -122,7 +122,7 @@ def _channel_divisor(vgg_state, source):
 
 def load_adain_state(network, vgg_state=None, decoder_state=None, vgg_source="vgg",
                      decoder_source="decoder"):
-    """Copy state dicts (``{name: OIHW array}``) into an :func:`adain_network`'s encoder and /
+    """Copy state dicts (``{name: OIHW array}``) into an :func:`~nst_tf.networks.adain_network`'s encoder and /
     or decoder; names, shapes and unexpected decoder entries are checked."""
     from nst_tf.models.adain.network import DECODER, ENCODER_DEPTH, NORMALISED_VGG
 

@@ -7,7 +7,7 @@ Both exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weigh
 ``[N]`` (Magenta's TFLite-export interface) and return ``stylized_image``; see
 :mod:`nst_tf.export`. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
 else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` runs the same
-:func:`run`.
+``run()``.
 
 Arbitrary-style models (``--checkpoint=arbitrary``, Magenta's ``arbitrary_style_transfer``
 checkpoint, folder or ``.tar.gz``) export as a SavedModel with the interface of Magenta's TF-Hub

@@ -45,7 +45,7 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
   (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
   Errors are one line on stderr, exit code 1.
 
-``scripts/train.py`` runs the same :func:`run`.
+``scripts/train.py`` runs the same ``run()``.
 """
 
 from absl import flags

@@ -41,7 +41,9 @@ import tensorflow as tf
 from nst_tf.device import dtype_policy  # noqa: F401  (re-exported: the policy of trained networks)
 from nst_tf.errors import ConfigError, NSTError
 
+#: The values of ``strategy=`` (``nst-train --strategy``).
 STRATEGIES = ("default", "mirrored", "one_device", "multi_worker")
+#: The values of ``mixed_precision=`` (None: float32 throughout).
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 #: Task types that train under ``MultiWorkerMirroredStrategy`` (the chief is a worker too).
 TRAINING_TASKS = ("chief", "worker")

@@ -33,6 +33,7 @@ from nst_tf.training.trainer import StyleTrainer
 
 #: Magenta's defaults (image_stylization_train.py), on its VGG-16 end points.
 MAGENTA_CONTENT_WEIGHTS = {"vgg_16/conv3": 1.0}
+#: Magenta's style layer weights: 1e-4 on ``vgg_16/conv1`` ... ``conv4``.
 MAGENTA_STYLE_WEIGHTS = {"vgg_16/conv1": 1e-4, "vgg_16/conv2": 1e-4, "vgg_16/conv3": 1e-4,
                          "vgg_16/conv4": 1e-4}
 
@@ -225,7 +226,7 @@ class PerceptualRecipe(Recipe):
     * ``lr_schedule``: ``"constant"`` or ``"ulyanov"``
       (:class:`~nst_tf.training.schedules.UlyanovSchedule`).
 
-    Subclasses implement :meth:`build_network`; with a labels-input (conditional) network each
+    Subclasses implement :meth:`~nst_tf.training.Recipe.build_network`; with a labels-input (conditional) network each
     example gets a style label from ``(seed, batch index)``.
     """
 

@@ -117,8 +117,12 @@ def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16,
         summaries and final files).
 
     Raises:
-        ConfigError, DatasetError, ImageError, CheckpointError, WeightsUnavailableError,
-        WorkerLostError (a worker of a multi-worker run died or hung).
+        ConfigError: an option of another mode, or a bad value.
+        DatasetError: no usable content or style images.
+        ImageError: an unusable style or validation image.
+        CheckpointError: a checkpoint (``--checkpoint``, the train_dir's) that does not fit.
+        WeightsUnavailableError: loss-network or initial weights not cached and offline.
+        WorkerLostError: a worker of a multi-worker run died or hung.
     """
     recipe_type = recipe_class(mode)
     learning_rate = recipe_type.defaults["learning_rate"] if learning_rate is None \

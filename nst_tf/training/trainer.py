@@ -28,7 +28,7 @@ from nst_tf.training.distribute import MultiWorkerFit
 
 
 class StyleTrainer(MultiWorkerFit, keras.Model):
-    """Trains ``network`` to minimize a :class:`PerceptualLoss` with ``fit()``.
+    """Trains ``network`` to minimize a :class:`~nst_tf.training.PerceptualLoss` with ``fit()``.
 
     Data: batches of content images ``[B, H, W, 3]``, or ``(images, labels[B])`` with style labels
     in ``[0, loss.num_styles)`` (see :func:`nst_tf.data.with_style_labels`); without labels every

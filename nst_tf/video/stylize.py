@@ -326,10 +326,12 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
         :class:`VideoResult`.
 
     Raises:
-        VideoError: unreadable or empty input, frames of mixed sizes. ConfigError: bad options,
-        an image file name as output. OutputPathError: the output's folder does not exist;
-        OutputExistsError (one of them): the output exists and ``overwrite`` is False.
-        MissingDependencyError: the ``video`` extra is not installed. Any error of the model.
+        VideoError: unreadable or empty input, frames of mixed sizes.
+        ConfigError: bad options, an image file name as output.
+        OutputPathError: the output's folder does not exist; ``OutputExistsError`` (one of them):
+            the output exists and ``overwrite`` is False.
+        MissingDependencyError: the ``video`` extra is not installed.
+        NSTError: any error of the model.
     """
     began = time.perf_counter()
     if method not in METHODS:

@@ -401,7 +401,7 @@ class ArbitraryFamily(Family):
             fast: faster transformer forms, within float32 rounding of Magenta's output.
 
         Returns:
-            float32 in [0, 1]: ``[H, W, 3]`` (one content, one style or mixture),
+            float32 in [0, 1], ``[H, W, 3]`` (one content, one style or mixture),
             ``[K, H, W, 3]`` (one content, K styles), ``[B, H, W, 3]`` or ``[B, K, H, W, 3]``
             for a batch of contents.
         """

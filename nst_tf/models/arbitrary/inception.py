@@ -135,6 +135,7 @@ def _inception_layout():
     return layout
 
 
+#: The trunk as data: ``("conv", ...)`` and ``("block", name, {branch: ops})`` entries, 70 convs.
 INCEPTION_LAYOUT = _inception_layout()
 
 

@@ -179,6 +179,7 @@ def check_style_weights(style_weights, count):
 
 
 def check_strength(strength):
+    """``strength`` as a float in [0, 1]; a ConfigError otherwise."""
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
             or not 0.0 <= float(strength) <= 1.0:
         raise ConfigError(f"strength must be a number in [0, 1] (1 = full style, 0 = about "

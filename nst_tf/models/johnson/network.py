@@ -14,6 +14,7 @@ from nst_tf.layers import InstanceNormalization, NearestUpsample2D, ReflectionPa
 #: Johnson's convs ``(name, kernel, stride, width at alpha=1, upsampling before the conv)``;
 #: ``num_residual`` residual blocks of two 3x3 convs sit between "down2" and "up1".
 JOHNSON_DOWN = (("down0", 9, 1, 32, 1), ("down1", 3, 2, 64, 1), ("down2", 3, 2, 128, 1))
+#: The two upsampling convs, in the same format.
 JOHNSON_UP = (("up1", 3, 1, 64, 2), ("up2", 3, 1, 32, 2))
 
 

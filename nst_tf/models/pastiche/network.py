@@ -135,11 +135,13 @@ def pastiche_network(num_styles, alpha=1.0, style_input="weights", name="pastich
         fast: compute the same function in faster forms: sub-pixel convs for the upsampling
             convs, the RGB output conv on a space-to-depth grid
             (:class:`~nst_tf.layers.ReflectConv2D`) and instance-norm moments by matrix
-            products (:func:`~nst_tf.layers.spatial_moments`). ~1.45x less CPU time than
-            Magenta at 512x512; outputs differ from Magenta's by float32 rounding (up to ~5e-5
-            at 64x64, ~3e-4 at 512x512), while they are as close or closer to a float64
-            evaluation than Magenta's own float32 outputs. The default ``False`` keeps
-            Magenta's arithmetic: bit-identical outputs on the CPU. Switch later with
+            products (:func:`~nst_tf.layers.spatial_moments`). ~1.4x less CPU time than
+            Magenta at 512x512 (``benchmarks/pastiche.py``); outputs differ from Magenta's by
+            float32 rounding (< 1e-4 in the tests; ~3e-4 measured at 512x512), while they stay
+            within twice Magenta's own float32 error of a float64 evaluation. The default
+            ``False`` keeps Magenta's arithmetic: called directly on the CPU, the network's
+            outputs equal Magenta's graph bit for bit in the tests; compiled (as
+            :func:`nst_tf.stylize` runs it), within 1e-5. Switch later with
             :func:`set_fast`. Keep ``False`` for TFLite export (the fast kernels are larger).
     """
     if style_input not in ("weights", "labels"):
