@@ -37,7 +37,7 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 * ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
   ``--export_keras`` (every mode) write the trained network at the end.
 * ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
-  (README, "Training on several machines"). The strategy is created before anything else;
+  (docs: "Training on several machines"). The strategy is created before anything else;
   the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
   with one line naming it, and running every worker again resumes.
 * Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
