@@ -20,8 +20,8 @@ Several workers (``strategy="multi_worker"``): the cluster comes from ``TF_CONFI
 * Failures (:func:`reporting_lost_workers`): a worker that dies or hangs makes the collectives of
   the others fail (at once when its connection is refused, in about 10 s when its heartbeats
   stop, after ``collective_timeout`` seconds when it is alive but stuck); they then raise a
-  :class:`WorkerLostError` naming the lost task. Restart every worker to resume from the last
-  checkpoint.
+  :class:`~nst_tf.errors.WorkerLostError` naming the lost task. Restart every worker to resume
+  from the last checkpoint.
 
 Example:
     >>> make_strategy("default").num_replicas_in_sync
@@ -39,7 +39,7 @@ import re
 import tensorflow as tf
 
 from nst_tf.device import dtype_policy  # noqa: F401  (re-exported: the policy of trained networks)
-from nst_tf.errors import ConfigError, NSTError
+from nst_tf.errors import ConfigError, WorkerLostError
 
 #: The values of ``strategy=`` (``nst-train --strategy``).
 STRATEGIES = ("default", "mirrored", "one_device", "multi_worker")
@@ -47,10 +47,6 @@ STRATEGIES = ("default", "mirrored", "one_device", "multi_worker")
 MIXED_PRECISION = (None, "mixed_float16", "mixed_bfloat16")
 #: Task types that train under ``MultiWorkerMirroredStrategy`` (the chief is a worker too).
 TRAINING_TASKS = ("chief", "worker")
-
-
-class WorkerLostError(NSTError, RuntimeError):
-    """A worker of a multi-worker run died or stopped answering; the message names it."""
 
 
 def check_strategy(name):
@@ -281,9 +277,10 @@ class MultiWorkerFit:
        its logs as rank-1 ``[1]`` tensors, which Keras then averages over every replica of
        every worker: the logged loss is the global batch's mean loss.
 
-    Both hooks are private Keras methods (setup.cfg pins ``keras<3.16``). The test
-    ``test_multiworker.py::test_canary_stock_keras_fit_still_fails`` trains a stock model with
-    ``fit`` under the strategy and fails when that works: then remove this class.
+    Both hooks override private Keras methods (checked with Keras 3.15). The test
+    ``test_multiworker.py::test_canary_stock_keras_fit_still_fails`` trains stock models with
+    ``fit`` under the strategy, with and without this class: it fails when a Keras release fixes
+    either place (then remove that hook) or breaks the hooks.
     """
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -340,8 +337,9 @@ def lost_tasks(strategy, message="", probe_timeout=5.0):
 
 @contextlib.contextmanager
 def reporting_lost_workers(strategy, resume_step=None, probe_timeout=5.0):
-    """Turn a failed collective of a multi-worker run into a one-line :class:`WorkerLostError`
-    naming the lost task(s) (and the checkpoint step a restart resumes from)."""
+    """Turn a failed collective of a multi-worker run into a one-line
+    :class:`~nst_tf.errors.WorkerLostError` naming the lost task(s) (and the checkpoint step a
+    restart resumes from)."""
     try:
         yield
     except COLLECTIVE_FAILURES as exc:

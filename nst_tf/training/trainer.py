@@ -101,7 +101,12 @@ class StyleTrainer(MultiWorkerFit, keras.Model):
             total, parts = self.compute_losses(images, labels, training=True)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(total / replicas)
-        gradients = tape.gradient(scaled, variables)
+        # The style tables (CIN gamma/beta gathered by label) get IndexedSlices gradients; made
+        # dense here, as Adam would make them anyway. The tables are small, and a strategy
+        # all-reduces a dense tensor in one op (IndexedSlices need all-gathers inside conds,
+        # which MultiWorkerMirroredStrategy takes about a minute to trace on a CPU).
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(scaled, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return {"loss": total, **parts}
 
