@@ -19,7 +19,7 @@ death to worker 0's :class:`~nst_tf.training.distribute.WorkerLostError`.
 
 Usage::
 
-    python benchmarks/multiworker.py [--steps 12] [--batch_size 8] [--image_size 64]
+    python benchmarks/multiworker.py [--steps 12] [--batch_size 8] [--image_size 64] [--repeats 2]
 
 Prints a table and writes ``benchmarks/results/multiworker.json``.
 """
@@ -87,16 +87,16 @@ def result_of(output):
     return lines[0] if lines else None
 
 
-def throughput(args, folder, content, styles, workers):
+def throughput(args, folder, content, styles, workers, repeat):
     spec = {"runs": [{"content": content, "styles": styles,
-                      "train_dir": os.path.join(folder, f"run{workers}"),
+                      "train_dir": os.path.join(folder, f"run{workers}-{repeat}"),
                       "options": options(args, args.steps)}]}
     results, wall = run(workers, spec, args.timeout)
     chief = result_of(results[0].output)
     if chief is None or any(r.returncode for r in results):
         raise SystemExit(f"{workers} worker(s) failed:\n" + results[0].output[-3000:])
     images_per_sec = chief["history"]["images_per_sec"][-1]
-    return {"workers": workers, "global_batch": args.batch_size,
+    return {"workers": workers, "repeat": repeat, "global_batch": args.batch_size,
             "per_worker_batch": args.batch_size // workers, "steps": args.steps,
             "steps_per_sec": images_per_sec / args.batch_size, "images_per_sec": images_per_sec,
             "train_call_s": chief["seconds"], "wall_s": wall}
@@ -125,6 +125,7 @@ def main():
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--kill_step", type=int, default=3)
     parser.add_argument("--collective_timeout", type=float, default=60)
     parser.add_argument("--timeout", type=float, default=600)
@@ -134,12 +135,16 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="nst-multiworker-") as folder:
         content, styles = make_images(folder)
-        rows = [throughput(args, folder, content, styles, n) for n in (1, 2)]
+        rows = [throughput(args, folder, content, styles, n, r)
+                for r in range(args.repeats) for n in (1, 2)]     # alternating: 1, 2, 1, 2...
         dead = detection(args, folder, content, styles)
-    speedup = rows[1]["steps_per_sec"] / rows[0]["steps_per_sec"]
-    notes = [f"2 workers / 1 worker = {speedup:.2f}x on {os.cpu_count()} cores: both workers "
-             f"share this machine's cores, so this is the cost of the collectives and of a second "
-             f"process, not scaling across hosts",
+    median = {n: float(np.median([r["steps_per_sec"] for r in rows if r["workers"] == n]))
+              for n in (1, 2)}
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    notes = [f"2 workers / 1 worker = {median[2] / median[1]:.2f}x (medians of "
+             f"{args.repeats} runs each) on {os.cpu_count()} cores: both workers share this "
+             f"machine's cores, so this is the cost of the collectives and of a second process, "
+             f"not scaling across hosts; load average at the end {load:.1f}",
              f"dead worker (SIGKILL after step {args.kill_step}): worker 0 raised its error "
              f"{dead['detect_s']:.1f} s after the death and exited with code "
              f"{dead['returncode']} {dead['exit_after_s']:.1f} s after it; "
@@ -148,9 +153,9 @@ def main():
     report("multiworker",
            f"Multi-worker CIN training on loopback ({args.image_size} px, global batch "
            f"{args.batch_size}, {args.steps} steps)",
-           f"{'workers':>7}  {'batch/worker':>12}  {'steps/s':>8}  {'images/s':>8}  "
+           f"{'run':>3}  {'workers':>7}  {'batch/worker':>12}  {'steps/s':>8}  {'images/s':>8}  "
            f"{'train() s':>9}  {'wall s':>7}",
-           rows, lambda r: f"{r['workers']:>7}  {r['per_worker_batch']:>12}  "
+           rows, lambda r: f"{r['repeat']:>3}  {r['workers']:>7}  {r['per_worker_batch']:>12}  "
                            f"{r['steps_per_sec']:>8.2f}  {r['images_per_sec']:>8.1f}  "
                            f"{r['train_call_s']:>9.1f}  {r['wall_s']:>7.1f}",
            notes=notes, dead_worker=dead, args=vars(args))
