@@ -49,7 +49,7 @@ _EXPORTS = {
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
     "adain_network": "networks", "load_adain": "models.adain.family",
-    "stylize": "families",
+    "stylize": "families", "stylize_to_file": "families",
     # texture networks (Ulyanov et al.)
     "texture_network": "networks", "synthesize": "models.texture.family", "CircularPad2D": "layers",
     "NoiseFill": "layers",
@@ -68,7 +68,8 @@ _EXPORTS = {
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "models", "families", "data",
-               "training", "export", "device", "io", "lbfgs", "cli", "video", "preference", "scale"}
+               "training", "export", "device", "io", "lbfgs", "cli", "video", "preference", "scale",
+               "patches", "norm_statistics", "receptive_field"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -80,6 +80,13 @@ class Family:
         """Run ``network`` on ``content`` with this family's meaning of ``style``."""
         raise NotImplementedError
 
+    def patch_models(self, network, batch, style, **options):
+        """How to run ``network`` by patches (:mod:`nst_tf.patches`): ``(several, models)``
+        with ``models[b][k]`` the :class:`~nst_tf.patches.PatchModel` of output ``k`` of image
+        ``b`` of the float32 ``[B, H, W, 3]`` ``batch``, and ``several`` True when
+        :meth:`stylize` would add a style axis. Takes the options of :meth:`stylize`."""
+        raise ConfigError(f"{self.name} models cannot be run by patches (tile_size)")
+
     # --- Many images, one style each (nst_tf.scale) -------------------------------------------
     #: What each content image of a dataset takes: ``"image"`` (a style image), ``"index"``
     #: (one of :meth:`num_styles` styles, or a fixed mixture) or ``None`` (no style).
@@ -243,7 +250,8 @@ def _check_options(family, options):
                           f"{', '.join(accepted) or 'no options'}")
 
 
-def stylize(content, style=None, model="varied", **options):
+def stylize(content, style=None, model="varied", *, tile_size=None, statistics="thumbnail",
+            thumbnail_size=1024, **options):
     """Stylize ``content`` with a trained feed-forward model of any family.
 
     Args:
@@ -256,6 +264,16 @@ def stylize(content, style=None, model="varied", **options):
             (see :mod:`nst_tf.models.adain.family`). See each family's ``stylize`` for the others.
         model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
             file, a prefixed handle its family owns, or a loaded network.
+        tile_size: run the network on patches whose cores are ``tile_size`` pixels wide (a
+            multiple of the network's stride, e.g. 4 for pastiche networks, 8 for AdaIN), with a
+            halo from the network's receptive field, for images too large to stylize at once
+            (:mod:`nst_tf.patches`). None (default): the whole image at once.
+        statistics: with ``tile_size``, where the normalization statistics come from:
+            ``"thumbnail"`` (default; URST: a copy whose longest side is ``thumbnail_size``; one
+            small extra pass), ``"exact"`` (the whole image's own, measured over the patches:
+            the output equals whole-image inference, at the cost of one pass per normalization
+            layer) or ``"patch"`` (each patch's own: naive tiling with seams, for comparison).
+        thumbnail_size: longest side of the thumbnail (default 1024, URST's).
         **options: the family's options (``crop``, ``batch_size``, ``fast``, ...). An option the
             family does not take is a ConfigError naming the ones it does.
 
@@ -269,6 +287,42 @@ def stylize(content, style=None, model="varied", **options):
         ...         crop=True).shape
         (2, 30, 41, 3)
     """
+    from nst_tf import patches
+
+    patches.check_statistics(statistics, thumbnail_size)     # also without tile_size
     family, network = resolve(model)
     _check_options(family, options)
-    return family.stylize(network, content, style, **options)
+    if tile_size is None:
+        return family.stylize(network, content, style, **options)
+    return patches.stylize(family, network, content, style, tile_size=tile_size,
+                           statistics=statistics, thumbnail_size=thumbnail_size, **options)
+
+
+def stylize_to_file(content, output, style=None, model="varied", *, tile_size,
+                    statistics="thumbnail", thumbnail_size=1024, rounding="round",
+                    progress=False, **options):
+    """Stylize one image by patches straight into the image file ``output``.
+
+    The output never exists as a float32 array: each patch core goes into a uint8 map on disk
+    beside ``output``, which is then encoded and written atomically (for images too large to
+    hold twice, e.g. 12,000 x 8,000). ``content`` is a path or an ``[H, W, 3]`` array;
+    ``style``, ``model``, ``tile_size``, ``statistics``, ``thumbnail_size`` and the family's
+    options are those of :func:`stylize` and must give one output. ``rounding`` is how floats
+    become bytes (``"round"``, or ``"truncate"`` as Magenta's scripts do); ``progress`` writes a
+    line per patch to stderr. Returns ``output``.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> from nst_tf.networks import pastiche_network
+        >>> path = os.path.join(tempfile.mkdtemp(), "out.png")
+        >>> stylize_to_file(np.random.rand(40, 50, 3), path, 0, pastiche_network(2, alpha=0.25),
+        ...                 tile_size=16, crop=True) == path
+        True
+    """
+    from nst_tf import patches
+
+    family, network = resolve(model)
+    _check_options(family, options)
+    return patches.stylize_to_file(family, network, content, output, style, tile_size=tile_size,
+                                   statistics=statistics, thumbnail_size=thumbnail_size,
+                                   rounding=rounding, progress=progress, **options)

@@ -25,9 +25,12 @@ Example:
     TensorShape([2, 8, 8, 16])
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
+from nst_tf import norm_statistics
 from nst_tf.errors import ImageError, StyleWeightsError
 
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
@@ -41,7 +44,15 @@ def spatial_moments(x, matmul=False):
     formula, several times faster on the CPU and more accurate in float32 (blocked instead of
     long running sums: normalizing a 512x512x32 tensor lands within ~1e-6 of float64 instead of
     ~4e-5).
+
+    This goes through the record/replay point :func:`nst_tf.norm_statistics.moments`: inside its
+    contexts the statistics are recorded, or replayed from another pass (tiled stylization).
     """
+    mean, variance, _ = norm_statistics.moments(x, functools.partial(_moments, matmul=matmul))
+    return mean, variance
+
+
+def _moments(x, matmul=False):
     if not matmul:
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
         variance = tf.reduce_mean(tf.math.squared_difference(x, tf.stop_gradient(mean)),
@@ -659,7 +670,13 @@ class NoiseFill(keras.layers.Layer):
                 return tf.identity(noise)
         x = self._check(inputs)
         shape = tf.shape(x)
-        size = tf.stack([shape[0], shape[1] // self.ratio, shape[2] // self.ratio, self.channels])
+        return self.draw(shape[0], shape[1], shape[2])
+
+    def draw(self, batch, height, width):
+        """The noise this layer gives for an input ``[batch, height, width, *]`` (and the next
+        draw of its generator): ``[batch, height / ratio, width / ratio, channels]``. ``call``
+        uses it; tiled stylization draws the whole image's noise with it and crops it."""
+        size = tf.stack([batch, height // self.ratio, width // self.ratio, self.channels])
         seed = tf.cast(self.seed_generator.next(), tf.int64)
         context = tf.distribute.get_replica_context()
         if context is not None and context.num_replicas_in_sync > 1:

@@ -55,6 +55,19 @@ def test_one_output_per_style(net, files, tmp_path, capsys):
         np.testing.assert_array_equal(written, expected_pixels(net, files, files[style]))
 
 
+def test_tile_size_makes_the_same_files_by_patches(net, files, tmp_path, capsys):
+    assert run(files, tmp_path, f"--style_images={files['wave']},{files['dots']}",
+               "--style_weights=0.3,0.7", "--strength=0.5", "--tile_size=16") == 0
+    name = "photo_stylized_wave_300_dots_700_0.png"
+    assert os.listdir(tmp_path) == [name]
+    assert "patch 6/6 (output)" in capsys.readouterr().err
+    written = np.asarray(Image.open(tmp_path / name)).astype(int)
+    expected = expected_pixels(net, files, [files["wave"], files["dots"]],
+                               style_weights=[0.3, 0.7], strength=0.5).astype(int)
+    # Thumbnail statistics of a 30x41 image are the image's own: the whole-image output.
+    assert np.abs(written - expected).max() <= 1
+
+
 def test_mixture_and_strengths(net, files, tmp_path):
     assert run(files, tmp_path, f"--style_images={files['wave']},{files['dots']}",
                "--style_weights=0.3,0.7", "--strength=0.5,1.0") == 0

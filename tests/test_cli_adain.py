@@ -41,3 +41,22 @@ def test_outputs_and_names(tmp_path, capsys):
     assert cli.main(["nst-adain", f"--content={content}", f"--style={a}", f"--output={out}",
                      "--style_size=0", "--alpha=0.3", *FILES]) == 0
     assert (out / "photo_stylized_a.png").read_bytes() != before
+
+
+def test_tile_size_streams_outputs_by_patches(tmp_path, capsys):
+    data = np.load(os.path.join(FIXTURE, "expected.npz"))
+    content, a = str(tmp_path / "photo.png"), str(tmp_path / "a.png")
+    images.save_image(content, data["content"])
+    images.save_image(a, data["style_a"])
+    out = tmp_path / "out"
+    assert cli.main(["nst-adain", f"--content={content}", f"--style={a}", f"--output={out}",
+                     "--style_size=0", "--tile_size=16", "--statistics=exact", *FILES]) == 0
+    assert "(statistics 1/1)" in capsys.readouterr().err
+    net = nst_tf.load_adain(f"{FIXTURE}/vgg_normalised.pth", f"{FIXTURE}/decoder.pth")
+    expected = nst_tf.stylize(content, a, model=net, style_size=None, crop=True)
+    written = np.asarray(Image.open(out / "photo_stylized_a.png")).astype(int)
+    assert np.abs(written - images.float_to_uint8(expected).astype(int)).max() <= 1
+    assert cli.main(["nst-adain", f"--content={content}", f"--style={a},{a}", f"--output={out}",
+                     f"--mask={content}", "--tile_size=16", *FILES]) == 1
+    err = capsys.readouterr().err
+    assert "mask= cannot be combined with tile_size" in err and err.count("\n") == 1

@@ -117,6 +117,9 @@ def test_checkpoint_folder_matching_flags_and_new_output_dir(files, tmp_path):
     (["--which_styles=3"], "must be a list"),
     (["--save_format=gif"], "save_format"),
     (["--jit_compile=maybe"], "jit_compile"),
+    (["--tile_size=6"], "tile_size=6 is not a multiple of 4, the stride of this network"),
+    (["--tile_size=16", "--thumbnail_size=0"], "thumbnail_size must be a positive"),
+    (["--tile_size=16", "--statistics=global"], "statistics"),
 ])
 def test_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, extra, fragment):
     assert run_cli(files, tmp_path, *extra) == 1
@@ -124,6 +127,23 @@ def test_errors_are_one_line_and_write_nothing(files, tmp_path, capsys, extra, f
     assert len(err.splitlines()) == 1 and err.startswith("nst-transform: error: ")
     assert re.search(fragment, err), err
     assert os.listdir(tmp_path) == []
+
+
+def test_tile_size_streams_each_output_by_patches_with_progress(net, files, tmp_path, capsys):
+    assert run_cli(files, tmp_path, "--which_styles=[2, 0]", "--tile_size=16",
+                   "--statistics=exact") == 0
+    assert sorted(os.listdir(tmp_path)) == ["out_0.png", "out_2.png"]
+    captured = capsys.readouterr()
+    assert captured.out.split() == [str(tmp_path / "out_2.png"), str(tmp_path / "out_0.png")]
+    # 2 x 3 patches; 16 statistics passes and the output pass, for each of the two styles.
+    assert captured.err.count("patch 1/102 (statistics 1/16)") == 2
+    assert captured.err.count("patch 102/102 (output)") == 2
+    for style in (2, 0):
+        pixels = np.asarray(Image.open(tmp_path / f"out_{style}.png")).astype(int)
+        expected = magenta_pixels(net, files["content"], style).astype(int)
+        assert pixels.shape == expected.shape == (32, 44, 3)
+        assert np.abs(pixels - expected).max() <= 1     # truncation of floats 1e-5 apart
+        assert (pixels == expected).mean() > 0.99
 
 
 def test_missing_inputs(files, tmp_path, capsys):

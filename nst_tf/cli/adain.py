@@ -22,7 +22,8 @@ import os
 
 from absl import flags
 
-from nst_tf.cli.runner import call_reporting_errors, entry_points
+from nst_tf.cli.runner import (call_reporting_errors, define_tiling_flags, entry_points,
+                               tiling_options)
 from nst_tf.errors import ConfigError
 
 PROGRAM = "nst-adain"
@@ -54,13 +55,18 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_bool("crop_output", True, "Crop the output to the content's size.", **fv)
     flags.DEFINE_string("output", "output", "Folder for the outputs (created if missing).", **fv)
     flags.DEFINE_string("save_ext", ".png", "Output extension (.png, .jpg, ...).", **fv)
+    define_tiling_flags(flag_values)
     flags.mark_flags_as_required(["content", "style"], **fv)
 
 
 def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=None,
                   style_interpolation_weights=None, alpha=1.0, preserve_color=False, mask=None,
-                  content_size=0, style_size=512, crop_output=True, save_ext=".png"):
-    """Stylize ``content`` with the ``styles`` (list of paths); write and return the outputs."""
+                  content_size=0, style_size=512, crop_output=True, save_ext=".png",
+                  tile_size=None, statistics="thumbnail", thumbnail_size=1024):
+    """Stylize ``content`` with the ``styles`` (list of paths); write and return the outputs.
+
+    With ``tile_size``, each output is made by patches and streamed to its file
+    (:func:`nst_tf.stylize_to_file`, with a progress line per patch on stderr)."""
     import nst_tf
     from nst_tf import images
 
@@ -79,16 +85,26 @@ def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=N
         from nst_tf.data import scale_short_side
 
         image = images.as_float_image(scale_short_side(image, content_size).numpy().clip(0, 1))
-    result = nst_tf.stylize(image, styles if (weights or mask or len(styles) > 1) else styles[0],
-                            model=network, style_weights=weights, strength=alpha,
-                            preserve_color=preserve_color, mask=mask,
-                            style_size=style_size or None, crop=crop_output)
+    options = dict(model=network, style_weights=weights, strength=alpha,
+                   preserve_color=preserve_color, mask=mask, style_size=style_size or None,
+                   crop=crop_output)
     stem = os.path.splitext(os.path.basename(content))[0]
     if weights or mask:
-        names, outputs = [f"{stem}_{'masked' if mask else 'interpolation'}"], [result]
+        names, chosen = [f"{stem}_{'masked' if mask else 'interpolation'}"], [styles]
     else:
-        outputs = result if len(styles) > 1 else [result]
         names = [f"{stem}_stylized_{os.path.splitext(os.path.basename(s))[0]}" for s in styles]
+        chosen = styles
+    if tile_size is not None:
+        from nst_tf.families import stylize_to_file
+
+        os.makedirs(output, exist_ok=True)
+        return [stylize_to_file(image, os.path.join(output, name + save_ext), style,
+                                tile_size=tile_size, statistics=statistics,
+                                thumbnail_size=thumbnail_size, progress=True, **options)
+                for name, style in zip(names, chosen)]
+    result = nst_tf.stylize(image, styles if (weights or mask or len(styles) > 1) else styles[0],
+                            **options)
+    outputs = [result] if (weights or mask or len(styles) == 1) else result
     os.makedirs(output, exist_ok=True)
     paths = []
     for name, out in zip(names, outputs):
@@ -107,7 +123,7 @@ def execute(flag_values):
         decoder=fv.decoder, style_interpolation_weights=fv.style_interpolation_weights,
         alpha=fv.alpha, preserve_color=fv.preserve_color, mask=fv.mask,
         content_size=fv.content_size, style_size=fv.style_size, crop_output=fv.crop_output,
-        save_ext=fv.save_ext)
+        save_ext=fv.save_ext, **tiling_options(fv))
     for path in paths or ():
         print(path)
     return code

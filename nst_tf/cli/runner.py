@@ -96,3 +96,30 @@ def entry_points(program, define_flags, execute):
         run_app(define_flags, execute, argv)
 
     return main, run
+
+
+def define_tiling_flags(flag_values):
+    """``--tile_size``, ``--statistics`` and ``--thumbnail_size``: stylize by patches
+    (:mod:`nst_tf.patches`), streaming the output to disk."""
+    flags.DEFINE_integer(
+        "tile_size", None,
+        "Stylize by patches whose cores are this many pixels wide (a multiple of the network's "
+        "stride: 4 for pastiche / arbitrary networks, 8 for AdaIN), for images too large to "
+        "stylize at once; the output streams to disk. Default: the whole image at once.",
+        flag_values=flag_values)
+    flags.DEFINE_enum(
+        "statistics", "thumbnail", ["thumbnail", "exact"],
+        "With --tile_size, the instance-norm statistics of every patch: thumbnail (those of a "
+        "copy downscaled to --thumbnail_size, one small extra pass) or exact (the whole "
+        "image's, one pass over the patches per normalization layer: the output equals "
+        "whole-image stylization).", flag_values=flag_values)
+    flags.DEFINE_integer("thumbnail_size", 1024,
+                         "Longest side of the thumbnail of --statistics=thumbnail.",
+                         flag_values=flag_values)
+
+
+def tiling_options(flag_values):
+    """The options of :func:`nst_tf.stylize_to_file` from the flags of
+    :func:`define_tiling_flags`."""
+    return {"tile_size": flag_values.tile_size, "statistics": flag_values.statistics,
+            "thumbnail_size": flag_values.thumbnail_size}

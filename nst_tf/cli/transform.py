@@ -48,8 +48,8 @@ import os
 from absl import flags
 
 from magenta_compat.which_styles import format_weight
-from nst_tf.cli.runner import (call_reporting_errors, entry_points, parse_numbers,
-                               print_error)
+from nst_tf.cli.runner import (call_reporting_errors, define_tiling_flags, entry_points,
+                               parse_numbers, print_error, tiling_options)
 from nst_tf.errors import ConfigError
 
 PROGRAM = "nst-transform"
@@ -119,14 +119,19 @@ def define_flags(flag_values=flags.FLAGS):
                          "Arbitrary-style models: resize the content's shorter side to this "
                          "first (default: keep its size; Magenta uses 256).",
                          flag_values=flag_values)
+    define_tiling_flags(flag_values)
     flags.mark_flags_as_required(["checkpoint", "input_image", "output_dir", "output_basename"],
                                  flag_values=flag_values)
 
 
 def transform(checkpoint, input_image, output_dir, output_basename, which_styles="[0]",
               num_styles=None, alpha=None, save_format="png", jit_compile="auto",
-              precision="float32", fast=False):
+              precision="float32", fast=False, tile_size=None, statistics="thumbnail",
+              thumbnail_size=1024):
     """Stylize ``input_image`` and write Magenta-named files; returns the paths written.
+
+    With ``tile_size``, each output is made by patches and streamed to its file
+    (:func:`nst_tf.stylize_to_file`, with a progress line per patch on stderr).
 
     Raises:
         NSTError: any bad input (checkpoint, image, which_styles, output folder).
@@ -142,17 +147,31 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     network = load_model(checkpoint, num_styles=num_styles, alpha=alpha)
     selection = parse_which_styles(which_styles, num_styles_of(network))
     content = images.load_image(input_image)
-    outputs = stylize(content, selection.vectors, model=network, jit_compile=jit_compile,
-                      precision=precision, fast=fast)
+    names = selection.output_filenames(output_basename, _EXTENSIONS[save_format])
+    options = dict(jit_compile=jit_compile, precision=precision, fast=fast)
+    if tile_size is not None:
+        os.makedirs(output_dir, exist_ok=True)
+        return [_stylize_to_file(content, os.path.join(output_dir, name), vector, network,
+                                 tile_size, statistics, thumbnail_size, **options)
+                for name, vector in zip(names, selection.vectors)]
+    outputs = stylize(content, selection.vectors, model=network, **options)
     os.makedirs(output_dir, exist_ok=True)
     paths = []
-    for name, output in zip(selection.output_filenames(output_basename,
-                                                       _EXTENSIONS[save_format]), outputs):
+    for name, output in zip(names, outputs):
         path = os.path.join(output_dir, name)
         images.save_image(path, images.float_to_uint8(output, rounding="truncate"), quality=95)
         paths.append(path)
     return paths
 
+
+def _stylize_to_file(content, path, style, network, tile_size, statistics, thumbnail_size,
+                     **options):
+    """One output by patches, with Magenta's truncating uint8 conversion and progress."""
+    from nst_tf.families import stylize_to_file
+
+    return stylize_to_file(content, path, style, network, tile_size=tile_size,
+                           statistics=statistics, thumbnail_size=thumbnail_size,
+                           rounding="truncate", progress=True, **options)
 
 def _style_label(path):
     return os.path.splitext(os.path.basename(os.fspath(path)))[0]
@@ -160,11 +179,13 @@ def _style_label(path):
 
 def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, style_images,
                         style_weights=None, strengths=(1.0,), style_image_size=256,
-                        image_size=None, save_format="png", jit_compile="auto", fast=False):
+                        image_size=None, save_format="png", jit_compile="auto", fast=False,
+                        tile_size=None, statistics="thumbnail", thumbnail_size=1024):
     """Stylize ``input_image`` with an arbitrary-style model; returns the paths written.
 
     One file per style image (or one mixture with ``style_weights``) and per strength, named
     ``{output_basename}_stylized_{style}_{i}`` as Magenta's ``..._with_weights`` script does.
+    With ``tile_size``, each is made by patches and streamed to its file.
     """
     from nst_tf import images
     from nst_tf.models.arbitrary.family import check_style_weights, load_model, style_sources, stylize
@@ -183,6 +204,16 @@ def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, st
         labels = ["_".join(f"{label}_{format_weight(w)}" for label, w in zip(labels, weights))]
     content = images.load_image(input_image)
     os.makedirs(output_dir, exist_ok=True)
+    if tile_size is not None:
+        styles = [sources] if style_weights is not None else list(sources)
+        return [_stylize_to_file(
+                    content, os.path.join(output_dir, f"{output_basename}_stylized_{label}_{i}"
+                                                      + _EXTENSIONS[save_format]),
+                    chosen, network, tile_size, statistics, thumbnail_size,
+                    style_weights=style_weights, strength=strength, style_size=style_image_size,
+                    size=image_size, jit_compile=jit_compile, fast=fast)
+                for i, strength in enumerate(strengths)
+                for label, chosen in zip(labels, styles)]
     outputs = []
     for i, strength in enumerate(strengths):
         result = stylize(content, sources, network, style_weights=style_weights,
@@ -220,7 +251,7 @@ def execute(flag_values):
         which_styles=flag_values.which_styles, num_styles=flag_values.num_styles,
         alpha=flag_values.alpha, save_format=flag_values.save_format,
         jit_compile=flag_values.jit_compile, precision=flag_values.precision,
-        fast=flag_values.fast)
+        fast=flag_values.fast, **tiling_options(flag_values))
     for path in paths or ():
         print(path)
     return code
@@ -252,7 +283,7 @@ def _transform_arbitrary_flags(flag_values):
         strengths=parse_numbers(flag_values.strength, "strength"),
         style_image_size=flag_values.style_image_size, image_size=flag_values.image_size,
         save_format=flag_values.save_format, jit_compile=flag_values.jit_compile,
-        fast=flag_values.fast)
+        fast=flag_values.fast, **tiling_options(flag_values))
 
 
 main, run = entry_points(PROGRAM, define_flags, execute)

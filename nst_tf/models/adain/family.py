@@ -68,6 +68,24 @@ _stats_cache = collections.OrderedDict()    # (id(network), digest) -> (network,
 _functions = {}                             # (id(network), jit) -> (network, functions)
 
 
+def _body(network):
+    """``body(content, style mean, style std, strength [1 or B, 1, 1, 1])``: encoder, AdaIN
+    with α = strength, decoder, clipped to [0, 1]."""
+    import tensorflow as tf
+
+    from nst_tf.models.adain.network import adain
+
+    encoder, decoder = network.get_layer("encoder"), network.get_layer("decoder")
+    layer = network.get_layer("adain")
+
+    def body(content, mean, std, strength):
+        features = encoder(content)[-1]
+        target = adain(features, mean, std, layer.convention, layer.epsilon)
+        target = strength * target + (1.0 - strength) * features
+        return tf.clip_by_value(tf.cast(decoder(target), tf.float32), 0.0, 1.0)
+    return body
+
+
 def _functions_of(network, jit):
     """Compiled, shape-polymorphic ``style_stats`` / ``run`` / ``run_masked`` of ``network``."""
     import tensorflow as tf
@@ -93,11 +111,8 @@ def _functions_of(network, jit):
         target = strength * target + (1.0 - strength) * features
         return tf.clip_by_value(tf.cast(decoder(target), tf.float32), 0.0, 1.0)
 
-    @tf.function(input_signature=[image, stat, stat, strength_spec], jit_compile=jit)
-    def run(content, mean, std, strength):
-        features = encoder(content)[-1]
-        return finish(adain(features, mean, std, layer.convention, layer.epsilon), features,
-                      strength)
+    run = tf.function(_body(network), input_signature=[image, stat, stat, strength_spec],
+                      jit_compile=jit)
 
     @tf.function(input_signature=[image, tf.TensorSpec([None, None, None, 1], tf.float32),
                                   stat, stat, stat, stat, strength_spec], jit_compile=jit)
@@ -233,11 +248,7 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
             (fm, fs), (bm, bs) = stats
             masks = np.repeat(mask_array, len(chunk), axis=0)
             return [run_masked(chunk, masks, fm, fs, bm, bs, alpha).numpy()]
-        if weights is not None:
-            mean = sum(w * m for w, (m, _) in zip(weights, stats)).astype(np.float32)
-            std = sum(w * s for w, (_, s) in zip(weights, stats)).astype(np.float32)
-            return [run(chunk, mean, std, alpha).numpy()]
-        return [run(chunk, m, s, alpha).numpy() for m, s in stats]
+        return [run(chunk, m, s, alpha).numpy() for m, s in _targets(stats, weights)]
 
     step = 1 if preserve_color else batch_size
     shared = None if preserve_color else statistics(None)
@@ -254,6 +265,16 @@ def stylize_adain(network, content, style, *, style_weights=None, strength=1.0,
     if single:
         result = result[0]
     return np.ascontiguousarray(result, dtype=np.float32)
+
+
+def _targets(stats, weights):
+    """``(mean, std)`` of the style statistics per output: the ``weights`` mixture of all
+    styles' (pytorch-AdaIN's interpolation) or each style's."""
+    if weights is None:
+        return list(stats)
+    mean = sum(w * m for w, (m, _) in zip(weights, stats)).astype(np.float32)
+    std = sum(w * s for w, (_, s) in zip(weights, stats)).astype(np.float32)
+    return [(mean, std)]
 
 
 def _is_adain_train_dir(path):
@@ -321,6 +342,39 @@ class AdainFamily(Family):
                              strength=strength, preserve_color=preserve_color, mask=mask,
                              style_size=style_size, crop=crop, batch_size=batch_size,
                              jit_compile=jit_compile)
+
+    def patch_models(self, network, batch, style, *, style_weights=None, strength=1.0,
+                     preserve_color=False, mask=None, style_size=512, crop=False, batch_size=4,
+                     jit_compile="auto"):
+        from nst_tf.device import resolve_jit_compile
+        from nst_tf.models.adain.network import MIN_ADAIN_SIZE, check_adain_input
+        from nst_tf.patches import PatchModel
+
+        if mask is not None:
+            raise ConfigError("mask= cannot be combined with tile_size: the masked statistics "
+                              "of spatial control are not tiled; stylize without tile_size")
+        if isinstance(strength, bool) or not isinstance(strength, numbers.Real) \
+                or not 0.0 <= float(strength) <= 1.0:
+            raise ConfigError(f"strength (AdaIN's alpha) must be a number in [0, 1], got "
+                              f"{strength!r}")
+        styles, several = _style_list(style, style_size)
+        weights = _weights(style_weights, len(styles))
+        check_adain_input(batch, what="content image")
+        jit = resolve_jit_compile(jit_compile)
+        alpha = np.full([1, 1, 1, 1], strength, np.float32)
+        encoder, decoder = network.get_layer("encoder"), network.get_layer("decoder")
+        chain = ((encoder, len(encoder.outputs) - 1), (decoder, 0))
+        body = _body(network)
+        models = []
+        for image in batch:
+            stats = [_style_statistics(network, images.coral(s, image) if preserve_color else s,
+                                       jit) for s in styles]
+            models.append([PatchModel(image, body, chain, extras=(mean, std, alpha),
+                                      key=("adain", network, jit), jit_compile=jit,
+                                      min_size=MIN_ADAIN_SIZE,
+                                      crop=tuple(batch.shape[1:3]) if crop else None)
+                           for mean, std in _targets(stats, weights)])
+        return several and weights is None, models
 
     style_input = "image"
 

@@ -51,6 +51,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nst_tf import norm_statistics
 from nst_tf.errors import ConfigError, ImageError
 from nst_tf.layers import reflect_pad, upsample2_conv3, upsample_reflect_pad
 
@@ -147,6 +148,11 @@ def feature_statistics(x, convention="pytorch", role="content", epsilon=ADAIN_EP
     module docstring). ``mask`` [B,H,W,1] in {0, 1} restricts the statistics to its pixels
     (spatial control); the unbiased variance then divides by ``count − 1``.
 
+    Unmasked content statistics go through the record/replay point
+    :func:`nst_tf.norm_statistics.moments` (the mean, biased variance and pixel count; the
+    convention is applied after it), so tiled stylization can replace them with the thumbnail's
+    or the whole image's. Style statistics describe the style image and never do.
+
     Example:
         >>> x = tf.reshape(tf.range(4.0), [1, 2, 2, 1])
         >>> [float(t) for t in feature_statistics(x, "keras", epsilon=0.0)]
@@ -155,6 +161,22 @@ def feature_statistics(x, convention="pytorch", role="content", epsilon=ADAIN_EP
     _check_convention(convention)
     dtype = x.dtype
     x = tf.cast(x, tf.float32)
+    if mask is None and role == "content":
+        mean, variance, count = norm_statistics.moments(x, lambda v: _moments(v)[:2])
+    else:
+        if norm_statistics.is_active() and role == "content":
+            raise ConfigError("AdaIN with a mask cannot be tiled: the masked statistics have no "
+                              "record/replay point")
+        mean, variance, count = _moments(x, mask)
+    if convention == "pytorch":           # unbiased
+        variance = variance * count / tf.maximum(count - 1.0, 1.0)
+    eps = 0.0 if (convention == "torch" and role == "style") else float(epsilon)
+    std = tf.sqrt(variance + eps)
+    return tf.cast(mean, dtype), tf.cast(std, dtype)
+
+
+def _moments(x, mask=None):
+    """Mean, biased variance and pixel count of float32 ``x`` over H, W (of ``mask``'s pixels)."""
     if mask is None:
         mask = tf.ones_like(x[..., :1])
     mask = tf.cast(mask, tf.float32)
@@ -162,11 +184,7 @@ def feature_statistics(x, convention="pytorch", role="content", epsilon=ADAIN_EP
     safe = tf.maximum(count, 1.0)
     mean = tf.reduce_sum(x * mask, axis=[1, 2], keepdims=True) / safe
     squares = tf.reduce_sum(tf.math.squared_difference(x, mean) * mask, axis=[1, 2], keepdims=True)
-    unbiased = convention == "pytorch"
-    variance = squares / (tf.maximum(count - 1.0, 1.0) if unbiased else safe)
-    eps = 0.0 if (convention == "torch" and role == "style") else float(epsilon)
-    std = tf.sqrt(variance + eps)
-    return tf.cast(mean, dtype), tf.cast(std, dtype)
+    return mean, squares / safe, safe
 
 
 def adain(content, style_mean, style_std, convention="pytorch", epsilon=ADAIN_EPSILON,

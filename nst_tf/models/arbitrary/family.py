@@ -31,6 +31,7 @@ Example:
 """
 
 import collections
+import contextlib
 import functools
 import numbers
 import os
@@ -74,22 +75,30 @@ class _KerasRunner:
             lambda x, e: tf.cast(transformer([x, e], training=False), tf.float32),
             input_signature=[image, tf.TensorSpec([None, size], tf.float32)], jit_compile=jit)
         # Trace now in the requested form; the traced graph keeps it, the network is unchanged.
-        switches = [layer for layer in transformer._flatten_layers(include_self=False)
-                    if hasattr(layer, "fast")]
-        saved = [layer.fast for layer in switches]
-        for layer in switches:
-            layer.fast = layer.fast or fast
-        try:
+        with fast_form(transformer, fast):
             self._transform.get_concrete_function()
-        finally:
-            for layer, flag in zip(switches, saved):
-                layer.fast = flag
 
     def embed(self, batch):
         return self._embed(batch).numpy()
 
     def transform(self, content, embedding):
         return self._transform(content, embedding).numpy()
+
+
+@contextlib.contextmanager
+def fast_form(model, fast):
+    """While tracing inside this block, ``model``'s layers use their fast forms when ``fast``
+    (see :func:`nst_tf.networks.set_fast`); the flags are restored afterwards."""
+    switches = [layer for layer in model._flatten_layers(include_self=False)
+                if hasattr(layer, "fast")]
+    saved = [layer.fast for layer in switches]
+    for layer in switches:
+        layer.fast = layer.fast or fast
+    try:
+        yield
+    finally:
+        for layer, flag in zip(switches, saved):
+            layer.fast = flag
 
 
 _RUNNERS = collections.OrderedDict()   # (id(network), jit, fast) -> (network, runner)
@@ -318,8 +327,6 @@ def stylize(content, style, model="arbitrary", *, style_weights=None, strength=1
     batch_size = _check_batch_size(batch_size)
     runner = runner_for(load_model(model), jit_compile, fast)
     sources = style_sources(style)
-    one_style = (isinstance(style, (str, os.PathLike)) and not os.path.isdir(style)) or \
-        (isinstance(style, np.ndarray) and style.ndim == 3)
     weights = None if style_weights is None else check_style_weights(style_weights, len(sources))
     batch, single = _content_batch(content, size)
     needs_embedding = weights is not None or strength != 1.0
@@ -329,26 +336,41 @@ def stylize(content, style, model="arbitrary", *, style_weights=None, strength=1
         outputs = [runner.full(batch, preprocess_style(load_style(s, i)[0], style_size))
                    for i, s in enumerate(sources)]
     else:
-        embeddings = _embeddings_of(runner, sources, style_size)          # [K, E]
-        if weights is not None:
-            embeddings = (weights[:, None] * embeddings).sum(axis=0, keepdims=True)
-        if strength != 1.0:
-            identity = np.stack([_embeddings_of(runner, [image], style_size)[0]
-                                 for image in batch])                      # [B, E]
-        outputs = []
-        for embedding in embeddings:
-            emb = embedding[None]
-            if strength != 1.0:
-                emb = strength * emb + (1.0 - strength) * identity
-            outputs.append(_run_transformer(runner, batch, emb, batch_size))
+        outputs = [_run_transformer(runner, batch, emb, batch_size) for emb in
+                   _output_embeddings(runner, sources, weights, strength, batch, style_size)]
     result = np.stack(outputs, axis=1)                                    # [B, K, H', W', 3]
     if crop:
         result = result[:, :, :batch.shape[1], :batch.shape[2]]
-    if one_style or weights is not None:   # one output; else one per style image
+    if not _several(style, weights):
         result = result[:, 0]
     if single:
         result = result[0]
     return np.ascontiguousarray(result, np.float32)
+
+
+def _several(style, weights):
+    """True when ``style`` gives one output per style image (not one image, not a mixture)."""
+    one_style = (isinstance(style, (str, os.PathLike)) and not os.path.isdir(style)) or \
+        (isinstance(style, np.ndarray) and style.ndim == 3)
+    return not one_style and weights is None
+
+
+def _output_embeddings(runner, sources, weights, strength, batch, style_size):
+    """One embedding array ``[1 or B, E]`` per output: a style's (or the ``weights`` mixture),
+    interpolated by ``strength`` towards each content image's own embedding."""
+    embeddings = _embeddings_of(runner, sources, style_size)              # [K, E]
+    if weights is not None:
+        embeddings = (weights[:, None] * embeddings).sum(axis=0, keepdims=True)
+    if strength != 1.0:
+        identity = np.stack([_embeddings_of(runner, [image], style_size)[0]
+                             for image in batch])                          # [B, E]
+    outputs = []
+    for embedding in embeddings:
+        emb = embedding[None]
+        if strength != 1.0:
+            emb = strength * emb + (1.0 - strength) * identity
+        outputs.append(np.ascontiguousarray(emb, np.float32))
+    return outputs
 
 
 class ArbitraryFamily(Family):
@@ -408,6 +430,43 @@ class ArbitraryFamily(Family):
         return stylize(content, style, network, style_weights=style_weights,
                        strength=strength, style_size=style_size, size=size, crop=crop,
                        batch_size=batch_size, jit_compile=jit_compile, fast=fast)
+
+    def patch_models(self, network, batch, style, *, style_weights=None, strength=1.0,
+                     style_size=256, size=None, crop=True, batch_size=4, jit_compile="auto",
+                     fast=False):
+        import tensorflow as tf
+
+        from nst_tf.device import resolve_jit_compile
+        from nst_tf.models.arbitrary.network import transformer_of
+        from nst_tf.models.pastiche.network import MIN_PASTICHE_SIZE
+        from nst_tf.patches import PatchModel
+
+        strength, style_size = check_strength(strength), check_style_size(style_size)
+        runner = runner_for(network, jit_compile, fast)
+        if not isinstance(runner, _KerasRunner):
+            raise ConfigError("a TF-Hub module cannot be run by patches (tile_size): it has no "
+                              "Keras layers to replay statistics in; use the 'arbitrary' "
+                              "checkpoint")
+        sources = style_sources(style)
+        weights = None if style_weights is None else check_style_weights(style_weights,
+                                                                         len(sources))
+        batch, _ = _content_batch(batch, size)
+        outputs = _output_embeddings(runner, sources, weights, strength, batch, style_size)
+        transformer = transformer_of(network)
+        fast = bool(fast)
+
+        def body(image, embedding):
+            with fast_form(transformer, fast):
+                return tf.cast(transformer([image, embedding], training=False), tf.float32)
+
+        jit = resolve_jit_compile(jit_compile)
+        models = [[PatchModel(image, body, ((transformer, 0),),
+                              extras=(emb[b:b + 1] if len(emb) > 1 else emb,),
+                              key=("arbitrary", network, fast, jit), jit_compile=jit,
+                              min_size=MIN_PASTICHE_SIZE,
+                              crop=tuple(batch.shape[1:3]) if crop else None)
+                   for emb in outputs] for b, image in enumerate(batch)]
+        return _several(style, weights), models
 
     style_input = "image"
 

@@ -26,6 +26,12 @@ def _is_image_to_image(network):
     return len(inputs[0].shape) == 4 and inputs[0].shape[-1] == 3 and outputs[0].shape[-1] == 3
 
 
+def _check_no_style(network, style):
+    if style is not None:
+        raise ConfigError(f"{network.name!r} is a single-style network: it takes no style "
+                          f"(got {type(style).__name__} {style!r}); pass style=None")
+
+
 class SingleStyleFamily(Family):
     """:func:`nst_tf.stylize` adapter for networks that take an image only."""
 
@@ -41,9 +47,7 @@ class SingleStyleFamily(Family):
 
         from nst_tf.device import resolve_jit_compile
 
-        if style is not None:
-            raise ConfigError(f"{network.name!r} is a single-style network: it takes no style "
-                              f"(got {type(style).__name__} {style!r}); pass style=None")
+        _check_no_style(network, style)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         batch, single = images.image_batch(content, what="content image")
@@ -55,6 +59,29 @@ class SingleStyleFamily(Family):
         result = np.clip(result, 0.0, 1.0).astype(np.float32)
         return result[0] if single else result
 
+
+    def patch_models(self, network, batch, style, *, crop=False, batch_size=4,
+                     jit_compile="auto"):
+        import tensorflow as tf
+
+        from nst_tf.device import resolve_jit_compile
+        from nst_tf.patches import PatchModel
+
+        _check_no_style(network, style)
+
+        def body(image):
+            return tf.cast(network(image, training=False), tf.float32)
+
+        jit = resolve_jit_compile(jit_compile)
+        size = tuple(batch.shape[1:3]) if crop else None
+        return False, [[PatchModel(image, body, ((network, 0),), key=("single", network, jit),
+                                   jit_compile=jit, min_size=MIN_SIZE, crop=size)]
+                       for image in batch]
+
+
+#: Smallest image side :meth:`SingleStyleFamily.patch_models` makes thumbnails of (Johnson's
+#: network needs 5 pixels: its first layer reflect-pads by 4).
+MIN_SIZE = 16
 
 _FORWARD = {}
 

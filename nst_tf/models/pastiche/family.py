@@ -195,6 +195,36 @@ def _twin(network, precision, fast):
                                 name=f"{network.name}_{policy}{'_fast' if fast else ''}")
 
 
+_RUNNERS = collections.OrderedDict()     # (id(network), precision, fast) -> (network, body)
+
+
+def _body(network, precision, fast):
+    """``body(images, weights [N]) -> [B, H', W', 3]`` running ``network`` in ``precision`` and
+    form (cached): ``network`` itself, or a twin built that way whose variables are copied from
+    ``network`` on every call (it never goes stale; ~7 MB copied)."""
+    key = (id(network), precision, fast)
+    if key in _RUNNERS:
+        _RUNNERS.move_to_end(key)
+        return _RUNNERS[key][1]
+    import tensorflow as tf
+
+    same = precision == "float32" and fast == _is_fast(network)
+    runner = network if same else _twin(network, precision, fast)
+
+    def body(batch, weights):
+        if runner is not network:
+            for target, source in zip(runner.weights, network.weights):
+                target.assign(source)
+        # The network takes [S, N] weights; S = 1 applies one mixture to the whole batch.
+        return tf.cast(runner([batch, weights[None]], training=False), tf.float32)
+
+    body.runner = runner
+    _RUNNERS[key] = (network, body)   # keeps `network` alive, so its id stays unique
+    while len(_RUNNERS) > _FUNCTION_CACHE_SIZE:
+        _RUNNERS.popitem(last=False)
+    return body
+
+
 def forward_function(network, jit_compile="auto", precision="float32", fast=False):
     """The compiled ``f(images [B,H,W,3], weights [N]) -> [B,H',W',3]`` of ``network`` (cached).
 
@@ -217,17 +247,8 @@ def forward_function(network, jit_compile="auto", precision="float32", fast=Fals
         return _functions[key][1]
     spec = [tf.TensorSpec([None, None, None, 3], tf.float32),
             tf.TensorSpec([num_styles_of(network)], tf.float32)]
-    same = precision == "float32" and fast == _is_fast(network)
-    runner = network if same else _twin(network, precision, fast)
-
-    @tf.function(input_signature=spec, jit_compile=jit)
-    def forward(batch, weights):
-        if runner is not network:
-            for target, source in zip(runner.weights, network.weights):
-                target.assign(source)
-        # The network takes [S, N] weights; S = 1 applies one mixture to the whole batch.
-        return tf.cast(runner([batch, weights[None]], training=False), tf.float32)
-
+    forward = tf.function(_body(network, precision, fast), input_signature=spec,
+                          jit_compile=jit)
     _functions[key] = (network, forward)  # keeps `network` alive, so its id stays unique
     while len(_functions) > _FUNCTION_CACHE_SIZE:
         _functions.popitem(last=False)
@@ -304,6 +325,13 @@ def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_c
     return np.ascontiguousarray(result, dtype=np.float32)
 
 
+def _require_style(network, style):
+    if style is None:
+        raise StyleWeightsError(
+            f"a multi-style network ({num_styles_of(network)} styles) needs a style: an "
+            "index, a dict {index: weight}, a vector of weights or a which_styles string")
+
+
 class PasticheFamily(Family):
     """:func:`nst_tf.stylize` adapter: ``style`` is a style index, a mixture or a
     ``which_styles`` string (see :func:`stylize`); presets ``"varied"`` and ``"monet"``."""
@@ -331,12 +359,27 @@ class PasticheFamily(Family):
 
     def stylize(self, network, content, style, *, crop=False, batch_size=4, jit_compile="auto",
                 precision="float32", fast=False):
-        if style is None:
-            raise StyleWeightsError(
-                f"a multi-style network ({num_styles_of(network)} styles) needs a style: an "
-                "index, a dict {index: weight}, a vector of weights or a which_styles string")
+        _require_style(network, style)
         return stylize(content, style, network, crop=crop, batch_size=batch_size,
                        jit_compile=jit_compile, precision=precision, fast=fast)
+
+    def patch_models(self, network, batch, style, *, crop=False, batch_size=4,
+                     jit_compile="auto", precision="float32", fast=False):
+        from nst_tf.models.pastiche.network import MIN_PASTICHE_SIZE
+        from nst_tf.patches import PatchModel
+
+        _require_style(network, style)
+        vectors, several = style_vectors(style, num_styles_of(network))
+        check_pastiche_input(batch, what="content image")
+        precision = resolve_precision(precision)
+        fast = bool(fast) or _is_fast(network)
+        body = _body(network, precision, fast)
+        jit = resolve_jit_compile(jit_compile)
+        size = tuple(batch.shape[1:3]) if crop else None
+        return several, [[PatchModel(image, body, ((body.runner, 0),), extras=(vector,),
+                                     key=("pastiche", network, precision, fast, jit),
+                                     jit_compile=jit, min_size=MIN_PASTICHE_SIZE, crop=size)
+                          for vector in vectors] for image in batch]
 
     style_input = "index"
 

@@ -126,6 +126,13 @@ def _pad_to(batch, multiple, minimum):
     return np.pad(batch, pads, mode="symmetric") if any(p[1] for p in pads) else batch
 
 
+def _check_no_style(network, style):
+    if style is not None:
+        raise ConfigError(f"{network.name!r} is a texture stylization network trained on one "
+                          f"style: it takes no style (got {type(style).__name__}); pass "
+                          "style=None")
+
+
 class TextureFamily(Family):
     """:func:`nst_tf.stylize` adapter for texture networks (``nst_tf.networks.texture_network``).
 
@@ -148,10 +155,7 @@ class TextureFamily(Family):
         """
         from nst_tf.models.texture.network import texture_config
 
-        if style is not None:
-            raise ConfigError(f"{network.name!r} is a texture stylization network trained on one "
-                              f"style: it takes no style (got {type(style).__name__}); pass "
-                              "style=None")
+        _check_no_style(network, style)
         network = _texture_network(network, "stylize")
         batch_size = _positive_int(batch_size, "batch_size")
         batch, single = images.image_batch(content, what="content image")
@@ -164,3 +168,56 @@ class TextureFamily(Family):
         chunks = [padded[i:i + batch_size] for i in range(0, len(padded), batch_size)]
         result = _run(network, chunks, seed, jit_compile)[:, :height, :width]
         return result[0] if single else result
+
+    def patch_models(self, network, batch, style, *, seed=0, batch_size=4, jit_compile="auto"):
+        """Each image's noise is drawn whole, as :meth:`stylize` draws it for the chunk of
+        ``batch_size`` images holding it (so the outputs match), and cropped with the patches;
+        a thumbnail smaller than the image gets noise of its own size."""
+        import tensorflow as tf
+
+        from nst_tf.device import resolve_jit_compile
+        from nst_tf.models.texture.network import noise_layers, texture_config
+        from nst_tf.patches import PatchModel
+
+        _check_no_style(network, style)
+        network = _texture_network(network, "stylize")
+        batch_size = _positive_int(batch_size, "batch_size")
+        config = texture_config(network)
+        padded = _pad_to(batch, config["multiple"], config["min_size"])
+        twin = _twin(network)
+        fills = noise_layers(network)
+
+        def body(image, *noise):
+            return tf.cast(twin([image, *noise], training=False), tf.float32)
+
+        def aligned_for(index):
+            chunk, position = divmod(index, batch_size)
+            count = min(batch_size, len(batch) - chunk * batch_size)
+
+            def aligned(height, width):
+                reseed(network, int(np.random.SeedSequence([int(seed), chunk])
+                                    .generate_state(1)[0]))
+                return [(layer.draw(count, height, width).numpy()[position:position + 1],
+                         layer.ratio) for layer in fills]
+            return aligned
+
+        jit = resolve_jit_compile(jit_compile)
+        return False, [[PatchModel(image, body, ((twin, 0),), key=("texture", twin, jit),
+                                   jit_compile=jit, min_size=config["min_size"],
+                                   multiple=config["multiple"], aligned=aligned_for(index),
+                                   crop=tuple(batch.shape[1:3]))]
+                       for index, image in enumerate(padded)]
+
+
+_TWINS = {}
+
+
+def _twin(network):
+    """``network`` with noise inputs and its current weights (the last one is cached)."""
+    from nst_tf.models.texture.network import copy_weights, with_noise_inputs
+
+    if id(network) in _TWINS:
+        return copy_weights(network, _TWINS[id(network)][1])
+    _TWINS.clear()
+    _TWINS[id(network)] = (network, with_noise_inputs(network))
+    return _TWINS[id(network)][1]

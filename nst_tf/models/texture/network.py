@@ -212,3 +212,40 @@ def check_texture_size(network, height, width):
                          f" and at least {low}; got {height}x{width} (H x W): use "
                          f"{near(height)} x {near(width)}")
     return height, width
+
+
+def with_noise_inputs(network):
+    """The same network (same layers and weights) taking its noise as inputs ``noise_<ratio>``
+    (``texture_network(..., noise_input=True)``): run it on crops of noise drawn for a larger
+    image (tiled stylization). A network that already takes noise is returned as is.
+
+    Example:
+        >>> net = texture_network(num_scales=3, mode="stylize")
+        >>> [tensor.name for tensor in with_noise_inputs(net).inputs]
+        ['content', 'noise_4', 'noise_2', 'noise_1']
+    """
+    config = texture_config(network)
+    if config["noise_input"]:
+        return network
+    from nst_tf.device import dtype_policy
+
+    coarsest = network.get_layer(f"scale{config['multiple']}_block_conv1")
+    with dtype_policy(coarsest.dtype_policy.name):
+        twin = texture_network(
+            num_scales=config["num_scales"], channels=coarsest.filters, mode=config["mode"],
+            padding=config["padding"], noise_channels=config["noise_channels"],
+            norm="batch" if isinstance(network.get_layer(coarsest.name + "_norm"),
+                                       keras.layers.BatchNormalization) else "instance",
+            activation="leaky_relu" if isinstance(network.get_layer(coarsest.name + "_act"),
+                                                  keras.layers.LeakyReLU) else "relu",
+            noise_input=True, name=network.name)
+    return copy_weights(network, twin)
+
+
+def copy_weights(source, target):
+    """Copy every weight of ``source`` into the layer of the same name in ``target``; returns
+    ``target``."""
+    for layer in source.layers:
+        if layer.weights:
+            target.get_layer(layer.name).set_weights(layer.get_weights())
+    return target
