@@ -3,7 +3,7 @@
 :func:`content_dataset` turns image files (glob patterns, folders) or ImageNet-layout TFRecords
 into an endless stream of ``[batch, size, size, 3]`` float32 batches in [0, 1]::
 
-    list files ─▶ shuffle (seeded, per epoch) ─▶ repeat ─▶ skip(start) ─▶ read + decode
+    list files ─▶ per epoch: stateless shuffle (seed, epoch) ─▶ skip(start) ─▶ read + decode
         ─▶ resize short side ─▶ crop ─▶ drop unreadable ─▶ batch (static shape) ─▶ prefetch
 
 * Decoding uses ``tf.io.decode_image(channels=3, expand_animations=False)``: grayscale becomes RGB,
@@ -11,13 +11,18 @@ into an endless stream of ``[batch, size, size, 3]`` float32 batches in [0, 1]::
 * Resizing: the short side is scaled to ``resize_short_side`` (default ``image_size``, so the crop
   keeps the whole short side; Magenta used ``image_size + 2`` and a central crop, which is
   ``resize_short_side=image_size + 2, crop_mode="center"``), bilinear with antialiasing.
-* Determinism: the file order comes from ``seed`` and each crop from ``(seed, element index)``
-  with stateless random ops, so the same seed gives the same batches regardless of parallelism,
-  and ``start_batch=k`` continues exactly where batch ``k`` of an uninterrupted run starts (when no
-  file is corrupt; each skipped corrupt file shifts later batches by one image).
+* Determinism: the file order of each epoch comes from ``(seed, epoch)`` and each crop from
+  ``(seed, element index)`` with stateless random ops, so the same seed gives the same batches
+  regardless of parallelism or of how many iterators were made, and ``start_batch=k`` continues
+  exactly where batch ``k`` of an uninterrupted run starts (when no file is corrupt; each
+  skipped corrupt file shifts later batches by one image).
 * A corrupt or unreadable file is dropped and counted, never a crash mid-epoch: read the count
   from ``dataset.decode_counter.skipped`` (see :class:`DecodeCounter`). A source with no images,
   or whose files are all unreadable, is a :class:`DatasetError` before training starts.
+* Several workers: ``batch_slice=BatchSlice(start, stop, batch_size)`` keeps the slots
+  ``[start, stop)`` of every global batch and decodes nothing else. The element index is taken
+  before that choice, so each slot holds the image, crop and label one process would put there:
+  the workers' slices of step ``k`` together are exactly one process's batch ``k``.
 
 Example:
     >>> from nst_tf.data import content_dataset
@@ -28,6 +33,7 @@ Example:
 
 import glob
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -77,6 +83,54 @@ class DecodeCounter:
 
     def __repr__(self):
         return f"DecodeCounter(attempted={self.attempted}, skipped={self.skipped})"
+
+
+class BatchSlice(NamedTuple):
+    """The slots ``[start, stop)`` of every global batch of ``size`` examples: what one input
+    pipeline (one worker) reads under a multi-worker strategy.
+
+    Example:
+        >>> BatchSlice.of_pipeline(8, index=1, count=2)
+        BatchSlice(start=4, stop=8, size=8)
+        >>> BatchSlice.whole(8).width
+        8
+    """
+
+    start: int
+    stop: int
+    size: int
+
+    @classmethod
+    def whole(cls, size):
+        """Every slot of a batch of ``size``."""
+        return cls(0, int(size), int(size))
+
+    @classmethod
+    def of_pipeline(cls, size, index, count):
+        """Pipeline ``index`` of ``count`` (a worker) takes the ``index``-th of ``count`` equal,
+        contiguous parts; ``size`` must be a multiple of ``count``."""
+        size, index, count = int(size), int(index), int(count)
+        if count < 1 or size % count or not 0 <= index < count:
+            raise DatasetError(f"a global batch of {size} cannot be split into {count} equal "
+                               f"parts (part {index})")
+        width = size // count
+        return cls(index * width, (index + 1) * width, size)
+
+    @property
+    def width(self):
+        """Examples per batch in the slice."""
+        return self.stop - self.start
+
+    def check(self, size):
+        """This slice, if it is a valid slice of batches of ``size``; else a DatasetError."""
+        if self.size != int(size) or not 0 <= self.start < self.stop <= self.size:
+            raise DatasetError(f"batch slice {tuple(self)} does not fit batches of {size}")
+        return self
+
+    def holds(self, index):
+        """Whether example ``index`` (a global element index, a tensor) falls in the slice."""
+        slot = index % self.size
+        return tf.logical_and(slot >= self.start, slot < self.stop)
 
 
 # --- Listing sources ------------------------------------------------------------------------------
@@ -183,7 +237,7 @@ def _first_decodable(files, format):
 def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed=0, repeat=True,
                     resize_short_side=None, crop_mode="random", format="auto", recursive=True,
                     start_batch=0, shuffle_buffer=1024, num_parallel_calls=tf.data.AUTOTUNE,
-                    augment=None):
+                    augment=None, batch_slice=None):
     """Batches of content images for training: float32 ``[batch_size, image_size, image_size, 3]``.
 
     Args:
@@ -204,6 +258,9 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
         augment: optional ``augment(image, key) -> image`` applied after the crop; ``key`` is a
             stateless seed (int64 ``[2]``) derived from ``(seed, element index)``, so a resumed
             or re-run pipeline draws the same augmentation for the same image.
+        batch_slice: a :class:`BatchSlice` of ``batch_size``: keep only its slots of every batch
+            (one worker's share; the batches have ``batch_slice.width`` images). Every file is
+            listed (and every TFRecord record read) but only the slice's are decoded.
 
     Returns:
         A ``tf.data.Dataset`` with a ``decode_counter`` attribute (:class:`DecodeCounter`).
@@ -230,6 +287,8 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
                          "with low < high")
     if crop_mode not in ("random", "center"):
         raise ImageError(f"crop_mode must be 'random' or 'center', got {crop_mode!r}")
+    part = BatchSlice.whole(batch_size) if batch_slice is None \
+        else BatchSlice(*batch_slice).check(batch_size)
     files, format = list_files(sources, recursive=recursive, format=format)
     if _first_decodable(files, format) is None:
         shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
@@ -237,23 +296,33 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
                            f"({shown})")
 
     counter = DecodeCounter()
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    names = tf.constant(files)
+
+    def one_epoch(epoch):
+        """The files (records) of pass ``epoch``, in an order fixed by ``(seed, epoch)`` alone:
+        a new iterator, a resumed run or another worker sees the same order."""
+        key = tf.stack([tf.cast(seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(names, key) if shuffle else names
+        items = tf.data.Dataset.from_tensor_slices(order)
+        if format == "tfrecord":
+            items = items.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                                     num_parallel_calls=num_parallel_calls, deterministic=True)
+            if shuffle:
+                items = items.shuffle(shuffle_buffer, seed=(seed + 1) * 1_000_003 + epoch,
+                                      reshuffle_each_iteration=False)
+        return items
+
     if format == "tfrecord":
-        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
-                           num_parallel_calls=num_parallel_calls, deterministic=True)
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seed + 1, reshuffle_each_iteration=True)
         spec = {TFRECORD_IMAGE_KEY: tf.io.FixedLenFeature([], tf.string)}
         read = lambda record: tf.io.parse_single_example(record, spec)[TFRECORD_IMAGE_KEY]  # noqa: E731
     else:
         read = tf.io.read_file
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.enumerate()
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    ds = epochs.flat_map(one_epoch).enumerate()
     if start_batch:
         ds = ds.skip(int(start_batch) * batch_size)
+    if part.width != batch_size:   # one worker's slots, chosen before anything is decoded
+        ds = ds.filter(lambda index, item: part.holds(index))
 
     def load(index, item):
         key = tf.stack([tf.cast(seed, tf.int64), index])
@@ -273,19 +342,21 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
 
     ds = ds.map(load, num_parallel_calls=num_parallel_calls, deterministic=True)
     ds = ds.ignore_errors()
-    ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.batch(part.width, drop_remainder=True)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     ds.decode_counter = counter
     ds.files = files
     return ds
 
 
-def with_style_labels(dataset, num_styles, seed=0, start_batch=0):
+def with_style_labels(dataset, num_styles, seed=0, start_batch=0, batch_slice=None):
     """Pair every batch with one random style label per example: ``(images, labels[B] int32)``.
 
     Labels come from ``(seed, batch index)`` with a stateless generator, so styles are mixed
     within a batch (as in Magenta's training) and a resumed run (``start_batch``) draws the same
-    labels as an uninterrupted one.
+    labels as an uninterrupted one. With a ``batch_slice`` (:class:`BatchSlice`) the batches are
+    that slice of global batches: the labels of the whole global batch are drawn and the slice's
+    kept, so every example has the label one process gives it.
 
     Example:
         >>> ds = with_style_labels(tf.data.Dataset.from_tensors(tf.zeros([4, 8, 8, 3])), 3)
@@ -297,9 +368,12 @@ def with_style_labels(dataset, num_styles, seed=0, start_batch=0):
         raise DatasetError(f"num_styles must be at least 1, got {num_styles}")
 
     def add_labels(index, images):
+        size = tf.shape(images)[0] if batch_slice is None else batch_slice.size
         labels = tf.random.stateless_uniform(
-            [tf.shape(images)[0]], seed=tf.stack([tf.cast(seed, tf.int64) + 7919, index]),
+            [size], seed=tf.stack([tf.cast(seed, tf.int64) + 7919, index]),
             minval=0, maxval=num_styles, dtype=tf.int32)
+        if batch_slice is not None:
+            labels = labels[batch_slice.start:batch_slice.stop]
         return images, labels
 
     counter = getattr(dataset, "decode_counter", None)

@@ -44,3 +44,8 @@ class OptimizationError(NSTError, RuntimeError):
 
 class ConfigError(NSTError, ValueError):
     """An option with an invalid value (unknown optimizer, negative weight, bad size schedule)."""
+
+
+class WorkerLostError(NSTError, RuntimeError):
+    """A worker of a multi-worker training run died or stopped answering; the message names it
+    and the checkpoint step that restarting every worker resumes from."""

@@ -36,6 +36,10 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
   belongs to absl's own logging flags).
 * ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
   ``--export_keras`` (every mode) write the trained network at the end.
+* ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
+  (docs: "Training on several machines"). The strategy is created before anything else;
+  the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
+  with one line naming it, and running every worker again resumes.
 * Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
   flag given for a mode that does not take it is an error naming the modes that do
   (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
@@ -118,8 +122,14 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
                       "Mixed precision for the trained network (loss network stays float32).",
                       **fv)
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "one_device"],
-                      "tf.distribute strategy; mirrored uses every GPU (or CPU device).", **fv)
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "one_device", "multi_worker"],
+                      "tf.distribute strategy; mirrored uses every GPU (or CPU device); "
+                      "multi_worker trains on the cluster of the TF_CONFIG environment variable "
+                      "(run the same command on every worker; --batch_size stays global).", **fv)
+    flags.DEFINE_float("collective_timeout", None,
+                       "multi_worker: seconds after which a step waiting for a stuck worker "
+                       "fails (default none: dead workers are still detected within about "
+                       "10 s). Make it longer than the chief's checkpoint writes.", **fv)
     flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU/TPU only), true or false.", **fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, crops and labels.", **fv)
     flags.DEFINE_integer("save_every", 1000, "Checkpoint every this many steps (0: only at the "
@@ -208,9 +218,14 @@ def train_and_export(flag_values):
 
     fv = flag_values
     options = mode_options(fv)
+    # Before any TensorFlow op (VGG, images): MultiWorkerMirroredStrategy needs that.
+    options["strategy"] = training.make_strategy(options.get("strategy", "default"),
+                                                 options.pop("collective_timeout", None))
     network = training.train(options.pop("content_images"), options.pop("style_images"),
                              fv.train_dir, mode=fv.mode, **options)
     exported = list(network.written)
+    if not network.worker.is_chief:    # the chief writes the exports
+        return network, exported
     if fv.export_magenta and not network.interrupted:
         exported.append(export.export_magenta_checkpoint(network, fv.export_magenta))
     if fv.export_saved_model and not network.interrupted:
@@ -226,8 +241,9 @@ def execute(flag_values):
     if result is not None:
         network, exported = result
         state = "stopped by Ctrl-C" if network.interrupted else "done"
-        print(f"{PROGRAM}: {state} at step {network.final_step}; checkpoints in "
-              f"{flag_values.train_dir}")
+        where = f"checkpoints in {flag_values.train_dir}" if network.worker.is_chief else \
+            f"{network.worker.name}; the chief writes checkpoints and exports"
+        print(f"{PROGRAM}: {state} at step {network.final_step}; {where}")
         for path in exported:
             print(path)
     return code

@@ -8,7 +8,8 @@ module              what it holds
 ``trainer``         :class:`StyleTrainer`, the one Keras ``train_step`` / ``test_step``
 ``perceptual``      :class:`PerceptualLoss`, layer weights, :class:`PerceptualRecipe` (fixed styles)
 ``callbacks``       checkpoints (resume, Ctrl-C), images/s, TensorBoard summaries
-``distribute``      the ``tf.distribute`` strategy and the trained network's precision
+``distribute``      the ``tf.distribute`` strategy (also multi-worker), its input, the precision
+``local_cluster``   several workers on one machine over loopback (tests, benchmarks, trying)
 ``schedules``       learning-rate schedules
 ==================  ==============================================================================
 

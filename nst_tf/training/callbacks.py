@@ -33,17 +33,24 @@ class CheckpointCallback(keras.callbacks.Callback):
     second one interrupts at once. ``restore()`` (call it before ``fit``) loads the latest
     checkpoint and returns its step.
 
+    Several workers: build it in ``strategy.scope()`` on every worker, with ``write=True`` on the
+    chief only. Every worker restores; only the chief saves. Saving reads mirrored variables,
+    which needs no collective, so the others go on to the next step (and wait there for the
+    chief). ``handle_sigint=False`` there: one worker cannot stop alone.
+
     Nothing is half-written: TensorFlow writes each checkpoint's data and index files under
     temporary names and renames them into place, and updates the ``checkpoint`` state file (the
     pointer to the latest one) atomically afterwards, so an interrupted save leaves the previous
     checkpoint as the latest.
     """
 
-    def __init__(self, directory, trainer, save_every=1000, max_to_keep=3, handle_sigint=True):
+    def __init__(self, directory, trainer, save_every=1000, max_to_keep=3, handle_sigint=True,
+                 write=True):
         super().__init__()
         self.directory = os.fspath(directory)
         self.save_every = int(save_every) if save_every else 0
         self.handle_sigint = handle_sigint
+        self.write = bool(write)
         self.interrupted = False
         self._previous_handler = None
         if not trainer.optimizer.built:
@@ -53,6 +60,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         rng = [v for v in trainer.network.variables if "seed_generator_state" in v.path]
         self.checkpoint = tf.train.Checkpoint(network=trainer.network, optimizer=trainer.optimizer,
                                               **({"rng": rng} if rng else {}))
+        # Created now, on every worker (a variable made in a multi-worker scope is a collective).
+        self.checkpoint.save_counter  # noqa: B018
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=max_to_keep, checkpoint_name="ckpt")
         self._trainer = trainer
@@ -77,9 +86,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         return self.step
 
     def save(self):
-        """Save now (unless this step is already saved); returns the checkpoint path or None."""
+        """Save now (unless this step is already saved, or this worker does not ``write``);
+        returns the checkpoint path or None."""
         step = self.step
-        if step == self._last_saved:
+        if step == self._last_saved or not self.write:
             return None
         path = self.manager.save(checkpoint_number=step)
         self._last_saved = step
@@ -207,6 +217,17 @@ class SummaryCallback(keras.callbacks.Callback):
             with self.writer.as_default(step=step):
                 write_image("stylized", self.stylized_grid()[0], step)
         self.writer.flush()
+
+
+def latest_checkpoint_step(train_dir):
+    """The step of the latest checkpoint in ``train_dir`` (0 when there is none).
+
+    Example:
+        >>> latest_checkpoint_step("no/such/dir")
+        0
+    """
+    latest = tf.train.latest_checkpoint(os.fspath(train_dir))
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
 
 
 def restore_network(train_dir, network):

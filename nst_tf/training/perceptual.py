@@ -299,11 +299,11 @@ class PerceptualRecipe(Recipe):
                 "label_offset": self.label_offset, "alpha": self.options.get("alpha"),
                 "backbone": self.options["backbone"]}
 
-    def dataset(self, start_step):
+    def dataset(self, start_step, batch_slice=None):
         dataset = data.content_dataset(self.content_images, image_size=self.image_size,
                                        batch_size=self.batch_size, seed=self.seed,
-                                       start_batch=start_step)
+                                       start_batch=start_step, batch_slice=batch_slice)
         if self.trainer.conditional:
             dataset = data.with_style_labels(dataset, self.num_styles, seed=self.seed,
-                                             start_batch=start_step)
+                                             start_batch=start_step, batch_slice=batch_slice)
         return dataset

@@ -49,7 +49,7 @@ RECIPES = (
 
 #: The options of :func:`~nst_tf.training.train` that every mode takes (they are the driver's).
 COMMON_OPTIONS = ("batch_size", "image_size", "learning_rate", "train_steps", "strategy",
-                  "jit_compile", "seed", "save_every", "log_dir", "summary_every", "verbose",
+                  "collective_timeout", "jit_compile", "seed", "save_every", "log_dir", "summary_every", "verbose",
                   "callbacks", "style_images")
 
 
@@ -137,18 +137,19 @@ class Recipe:
 
     # --- Data ------------------------------------------------------------------------------------
 
-    def dataset(self, start_step):
+    def dataset(self, start_step, batch_slice=None):
         """The endless training input as a ``tf.data.Dataset`` of global batches, positioned at
         batch ``start_step`` (resume), with a ``decode_counter`` attribute
         (:class:`nst_tf.data.DecodeCounter`). Random choices are functions of the seed and the
         example's index, never of reading order.
 
-        Multi-worker seam: the element index is taken before any random choice
-        (:func:`nst_tf.data.content_dataset` enumerates the shuffled, repeated file stream), so a
-        driver for ``MultiWorkerMirroredStrategy`` can build this dataset per worker (inside
-        ``strategy.distribute_datasets_from_function``) and keep, of each global batch, the
-        worker's share: every crop, flip, colour jitter and style label stays what one process
-        draws. The drivers of today hand the global dataset to ``fit()``."""
+        ``batch_slice`` (a :class:`nst_tf.data.BatchSlice`, or None for whole batches): only those
+        slots of every global batch, which is what one worker reads under a multi-worker strategy
+        (:func:`nst_tf.training.distribute.distribute_input`). Pass it to every stream
+        (:func:`nst_tf.data.content_dataset`, :func:`nst_tf.data.with_style_labels`): they take the
+        element index before any random choice and skip the other slots before decoding, so every
+        crop, flip, colour jitter and style label stays what one process draws, and the workers'
+        slices of a step together are one process's batch."""
         raise NotImplementedError
 
     def validation_images(self):

@@ -24,9 +24,10 @@ import tensorflow as tf
 
 from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import ConfigError
+from nst_tf.training.distribute import MultiWorkerFit
 
 
-class StyleTrainer(keras.Model):
+class StyleTrainer(MultiWorkerFit, keras.Model):
     """Trains ``network`` to minimize a :class:`~nst_tf.training.PerceptualLoss` with ``fit()``.
 
     Data: batches of content images ``[B, H, W, 3]``, or ``(images, labels[B])`` with style labels
@@ -36,7 +37,9 @@ class StyleTrainer(keras.Model):
 
     Build it, and ``compile`` it, inside the ``strategy.scope()`` of a distribution strategy. Under
     ``N`` replicas each computes the mean loss of its share of the global batch and its gradient is
-    divided by ``N`` before Keras sums them, so the update equals the one-device update.
+    divided by ``N`` before Keras sums them, so the update equals the one-device update (this is
+    ``tf.nn.compute_average_loss`` with the global batch, the shares being equal). It trains under
+    ``MultiWorkerMirroredStrategy`` too (:class:`~nst_tf.training.distribute.MultiWorkerFit`).
 
     Example:
         >>> trainer = StyleTrainer(net, loss)                          # doctest: +SKIP
@@ -54,6 +57,10 @@ class StyleTrainer(keras.Model):
         if not self.conditional and loss.num_styles != 1:
             raise ConfigError(f"a single-style network trains on one style image, got "
                               f"{loss.num_styles}; use a pastiche network (mode 'cin')")
+        # Nothing of its own to build (the network is built): fit() under a strategy then skips
+        # Keras' symbolic build, which would call the trainer with the first element of a
+        # (content, style) batch alone.
+        self.built = True
 
     def compile(self, optimizer=None, learning_rate=1e-3, jit_compile="auto", **kwargs):
         """Adam(``learning_rate``) unless ``optimizer`` is given; float16 networks get loss
@@ -94,7 +101,12 @@ class StyleTrainer(keras.Model):
             total, parts = self.compute_losses(images, labels, training=True)
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(total / replicas)
-        gradients = tape.gradient(scaled, variables)
+        # The style tables (CIN gamma/beta gathered by label) get IndexedSlices gradients; made
+        # dense here, as Adam would make them anyway. The tables are small, and a strategy
+        # all-reduces a dense tensor in one op (IndexedSlices need all-gathers inside conds,
+        # which MultiWorkerMirroredStrategy takes about a minute to trace on a CPU).
+        gradients = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g
+                     for g in tape.gradient(scaled, variables)]
         self.optimizer.apply_gradients(zip(gradients, variables))
         return {"loss": total, **parts}
 

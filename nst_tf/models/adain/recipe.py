@@ -122,12 +122,15 @@ class AdainTrainer(ImagePairTrainer):
         return self.perceptual_loss(self.network, images, styles, training=training)
 
 
-def style_batches(content, style_images, image_size, batch_size, seed=0, start_batch=0):
+def style_batches(content, style_images, image_size, batch_size, seed=0, start_batch=0,
+                  batch_slice=None):
     """Zip ``content`` batches with style batches from ``style_images`` (same pipeline, own
-    shuffle, shorter side ``2·image_size`` then random crops): ``(content, style)``."""
+    shuffle, shorter side ``2·image_size`` then random crops): ``(content, style)``. With a
+    ``batch_slice`` both streams keep the same slots (every worker sees the whole style pool
+    and decodes the style images of its own slots)."""
     styles = data.content_dataset(style_images, image_size=image_size, batch_size=batch_size,
                                   seed=seed + 1, start_batch=start_batch,
-                                  resize_short_side=2 * image_size)
+                                  resize_short_side=2 * image_size, batch_slice=batch_slice)
     zipped = tf.data.Dataset.zip((content, styles))
     zipped.decode_counter = content.decode_counter
     return zipped
@@ -256,13 +259,14 @@ class AdainRecipe(Recipe):
         return {"mode": self.mode, "alpha": self.options["alpha"],
                 "backbone": f"adain-{self.options['encoder']}"}
 
-    def dataset(self, start_step):
+    def dataset(self, start_step, batch_slice=None):
         content = data.content_dataset(self.content_images, image_size=self.image_size,
                                        batch_size=self.batch_size, seed=self.seed,
                                        start_batch=start_step,
-                                       resize_short_side=2 * self.image_size)
+                                       resize_short_side=2 * self.image_size,
+                                       batch_slice=batch_slice)
         return style_batches(content, self.style_images, self.image_size, self.batch_size,
-                             seed=self.seed, start_batch=start_step)
+                             seed=self.seed, start_batch=start_step, batch_slice=batch_slice)
 
     def finish(self, train_dir):
         return [save_network(self.network, train_dir)]

@@ -127,9 +127,10 @@ def style_batch_sides(image_size):
 
 
 def style_stream(style_images, image_size, batch_size, seed=0, start_batch=0, augment=True,
-                 random_size=True):
+                 random_size=True, batch_slice=None):
     """Style batches from batch ``start_batch`` on; a second stream with its own shuffle
-    (seed + 1).
+    (seed + 1); with a ``batch_slice`` (:class:`nst_tf.data.BatchSlice`), its slots of every
+    batch (the batch's random side is drawn per global batch, so it is every worker's).
 
     ``augment`` (Magenta's ``augment_style_images``): a random shorter side in
     ``[image_size + 2, image_size + 200)``, a random crop and :func:`augment_style`; else the
@@ -142,7 +143,8 @@ def style_stream(style_images, image_size, batch_size, seed=0, start_batch=0, au
                                    seed=seed + 1, start_batch=start_batch,
                                    resize_short_side=sides,
                                    crop_mode="random" if augment else "center",
-                                   augment=augment_style if augment else None)
+                                   augment=augment_style if augment else None,
+                                   batch_slice=batch_slice)
     if not random_size:
         return batches
     low, high = style_batch_sides(image_size)
@@ -235,16 +237,17 @@ class ArbitraryRecipe(PerceptualRecipe):
         return {"mode": self.mode, **arbitrary_config(self.network),
                 "backbone": self.options["backbone"]}
 
-    def dataset(self, start_step):
+    def dataset(self, start_step, batch_slice=None):
         content = data.content_dataset(self.content_images, image_size=self.image_size,
                                        batch_size=self.batch_size, seed=self.seed,
                                        start_batch=start_step,
                                        resize_short_side=self.image_size + 2,
-                                       crop_mode="center")
+                                       crop_mode="center", batch_slice=batch_slice)
         styles = style_stream(self.style_images, self.image_size, self.batch_size,
                               seed=self.seed, start_batch=start_step,
                               augment=self.options["augment_style_images"],
-                              random_size=self.options["random_style_image_size"])
+                              random_size=self.options["random_style_image_size"],
+                              batch_slice=batch_slice)
         pairs = tf.data.Dataset.zip((content, styles))
         pairs.decode_counter = content.decode_counter
         return pairs

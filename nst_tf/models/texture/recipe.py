@@ -87,8 +87,9 @@ class TextureRecipe(PerceptualRecipe):
     def config(self):
         return {**super().config(), "network_options": self.options["network_options"] or {}}
 
-    def dataset(self, start_step):
-        return canvas_dataset(self.batch_size, self.image_size)
+    def dataset(self, start_step, batch_slice=None):
+        width = self.batch_size if batch_slice is None else batch_slice.width
+        return canvas_dataset(width, self.image_size)
 
     def validation_images(self):
         return np.zeros((4, self.image_size, self.image_size, 3), np.float32)

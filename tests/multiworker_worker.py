@@ -1,0 +1,136 @@
+"""One worker of the loopback multi-worker tests (tests/test_multiworker.py) and of
+benchmarks/multiworker.py: ``python tests/multiworker_worker.py SPEC_JSON``.
+
+SPEC: ``{"collective_timeout": seconds or null, "runs": [RUN, ...]}`` with each RUN either
+
+* ``{"content": ..., "styles": ..., "train_dir": ..., "options": {train() options},
+  "kill": {"task": i, "step": k}}``: :func:`nst_tf.training.train`; ``kill`` SIGKILLs worker
+  ``task`` right after optimizer step ``k`` (a lost host);
+* ``{"canary": true}``: Keras' own ``fit`` under the strategy, without and with
+  :class:`~nst_tf.training.distribute.MultiWorkerFit` (see :func:`canary`).
+
+The worker creates ``MultiWorkerMirroredStrategy`` from its ``TF_CONFIG`` before anything else,
+then does the runs in order, printing one ``RESULT {json}`` line per run, or
+``ERROR <Type>: <message>`` (and ``FAILED t=<unix time>``) and exiting 1.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from nst_tf.training.distribute import make_strategy, worker_info  # noqa: E402
+
+SPEC = json.loads(sys.argv[1])
+STRATEGY = make_strategy("multi_worker", SPEC.get("collective_timeout"))   # before any TF op
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from nst_tf import training  # noqa: E402
+from nst_tf.errors import NSTError  # noqa: E402
+from nst_tf.training.distribute import MultiWorkerFit  # noqa: E402
+
+
+class KillAt(keras.callbacks.Callback):
+    """SIGKILL this worker after optimizer step ``step`` if it is worker ``task``."""
+
+    def __init__(self, task, step):
+        super().__init__()
+        self.task, self.step = task, step
+
+    def on_train_batch_end(self, batch, logs=None):
+        if worker_info(STRATEGY).task_id == self.task \
+                and int(self.model.optimizer.iterations.numpy()) == self.step:
+            print(f"KILLED at step {self.step} t={time.time():.3f}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def train(run):
+    callbacks = [KillAt(**run["kill"])] if run.get("kill") else []
+    start = time.perf_counter()
+    net = training.train(run.get("content"), run["styles"], run["train_dir"],
+                         strategy=STRATEGY, callbacks=callbacks, **run["options"])
+    return {"train_dir": run["train_dir"], "final_step": net.final_step,
+            "chief": net.worker.is_chief, "written": net.written,
+            "seconds": time.perf_counter() - start,
+            "history": {k: [float(v) for v in vs] for k, vs in net.train_history.items()}}
+
+
+def _fit(model, dataset):
+    """``"ok"`` if ``model.fit`` runs two steps, else the first line of its error."""
+    try:
+        model.fit(dataset, epochs=1, steps_per_epoch=2, verbose=0)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001  (the canary reports whatever Keras raises)
+        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+
+
+def canary():
+    """Keras' two failures under MultiWorkerMirroredStrategy, and the workaround.
+
+    ``tuple_data``: stock ``compile(loss="mse")`` + ``fit`` on ``(x, y)`` batches (failure 1,
+    ``_maybe_symbolic_build``). ``scalar_logs``: ``x``-only batches and a ``train_step`` that
+    returns scalar logs (failure 2, ``reduce_per_replica``). ``workaround``: the same two with
+    :class:`MultiWorkerFit` first in the bases."""
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    pairs = tf.data.Dataset.from_tensor_slices((x, x.sum(1, keepdims=True))).repeat().batch(8)
+    inputs = tf.data.Dataset.from_tensor_slices(x).repeat().batch(8)
+
+    def dense(base=keras.Model):
+        class Dense(base):
+            def __init__(self):
+                super().__init__()
+                self.dense = keras.layers.Dense(1)
+
+            def call(self, x):
+                return self.dense(x)
+
+        with STRATEGY.scope():
+            model = Dense()
+            model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    def scalar_logs(base=keras.Model):
+        class ScalarLogs(base):
+            def __init__(self):
+                super().__init__()
+                self.dense = keras.layers.Dense(1)
+
+            def call(self, x):
+                return self.dense(x)
+
+            def train_step(self, x):
+                with tf.GradientTape() as tape:
+                    loss = tf.reduce_mean(tf.square(self(x))) / STRATEGY.num_replicas_in_sync
+                grads = tape.gradient(loss, self.trainable_variables)
+                self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+                return {"loss": loss}
+
+        with STRATEGY.scope():
+            model = ScalarLogs()
+            model.compile(optimizer="sgd")
+        return model
+
+    return {"tuple_data": _fit(dense(), pairs), "scalar_logs": _fit(scalar_logs(), inputs),
+            "workaround": [_fit(dense(type("Fixed", (MultiWorkerFit, keras.Model), {})), pairs),
+                           _fit(scalar_logs(type("Fixed", (MultiWorkerFit, keras.Model), {})),
+                                inputs)]}
+
+
+def main():
+    for run in SPEC["runs"]:
+        try:
+            result = canary() if run.get("canary") else train(run)
+        except NSTError as exc:
+            print(f"ERROR {type(exc).__name__}: {exc}\nFAILED t={time.time():.3f}", flush=True)
+            sys.exit(1)
+        print("RESULT " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
