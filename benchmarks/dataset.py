@@ -27,7 +27,6 @@ Prints a table and writes ``benchmarks/results/dataset.json``.
 """
 
 import argparse
-import json
 import os
 import resource
 import shutil

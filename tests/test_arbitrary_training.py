@@ -24,7 +24,7 @@ from nst_tf.errors import ConfigError
 from nst_tf.features import FeatureExtractor
 from nst_tf.models.arbitrary import recipe
 from nst_tf.models.arbitrary.inception import load_keras_inception_weights
-from nst_tf.networks import arbitrary_network, style_prediction_network, style_predictor_of
+from nst_tf.networks import arbitrary_network, style_prediction_network
 from nst_tf.training.trainer import ImagePairTrainer
 
 SIZE = 64

@@ -33,7 +33,6 @@ Example:
 """
 
 import collections
-import io
 import os
 import pickle
 import struct
