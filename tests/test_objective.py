@@ -209,7 +209,10 @@ def test_targets_computed_once_and_compiles(extractor, pictures):
     obj = StyleObjective(Counting(), pictures["content"], [pictures["style_a"],
                                                            pictures["style_b"]],
                          content_layers=["conv2_1"], style_layers=["conv1_1", "conv2_1"])
+    assert calls == []  # targets are computed on first use (a tiled objective never needs them)
+    targets = obj.targets
     assert len(calls) == 3  # content + two styles, once each
+    assert obj.targets is not targets and len(calls) == 3  # the same tensors, not recomputed
     step = tf.function(lambda img: obj(img))
     x = tf.constant(pictures["image"])
     eager_total = obj(x)[0]
