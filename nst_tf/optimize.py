@@ -504,7 +504,7 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
         if hasattr(cb, "on_begin"):
             cb.on_begin(steps)
     parts, interrupted = {}, False
-    every = checkpoint.every if checkpoint is not None else steps
+    every = (checkpoint.every if checkpoint is not None else None) or steps
     evaluations = int(opt.evaluations)
     try:
         while done < steps:

@@ -60,6 +60,8 @@ Example:
 """
 
 import collections
+import contextlib
+import logging
 import math
 import os
 import re
@@ -96,6 +98,9 @@ class Tile(collections.namedtuple("Tile", "core box last_row last_col")):
 class Grid:
     """Cores of ``core`` pixels (the last row / column takes the remainder), tiles of core + halo.
 
+    With ``core >= halo`` there are at most nine tile shapes (corners, edges, interior), so at
+    most nine compiled functions per pass.
+
     Args:
         height, width: the image size.
         core: the core side, a multiple of ``stride``.
@@ -115,8 +120,8 @@ class Grid:
             raise ConfigError(f"halo {halo!r} must be a multiple of the stride {stride}")
         self.height, self.width = int(height), int(width)
         self.core, self.halo, self.stride = int(core), int(halo), int(stride)
-        rows = _starts(self.height, self.core)
-        cols = _starts(self.width, self.core)
+        rows = _starts(self.height, self.core, self.halo)
+        cols = _starts(self.width, self.core, self.halo)
         self.rows, self.cols = len(rows), len(cols)
         self.tiles = []
         for i, (y0, y1) in enumerate(rows):
@@ -144,9 +149,15 @@ class Grid:
                 f"{self.rows}x{self.cols} tiles, overhead {self.overhead:.2f})")
 
 
-def _starts(size, core):
-    """``[(start, end), ...]`` of cores along one axis; the last one ends at ``size``."""
+def _starts(size, core, halo):
+    """``[(start, end), ...]`` of cores along one axis; the last one ends at ``size``.
+
+    A remainder shorter than the halo joins the last full core (then only the last tile
+    touches the far border, and an axis has at most three tile sizes: first, interior, last).
+    """
     count = max(1, math.ceil(size / core))
+    if count > 1 and size - (count - 1) * core < halo:
+        count -= 1
     return [(k * core, size if k == count - 1 else (k + 1) * core) for k in range(count)]
 
 
@@ -273,6 +284,19 @@ def plan_tile_size(extractor, layers, content_layers, height, width, max_memory,
 
 # --- the tiled objective ----------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _tracing_quietly():
+    """Each tile kind has its own compiled functions, made from the same Python code: TF's
+    "excessive retracing" warning would fire on the first pass over the tiles. Silence it."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _tile_slice(box):
     ty0, ty1, tx0, tx1 = box
     return (slice(None), slice(ty0, ty1), slice(tx0, tx1), slice(None))
@@ -376,7 +400,8 @@ class TiledObjective:
         crops = self._crops(tile)
         key = (name, tile.shape, tuple(crops[l] for l in self._layers))
         if key not in self._functions:
-            self._functions[key] = build(crops)
+            function = build(crops)
+            self._functions[key] = lambda *args: _call_quietly(function, *args)
         return self._functions[key]
 
     def _build_sums(self, crops, transform=None):
@@ -592,6 +617,14 @@ class TiledObjective:
 
     def __repr__(self):
         return f"TiledObjective({self.grid!r}, stride={self.stride})"
+
+
+def _call_quietly(function, *args):
+    """Call a tile function; its first call traces (quietly, see :func:`_tracing_quietly`)."""
+    if function.experimental_get_tracing_count():
+        return function(*args)
+    with _tracing_quietly():
+        return function(*args)
 
 
 def _moment_surrogate(features, adjoint):

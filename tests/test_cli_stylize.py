@@ -124,3 +124,50 @@ def test_interrupted_run_saves_and_prints_the_resume_flags(tmp_path, base_args, 
     err = capsys.readouterr().err
     assert "interrupted after 3 steps" in err
     assert f"resume with --init={out} --steps=7" in err
+
+
+def test_tiling_and_checkpoint_flags(tmp_path, base_args, capsys):
+    fv = flags.FlagValues()
+    stylize.define_flags(fv)
+    out = str(tmp_path / "out.png")
+    fv(["nst-stylize", f"--output={out}", "--tile_size=auto", "--max_memory=20GB",
+        "--checkpoint_every=5", "--lbfgs_memory=4"])
+    options = stylize.options_from_flags(fv)
+    assert (options["tile_size"], options["max_memory"], options["lbfgs_memory"]) == \
+        ("auto", "20GB", 4)
+    assert (options["checkpoint"], options["checkpoint_every"]) == (out + ".ckpt.npz", 5)
+    assert stylize.main(base_args + [f"--output={out}", "--tile_size=big"]) == 1
+    assert "tile_size must be None, 'auto' or a number" in capsys.readouterr().err
+    assert stylize.main(base_args + [f"--output={out}", "--tile_size=20",
+                                     "--style_loss=sliced_wasserstein"]) == 1
+    assert "cannot be tiled exactly" in capsys.readouterr().err
+    # A finished run removes its checkpoint; the output is there.
+    assert stylize.main(base_args + [f"--output={out}", "--checkpoint_every=1"]) == 0
+    assert os.path.exists(out) and not os.path.exists(out + ".ckpt.npz")
+
+
+def test_an_interrupted_checkpointed_run_says_how_to_resume(tmp_path, base_args, monkeypatch,
+                                                            capsys):
+    from nst_tf import optimize
+
+    class CtrlC(optimize.Callback):
+        def on_step(self, step, image, loss, parts):
+            if step == 2:
+                raise KeyboardInterrupt
+
+    real = optimize.optimize_image
+    monkeypatch.setattr(optimize, "optimize_image",
+                        lambda *a, **k: real(*a, **dict(k, callbacks=[CtrlC()])))
+    from nst_tf import multiscale
+
+    monkeypatch.setattr(multiscale, "optimize_image", optimize.optimize_image)
+    out = str(tmp_path / "out.png")
+    args = base_args + [f"--output={out}", "--steps=4", "--checkpoint_every=1"]
+    assert stylize.main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 2 steps" in err
+    assert f"run the same command again to resume from {out}.ckpt.npz" in err
+    assert os.path.exists(out + ".ckpt.npz")
+    monkeypatch.undo()
+    assert stylize.main(args) == 0  # resumes: steps 3 and 4, then removes the checkpoint
+    assert not os.path.exists(out + ".ckpt.npz")

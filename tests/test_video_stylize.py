@@ -205,3 +205,26 @@ def test_script_runs_through_absl_global_flags(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.startswith("nst-video:")]
     assert out.returncode == 1 and len(lines) == 1 and "input not found" in lines[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_gatys_frames_share_one_objective_and_compiled_step(style_path):
+    """After the first frame nothing is traced or rebuilt (the frame and the temporal term's
+    data are step inputs), and every frame comes out as a fresh stylizer would make it."""
+    from nst_tf.video.optimization import GatysStylizer
+
+    rng = np.random.default_rng(1)
+    frames = [rng.random((40, 52, 3)).astype(np.float32) for _ in range(3)]
+    mask = np.where(rng.random((40, 52)) < 0.8, 1.0, 0.0).astype(np.float32)
+    options = dict(steps=3, weights="random", temporal_weight=1e3)
+    shared = GatysStylizer(style_path, **options)
+    outputs, previous = [], []
+    for t, frame in enumerate(frames):
+        previous.append((outputs[-1], mask) if outputs else None)
+        outputs.append(shared(frame, previous[-1], first=t == 0)[0])
+    assert shared.cache.built == 1 and sum(shared.cache.steps.tracing_counts()) == 1
+    assert [t["traces"] for t in shared.timings] == [1, 1, 1]
+    assert [t["steps"] for t in shared.timings] == [6, 3, 3]
+    for t, frame in enumerate(frames):
+        fresh = GatysStylizer(style_path, **options)
+        np.testing.assert_allclose(fresh(frame, previous[t], first=t == 0)[0], outputs[t],
+                                   atol=1e-6)
