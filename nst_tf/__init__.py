@@ -38,9 +38,10 @@ _EXPORTS = {
     "FeatureExtractor": "features", "default_layers": "features",
     "resolve_layer_name": "features",
     "STYLE_LOSSES": "losses",
-    "StyleObjective": "objective",
+    "StyleObjective": "objective", "Term": "objective",
     "optimize_image": "optimize",
     "transfer": "gatys",
+    "TiledObjective": "tiling",
     "reconstruct": "reconstruction",
     # feed-forward networks
     "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers", "ReflectConv2D": "layers",
@@ -66,7 +67,8 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
                "single_style", "texture", "data", "training", "export", "device", "io",
-               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub"}
+               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub", "tiling",
+               "receptive_field", "resume"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

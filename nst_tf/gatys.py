@@ -337,11 +337,19 @@ class TransferCache:
             self.extractor = None
 
 
-def _fingerprint(content_image, style_images, blend, opts, extra=()):
+def _resized(image, shape):
+    """``image`` at ``shape`` (itself when it has that size already: no copy of a print-size
+    image)."""
+    if tuple(image.shape[:2]) == tuple(shape):
+        return image
+    return images.resize(image, tuple(shape))
+
+
+def _fingerprint(content_image, style_images, blend, opts):
     """What identifies a run's result: images, blend weights and the options that matter."""
     from nst_tf.resume import fingerprint
 
-    arrays = [content_image, *style_images, *extra]
+    arrays = [content_image, *style_images]
     options = {k: v for k, v in opts.items() if k not in _NOT_FINGERPRINTED}
     if isinstance(options.get("init"), np.ndarray):
         arrays.append(options.pop("init"))
@@ -402,7 +410,7 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
 
     # The output size: the content resized so that its longest side is the last scale.
     full_shape = multiscale.fit_size(content_image.shape, sizes[-1])
-    content_full = images.resize(content_image, full_shape)
+    content_full = _resized(content_image, full_shape)
     if mode == "luminance_only":
         content_luma = images.luminance(content_full)
         opt_content = images.grey_to_rgb(content_luma)
@@ -427,13 +435,13 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
     level_content, level_styles = [], []
     for size in sizes:  # validate every level before the first step
         shape = multiscale.fit_size(content_full.shape, size)
-        c = opt_content if tuple(shape) == tuple(full_shape) else images.resize(opt_content, shape)
+        c = _resized(opt_content, shape)
         images.check_min_size(c, extractor.min_input_size,
                               what=f"content image at size {size} ({extractor.backbone})")
         s_list = []
         for i, s in enumerate(opt_styles):
             s_shape = multiscale.fit_size(s.shape, max(1, round(opts["style_scale"] * size)))
-            s_list.append(images.resize(s, s_shape))
+            s_list.append(_resized(s, s_shape))
             images.check_min_size(s_list[-1], extractor.min_input_size,
                                   what=f"style image {i} at size {max(s_shape)}")
         level_content.append(c)
@@ -457,7 +465,8 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
         if tile is not None:
             if opts["progress"]:
                 print(f"{shape[1]}x{shape[0]}: exact tiles of {tile} px")
-            objective = TiledObjective(objective, tile, transform=grey_to_rgb if grey else None)
+            objective = TiledObjective(objective, tile, transform=grey_to_rgb if grey else None,
+                                       jit_compile=opts["jit_compile"])
         elif grey:
             objective = _Grey(objective)
         if cache is not None:

@@ -47,8 +47,10 @@ Example:
     ['content', 'style', 'tv']
 """
 
+import collections
 import math
 import os
+import time
 
 import numpy as np
 
@@ -326,6 +328,8 @@ class StyleObjective:
         self._content_targets = None  # computed on first use
         self._style_targets = None
         self._content_features = None
+        #: Seconds spent computing targets (``"content_targets"``, ``"style_targets"``).
+        self.seconds = collections.Counter()
 
     # --- targets ---------------------------------------------------------------------------
 
@@ -333,9 +337,11 @@ class StyleObjective:
     def content_targets(self):
         """``{layer: features of the content image}`` (computed on first use)."""
         if self._content_targets is None:
+            start = time.perf_counter()
             self._content_targets = {}
             if self.content_image is not None:
                 self._content_targets = self.content_features(self.content_image)
+            self.seconds["content_targets"] += time.perf_counter() - start
         return self._content_targets
 
     @content_targets.setter
@@ -348,12 +354,14 @@ class StyleObjective:
         if self._style_targets is None:
             import tensorflow as tf
 
+            start = time.perf_counter()
             self._style_targets = []
             for array in self.style_images:
                 feats = self.extractor(array)
                 self._style_targets.append(
                     {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
                      for l in self.style_layers})
+            self.seconds["style_targets"] += time.perf_counter() - start
         return self._style_targets
 
     @style_targets.setter

@@ -12,9 +12,14 @@ curvature pairs); the returned image is clipped to [0, 1]. Adam and L-BFGS live 
 :mod:`nst_tf.lbfgs`; L-BFGS keeps its ``(s, y)`` history across calls.
 
 Ctrl-C stops cleanly: the run returns the current image with ``result.interrupted = True``
-(callbacks see ``on_end``). To resume, pass that image (or a file saved by :class:`SaveEvery`) as
-the initial image (``init=...`` in :func:`nst_tf.transfer`, ``--init=path`` in the CLI); the
-L-BFGS memory restarts, which costs a few steps.
+(callbacks see ``on_end``). To resume exactly (L-BFGS history included), give the run a
+``checkpoint`` (:class:`nst_tf.resume.RunCheckpoint`; ``checkpoint=`` in :func:`nst_tf.transfer`,
+``--checkpoint_every`` in the CLI) and start it again; without one, pass the returned image (or a
+file saved by :class:`SaveEvery`) as the initial image, and the L-BFGS memory restarts.
+
+The objective's targets are inputs of the compiled step (:func:`objective_targets`), so one
+step serves every content image, video frame and tile of the same shape; a :class:`StepCache`
+keeps it (and the optimizer's variables) across runs.
 
 Speed: for long runs the backbone weights are folded into the compiled step as constants
 (``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in

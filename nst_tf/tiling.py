@@ -77,9 +77,9 @@ __all__ = ["TiledObjective", "Grid", "Tile", "halo_for", "parse_memory", "estima
 #: Peak bytes of one forward + backward pass ≈ this × 4 bytes × the backbone's activation floats
 #: per pixel (:func:`nst_tf.receptive_field.activation_floats_per_pixel`). Fitted to the peak RSS
 #: of untiled and tiled runs in ``benchmarks/high_resolution.py`` (see the README's table).
-ACTIVATION_FACTOR = 2.6
+ACTIVATION_FACTOR = 1.6
 #: Resident bytes besides images and activations: Python, TensorFlow, the backbone's weights.
-FIXED_BYTES = 1.5e9
+FIXED_BYTES = 0.8e9
 
 
 class Tile(collections.namedtuple("Tile", "core box last_row last_col")):
@@ -179,6 +179,12 @@ def halo_for(extractor, layers):
     >>> halo_for(FeatureExtractor("vgg19", weights=None), ["block5_conv1", "block4_conv2"])
     (80, 16)
     """
+    halo, stride, _ = _tile_geometry(extractor, layers)
+    return halo, stride
+
+
+def _tile_geometry(extractor, layers):
+    """``(halo, stride, {layer: (row jump, column jump)})``."""
     from nst_tf.receptive_field import common_stride, output_geometry
 
     geometry = output_geometry(extractor.model)
@@ -186,7 +192,8 @@ def halo_for(extractor, layers):
     rows, cols = common_stride(used)
     stride = rows * cols // math.gcd(rows, cols)
     reach = max(max(axis.halo_before, axis.halo_after) for g in used for axis in g)
-    return stride * math.ceil(reach / stride), stride
+    jumps = {l: (geometry[l][0].jump, geometry[l][1].jump) for l in layers}
+    return stride * math.ceil(reach / stride), stride, jumps
 
 
 # --- memory ---------------------------------------------------------------------------------
@@ -227,11 +234,12 @@ def default_max_memory():
 
 
 def image_vectors(optimizer="lbfgs", memory=10):
-    """Full-size float32 images alive during a run: the optimizer's state (L-BFGS: trial, x, g,
-    p and 2·m history; Adam: trial, m, v), the gradient, its buffer and the update's temporaries
-    (about 4), and copies of the content image (about 3)."""
+    """Full-size float32 images alive at the peak of a run: the optimizer's state (L-BFGS:
+    trial, x, g, p and 2·m history; Adam: trial, m, v) plus 18 more (the gradient and its
+    buffer, the update's temporaries, the content and style images and their copies, freed
+    memory the allocator keeps) — the 18 were fitted to measured peaks."""
     state = 4 + 2 * int(memory) if optimizer == "lbfgs" else 3
-    return state + 7
+    return state + 18
 
 
 def estimate_bytes(extractor, content_layers, height, width, channels=3, tile_pixels=None,
@@ -320,6 +328,7 @@ class TiledObjective:
         shape: ``(H, W)`` of the optimized image; default: the content image's.
         transform: ``f(image) -> RGB image`` applied before the backbone (the grey image of
             ``preserve_color="luminance_only"`` repeated to three channels); TF ops, per pixel.
+        jit_compile: ``"auto"`` (XLA on GPU/TPU), True or False, for the tile functions.
 
     Attributes:
         grid: the :class:`Grid`. seconds: accumulated wall time per pass (``pass_a``,
@@ -331,7 +340,10 @@ class TiledObjective:
         a tile size that is not a multiple of the stride, a missing shape.
     """
 
-    def __init__(self, objective, tile_size, *, halo=None, shape=None, transform=None):
+    def __init__(self, objective, tile_size, *, halo=None, shape=None, transform=None,
+                 jit_compile="auto"):
+        from nst_tf.device import resolve_jit_compile
+
         loss = objective.style_loss
         if objective.style_layers and not loss.moments:
             raise ConfigError(
@@ -346,14 +358,11 @@ class TiledObjective:
         self.objective = objective
         self.extractor = objective.extractor
         self.transform = transform
+        self._jit = resolve_jit_compile(jit_compile)
         self.height, self.width = (int(v) for v in shape)
         layers = list(dict.fromkeys(list(objective.content_layers) +
                                     list(objective.style_layers)))
-        needed, self.stride = halo_for(self.extractor, layers)
-        from nst_tf.receptive_field import output_geometry
-
-        geometry = output_geometry(self.extractor.model)
-        self._jumps = {l: (geometry[l][0].jump, geometry[l][1].jump) for l in layers}
+        needed, self.stride, self._jumps = _tile_geometry(self.extractor, layers)
         self.halo = needed if halo is None else halo
         self.grid = Grid(self.height, self.width, tile_size, self.halo, self.stride)
         self._layers = layers
@@ -412,7 +421,7 @@ class TiledObjective:
         moments = self.objective.style_loss.moments
         style_layers = list(self.objective.style_layers)
 
-        @tf.function
+        @tf.function(jit_compile=self._jit)
         def sums(tile):
             feats = self.extractor(transform(tile) if transform is not None else tile)
             return {l: {m: tf.cast(v, tf.float64) for m, v in
@@ -426,7 +435,7 @@ class TiledObjective:
 
         layers = list(self.objective.content_layers)
 
-        @tf.function
+        @tf.function(jit_compile=self._jit)
         def content(tile):
             feats = self.extractor(tile)
             return {l: _crop(feats[l], crops[l]) for l in layers}
@@ -440,7 +449,7 @@ class TiledObjective:
         sizes = self._full_sizes
         transform = self.transform
 
-        @tf.function
+        @tf.function(jit_compile=self._jit)
         def backward(tile, adjoints, content_targets):
             with tf.GradientTape() as tape:
                 tape.watch(tile)

@@ -171,3 +171,39 @@ def test_an_interrupted_checkpointed_run_says_how_to_resume(tmp_path, base_args,
     monkeypatch.undo()
     assert stylize.main(args) == 0  # resumes: steps 3 and 4, then removes the checkpoint
     assert not os.path.exists(out + ".ckpt.npz")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
+    """SIGKILL mid-run (no clean-up of any kind), then the same command again: it resumes from
+    the last checkpoint and writes exactly the file an uninterrupted run writes."""
+    import signal
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def command(out):
+        return [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
+                f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
+                f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=64",
+                "--steps=80", "--weights=random", "--noprogress", "--checkpoint_every=5",
+                f"--output={out}"]
+
+    out = tmp_path / "out.png"
+    checkpoint = tmp_path / "out.png.ckpt.npz"
+    process = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL  # killed mid-run, not finished
+    assert checkpoint.exists() and not out.exists()
+    resumed = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not checkpoint.exists()
+    straight = tmp_path / "straight.png"
+    done = subprocess.run(command(straight), env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(images.load_image(str(out)), images.load_image(str(straight)))

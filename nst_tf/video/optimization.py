@@ -119,9 +119,10 @@ class GatysStylizer:
         self.temporal_weight = float(temporal_weight)
         self.user_options = {k: v for k, v in options.items()}
         self.cache = gatys.TransferCache()
-        #: One ``{"setup_s", "steps_s", "steps", "traces"}`` per frame: seconds before the first
-        #: step (loading, targets, tracing), seconds of the steps after the first, and how
-        #: often compiled steps were traced so far.
+        #: One ``{"setup_s", "targets_s", "steps_s", "steps", "traces"}`` per frame: seconds
+        #: before the first step (loading, targets, tracing), of which computing the targets
+        #: (the frame's content features: one forward pass), seconds of the steps after the
+        #: first, and how often the compiled steps in use were traced.
         self.timings = []
 
     def __call__(self, frame, previous=None, first=False):
@@ -148,10 +149,18 @@ class GatysStylizer:
             terms = _temporal_terms(warped, mask, self.temporal_weight)
         clock = _FrameClock()
         options["callbacks"] = [clock]
+        targets = self._target_seconds()
         result = gatys.run(frame, self.styles, self.style_weights, cache=self.cache,
                            extra_terms=terms, **options)
-        self.timings.append(dict(clock.summary(), traces=sum(self.cache.steps.tracing_counts())))
+        self.timings.append(dict(clock.summary(), targets_s=self._target_seconds() - targets,
+                                 traces=sum(self.cache.steps.tracing_counts())))
         return result.image, result.interrupted
+
+    def _target_seconds(self):
+        """Seconds the cached objectives spent computing targets so far."""
+        return sum(seconds for o in self.cache.objectives.values()
+                   for name, seconds in getattr(o, "seconds", {}).items()
+                   if name.endswith("targets"))
 
 
 class _FrameClock:
