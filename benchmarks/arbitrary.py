@@ -59,7 +59,7 @@ def inputs(size):
 
 def nst_cases(network, size, fast, args):
     """``{"full": stats, "transformer": stats}`` for nst_tf's compiled functions."""
-    from nst_tf.arbitrary import runner_for
+    from nst_tf.models.arbitrary.family import runner_for
 
     runner = runner_for(network, jit_compile=False, fast=fast)
     content, style = inputs(size)

@@ -3,9 +3,9 @@
 
 For every image size and batch size, times
 
-* ``nst_tf`` with XLA off and on: :func:`nst_tf.pastiche.forward_function` (the function
+* ``nst_tf`` with XLA off and on: :func:`nst_tf.models.pastiche.family.forward_function` (the function
   :func:`nst_tf.stylize` runs), fed a ``tf.Tensor`` batch and fetched to NumPy. This is the
-  default: Magenta's arithmetic, bit-identical outputs;
+  default: Magenta's arithmetic (within 1e-5 of Magenta's graph, ``tests/test_magenta_parity.py``);
 * ``nst_fast``, XLA off and on: ``stylize(..., fast=True)``: the same function in faster forms
   (sub-pixel / space-to-depth convs, moments by matmul), within float32 rounding of Magenta;
 * ``nst_bf16``: ``stylize(..., fast=True, precision="bfloat16")``: bfloat16 convolutions (oneDNN
@@ -45,7 +45,7 @@ tf.get_logger().setLevel("ERROR")  # Magenta's graph code triggers TF1 deprecati
 
 from benchmarks.common import measure, report  # noqa: E402
 from nst_tf.networks import PASTICHE_LAYERS, pastiche_network, pastiche_widths  # noqa: E402
-from nst_tf.pastiche import forward_function  # noqa: E402
+from nst_tf.models.pastiche.family import forward_function  # noqa: E402
 
 NUM_STYLES = 32
 

@@ -4,7 +4,7 @@
 ``benchmarks/pastiche.py`` says how fast each implementation is; this script says why. For one
 image (512² by default) it profiles
 
-* ``nst_tf``: the default network (Magenta's arithmetic, bit-identical outputs);
+* ``nst_tf``: the default network (Magenta's arithmetic, within 1e-5 of its graph);
 * ``nst_fast``: ``fast=True`` (sub-pixel and space-to-depth convs, matmul moments);
 * ``magenta``: Magenta's own TF1 graph (``model.transform`` with ``weighted_instance_norm``),
   traced with ``RunOptions.FULL_TRACE``; skipped with a note when Magenta is not installed;

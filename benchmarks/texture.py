@@ -106,7 +106,7 @@ def main(argv=None):
     from nst_tf.features import FeatureExtractor
     from nst_tf.objective import StyleObjective
     from nst_tf.optimize import initial_image, optimize_image
-    from nst_tf.texture import TEXTURE_STYLE_LAYERS, ulyanov_style_weights
+    from nst_tf.models.texture.recipe import TEXTURE_STYLE_LAYERS, ulyanov_style_weights
 
     weights = resolve_weights(args.weights)
     style = exemplar(args.texture)

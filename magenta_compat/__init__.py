@@ -1,8 +1,10 @@
 """Compatibility with Magenta's ``image_stylization`` model (Dumoulin et al. 2017).
 
-* :mod:`magenta_compat.checkpoint`: read Magenta checkpoints (V1 single file or V2 bundle) into
-  :func:`nst_tf.networks.pastiche_network`, and write networks back under Magenta's names.
+* :mod:`magenta_compat.checkpoint`: read Magenta checkpoints (V1 single file or V2 bundle) and
+  the 48 variables of :func:`nst_tf.networks.pastiche_network`; write networks back under
+  Magenta's names.
 * :mod:`magenta_compat.pretrained`: the released "varied" (32 styles) and "monet" (10) checkpoints.
+* :mod:`magenta_compat.pastiche`: :func:`load_pastiche_network` from a path or a preset name.
 * :mod:`magenta_compat.which_styles`: Magenta's ``--which_styles`` syntax.
 * :mod:`magenta_compat.arbitrary`: the ``arbitrary_image_stylization`` checkpoint (Ghiasi et al.
   2017, preset ``"arbitrary"``) into :func:`nst_tf.networks.arbitrary_network`, and back.
@@ -19,7 +21,7 @@ from nst_tf import _lazy
 _EXPORTS = {
     "read_checkpoint": "checkpoint",
     "write_checkpoint": "checkpoint",
-    "load_pastiche_network": "checkpoint",
+    "load_pastiche_network": "pastiche",
     "infer_pastiche_config": "checkpoint",
     "network_variables": "checkpoint",
     "resolve_checkpoint_path": "checkpoint",
@@ -28,7 +30,7 @@ _EXPORTS = {
     "load_arbitrary_network": "arbitrary",
     "write_arbitrary_checkpoint": "arbitrary",
 }
-_SUBMODULES = {"checkpoint", "pretrained", "which_styles", "arbitrary"}
+_SUBMODULES = {"checkpoint", "pretrained", "pastiche", "which_styles", "arbitrary"}
 
 __all__ = sorted(_EXPORTS)
 

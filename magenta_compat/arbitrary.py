@@ -36,7 +36,7 @@ from magenta_compat.checkpoint import (_is_slot, checkpoint_shapes, read_checkpo
                                        resolve_checkpoint_path, shape_differences,
                                        write_tensors)
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
-from nst_tf.io import atomic_directory
+from nst_tf.io import atomic_directory, keras_home
 
 #: Top-level scopes of the model's variables; other names (``global_step``, ``vgg_16/*``,
 #: optimizer slots) are ignored when loading.
@@ -168,9 +168,9 @@ def is_tarball(path):
 
 
 def _cache_root():
-    from magenta_compat.pretrained import CACHE_SUBDIR, cache_dir
+    from magenta_compat.pretrained import CACHE_SUBDIR
 
-    return os.path.join(cache_dir(), CACHE_SUBDIR)
+    return os.path.join(keras_home(), CACHE_SUBDIR)
 
 
 def extract_tarball(path, target=None):

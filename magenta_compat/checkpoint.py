@@ -1,5 +1,8 @@
 """Read and write Magenta ``image_stylization`` checkpoints for :func:`nst_tf.networks.pastiche_network`.
 
+Loading a network by path or preset name is :func:`magenta_compat.pastiche.load_pastiche_network`
+(it uses this module and :mod:`magenta_compat.pretrained`, which uses this module).
+
 Magenta stores the transformer as 48 float32 variables: for each of the 16 convs
 ``transformer/<scope>/weights`` (HWIO kernel) and ``transformer/<scope>/InstanceNorm/{gamma,beta}``
 (``[num_styles, channels]``). Both checkpoint formats are handled:
@@ -122,7 +125,7 @@ def read_checkpoint(path, names=None):
 
 # ------------------------------------------------------------------------- network <-> variables
 
-def _network_slots(network):
+def variable_slots(network):
     """``{magenta name: keras variable}`` of a pastiche network."""
     from nst_tf.networks import PASTICHE_LAYERS, keras_name, magenta_variable_names  # noqa: PLC0415
 
@@ -143,7 +146,7 @@ def _network_slots(network):
 
 def network_variables(network):
     """``{magenta variable name: np.ndarray}`` for the 48 variables of a pastiche network."""
-    return {name: np.asarray(variable.numpy()) for name, variable in _network_slots(network).items()}
+    return {name: np.asarray(variable.numpy()) for name, variable in variable_slots(network).items()}
 
 
 def expected_shapes(num_styles, alpha=1.0):
@@ -236,63 +239,6 @@ def check_fit(shapes, num_styles, alpha, source="checkpoint"):
                      "leave num_styles/alpha unset to use the checkpoint's values.")
     lines += differences
     raise CheckpointError("\n".join(lines))
-
-
-# ------------------------------------------------------------------------------------ loading
-
-def _looks_like_preset(value):
-    """A bare word such as "varied" that is not an existing file, prefix or directory."""
-    return (isinstance(value, str) and not os.path.exists(value)
-            and not os.path.exists(value + ".index")
-            and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", value) is not None)
-
-
-def load_pastiche_network(path_or_name, num_styles=None, alpha=None, style_input="weights"):
-    """Build a :func:`~nst_tf.networks.pastiche_network` and load a Magenta checkpoint into it.
-
-    Args:
-        path_or_name: a checkpoint (V1 file, V2 prefix / bundle file, or directory) or a preset
-            name (``"varied"``, ``"monet"``) resolved by :func:`magenta_compat.pretrained.resolve`.
-        num_styles, alpha: inferred from the checkpoint's shapes when None; when given, they
-            must match it.
-        style_input: ``"weights"`` or ``"labels"`` (see ``pastiche_network``).
-
-    Only the 48 ``transformer/`` variables are read; ``global_step``, ``vgg_16/*`` and optimizer
-    slots are ignored.
-
-    Raises:
-        CheckpointError: unreadable checkpoint, or one that does not fit; the message lists the
-            missing, unexpected and mis-shaped names with both shapes.
-    """
-    from nst_tf.networks import pastiche_network  # noqa: PLC0415
-
-    path = os.fspath(path_or_name)
-    if _looks_like_preset(path):
-        from magenta_compat import pretrained  # noqa: PLC0415  (imported only when needed)
-
-        if not pretrained.is_preset(path):
-            raise CheckpointError(f"checkpoint not found: {path} is not a file, a V2 prefix, a "
-                                  f"directory, or a preset name ({', '.join(sorted(pretrained.PRESETS))})")
-        path = os.fspath(pretrained.resolve(path))
-    resolved = resolve_checkpoint_path(path)
-    shapes = checkpoint_shapes(resolved)
-    transformer = {n: s for n, s in shapes.items()
-                   if n.startswith("transformer/") and not _is_slot(n, shapes)}
-    inferred_n, inferred_alpha = infer_pastiche_config(transformer)
-    num_styles = inferred_n if num_styles is None else int(num_styles)
-    alpha = inferred_alpha if alpha is None else float(alpha)
-    check_fit(shapes, num_styles, alpha, source=f"checkpoint {resolved}")
-
-    values = read_checkpoint(resolved, names=transformer)
-    network = pastiche_network(num_styles, alpha=alpha, style_input=style_input)
-    for name, variable in _network_slots(network).items():
-        value = values[name]
-        if value.dtype != np.float32:
-            raise CheckpointError(f"checkpoint {resolved}: {name} has dtype {value.dtype}, "
-                                  "expected float32")
-        variable.assign(value)
-    network.checkpoint_path = resolved
-    return network
 
 
 # ------------------------------------------------------------------------------------ writing

@@ -30,6 +30,7 @@ import dataclasses
 import os
 
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
+from nst_tf.io import keras_home
 
 #: Sub-folder of the Keras cache folder that holds the checkpoints.
 CACHE_SUBDIR = os.path.join("models", "magenta")
@@ -51,6 +52,7 @@ class Preset:
         return self.url.rsplit("/", 1)[-1]
 
 
+#: The released checkpoints by name: "varied" (32 styles) and "monet" (10).
 PRESETS = {
     "varied": Preset(
         "varied",
@@ -83,16 +85,8 @@ def get_preset(name):
 
 
 def cache_dir():
-    """The Keras cache folder, as ``keras.utils.get_file`` chooses it.
-
-    ``$KERAS_HOME`` if set, else ``~/.keras``; ``/tmp/.keras`` when that folder is not writable.
-    """
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    base = os.path.expanduser(base)
-    probe = base if os.path.exists(base) else os.path.dirname(base)
-    if not os.access(probe, os.W_OK):
-        base = os.path.join("/tmp", ".keras")
-    return base
+    """The Keras cache folder (:func:`nst_tf.io.keras_home`)."""
+    return keras_home()
 
 
 def cache_path(name):

@@ -7,7 +7,7 @@ Two ways to stylize an image:
 * :func:`stylize` runs a feed-forward conditional-instance-norm network (Dumoulin et al.), including
   Magenta's pretrained "varied" (32 styles) and "monet" (10 styles) checkpoints, with style mixing.
   The same :func:`stylize` runs AdaIN on any style image (:func:`load_adain`: pytorch-AdaIN's
-  released weights, read without PyTorch; :mod:`nst_tf.adain`).
+  released weights, read without PyTorch; :mod:`nst_tf.models.adain.family`).
 
 Example:
     >>> import nst_tf
@@ -48,27 +48,28 @@ _EXPORTS = {
     "InstanceNormalization": "layers", "NearestUpsample2D": "layers",
     "pastiche_network": "networks", "pastiche_config": "networks", "set_fast": "networks",
     "johnson_network": "networks",
-    "adain_network": "networks", "load_adain": "adain",
+    "adain_network": "networks", "load_adain": "models.adain.family",
     "stylize": "families",
     # texture networks (Ulyanov et al.)
-    "texture_network": "networks", "synthesize": "texture", "CircularPad2D": "layers",
+    "texture_network": "networks", "synthesize": "models.texture.family", "CircularPad2D": "layers",
     "NoiseFill": "layers",
     # arbitrary style (Ghiasi et al.)
-    "arbitrary_network": "networks", "style_embedding": "arbitrary",
-    "stylize_from_embedding": "arbitrary",
+    "arbitrary_network": "networks", "style_embedding": "models.arbitrary.family",
+    "stylize_from_embedding": "models.arbitrary.family",
     "export_saved_model": "export", "export_tflite": "export", "export_keras": "export",
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
-    "export_magenta_checkpoint": "training",
+    "export_magenta_checkpoint": "export",
     # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
     "PreferenceLearner": "preference",
+    # whole datasets on Apache Beam (extra "beam")
+    "stylize_dataset": "scale",
 }
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
-               "gatys", "reconstruction", "layers", "networks", "pastiche", "families",
-               "single_style", "texture", "data", "training", "export", "device", "io",
-               "lbfgs", "cli", "adain", "video", "preference", "arbitrary", "hub", "tiling",
-               "receptive_field", "resume"}
+               "gatys", "reconstruction", "layers", "networks", "models", "families", "data",
+               "training", "export", "device", "io", "lbfgs", "cli", "video", "preference", "scale",
+               "tiling", "receptive_field", "resume"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -21,7 +21,7 @@ into an endless stream of ``[batch, size, size, 3]`` float32 batches in [0, 1]::
 
 Example:
     >>> from nst_tf.data import content_dataset
-    >>> ds = content_dataset("../shared/data/images/content", image_size=64, batch_size=2)
+    >>> ds = content_dataset("examples/images", image_size=64, batch_size=2)
     >>> next(iter(ds)).shape
     TensorShape([2, 64, 64, 3])
 """
@@ -182,7 +182,8 @@ def _first_decodable(files, format):
 
 def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed=0, repeat=True,
                     resize_short_side=None, crop_mode="random", format="auto", recursive=True,
-                    start_batch=0, shuffle_buffer=1024, num_parallel_calls=tf.data.AUTOTUNE):
+                    start_batch=0, shuffle_buffer=1024, num_parallel_calls=tf.data.AUTOTUNE,
+                    augment=None):
     """Batches of content images for training: float32 ``[batch_size, image_size, image_size, 3]``.
 
     Args:
@@ -193,12 +194,16 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
         seed: makes file order and crops reproducible.
         repeat: loop forever (training); ``False`` gives one pass.
         resize_short_side: the short side is resized to this before cropping
-            (default ``image_size``); must be ≥ ``image_size``.
+            (default ``image_size``); must be ≥ ``image_size``. A pair ``(low, high)`` draws it
+            per image, uniformly in ``[low, high)``, from ``(seed, element index)``.
         crop_mode: ``"random"`` or ``"center"``.
         format: ``"auto"``, ``"images"`` or ``"tfrecord"`` (ImageNet ``image/encoded`` layout).
         recursive: list folders recursively.
         start_batch: skip this many batches (cheaply, before decoding) to resume a run.
         shuffle_buffer: record-level shuffle buffer for TFRecords.
+        augment: optional ``augment(image, key) -> image`` applied after the crop; ``key`` is a
+            stateless seed (int64 ``[2]``) derived from ``(seed, element index)``, so a resumed
+            or re-run pipeline draws the same augmentation for the same image.
 
     Returns:
         A ``tf.data.Dataset`` with a ``decode_counter`` attribute (:class:`DecodeCounter`).
@@ -212,13 +217,17 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
     """
     image_size = int(image_size)
     batch_size = int(batch_size)
-    short_side = image_size if resize_short_side is None else int(resize_short_side)
+    short_side = image_size if resize_short_side is None else resize_short_side
+    short_range = tuple(int(s) for s in np.atleast_1d(short_side))
     if image_size < 8:
         raise ImageError(f"image_size must be at least 8 pixels, got {image_size}")
     if batch_size < 1:
         raise ImageError(f"batch_size must be at least 1, got {batch_size}")
-    if short_side < image_size:
+    if min(short_range) < image_size:
         raise ImageError(f"resize_short_side={short_side} is smaller than image_size={image_size}")
+    if len(short_range) not in (1, 2) or short_range[-1] < short_range[0] + (len(short_range) - 1):
+        raise ImageError(f"resize_short_side={short_side} must be a size or a range (low, high) "
+                         "with low < high")
     if crop_mode not in ("random", "center"):
         raise ImageError(f"crop_mode must be 'random' or 'center', got {crop_mode!r}")
     files, format = list_files(sources, recursive=recursive, format=format)
@@ -247,10 +256,16 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
         ds = ds.skip(int(start_batch) * batch_size)
 
     def load(index, item):
+        key = tf.stack([tf.cast(seed, tf.int64), index])
+        size_key, augment_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
         with tf.control_dependencies([counter._attempted.assign_add(1)]):
             image = decode_to_float(read(item))
-        image = scale_short_side(image, short_side)
-        image = crop(image, image_size, tf.stack([tf.cast(seed, tf.int64), index]), crop_mode)
+        side = short_range[0] if len(short_range) == 1 else tf.random.stateless_uniform(
+            [], size_key, minval=short_range[0], maxval=short_range[1], dtype=tf.int32)
+        image = scale_short_side(image, side)
+        image = crop(image, image_size, key, crop_mode)
+        if augment is not None:
+            image = augment(image, augment_key)
         with tf.control_dependencies([image]):  # count only after a successful decode
             counted = counter._decoded.assign_add(1)
         with tf.control_dependencies([counted]):
@@ -293,6 +308,20 @@ def with_style_labels(dataset, num_styles, seed=0, start_batch=0):
     return labelled
 
 
+
+def validation_batch(sources, image_size, count=4):
+    """Up to ``count`` centre-cropped images of ``sources`` (sorted order), float32
+    ``[count, image_size, image_size, 3]``: the fixed images of TensorBoard grids; None if none.
+
+    Example:
+        >>> validation_batch("../shared/data/images/content", 32, count=2).shape  # doctest: +SKIP
+        (2, 32, 32, 3)
+    """
+    ds = content_dataset(sources, image_size=image_size, batch_size=1, shuffle=False,
+                         repeat=False, crop_mode="center")
+    images = [b[0].numpy() for b in ds.take(count)]
+    return np.stack(images) if images else None
+
 # --- Style images ---------------------------------------------------------------------------------
 
 def style_images(paths, style_size=None):
@@ -309,7 +338,7 @@ def style_images(paths, style_size=None):
         ImageError: nothing matched, an empty folder, or a file cannot be read.
 
     Example:
-        >>> imgs = style_images("../shared/data/images/style/*_sq.jpg", style_size=64)
+        >>> imgs = style_images("examples/images/*_sq.jpg", style_size=64)
         >>> [im.shape for im in imgs][0]
         (64, 64, 3)
     """

@@ -10,6 +10,7 @@ Example:
     False
 """
 
+import contextlib
 import functools
 
 import tensorflow as tf
@@ -100,3 +101,26 @@ def resolve_jit_compile(jit_compile="auto"):
     if isinstance(jit_compile, bool):
         return jit_compile
     raise ConfigError(f"jit_compile must be 'auto', True or False, got {jit_compile!r}")
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Temporarily set Keras' global dtype policy (layers keep the policy they were built with).
+
+    ``name`` is a Keras policy name (``"mixed_bfloat16"``, ...); None means ``"float32"``.
+
+    Example:
+        >>> import keras
+        >>> with dtype_policy("mixed_bfloat16"):
+        ...     layer = keras.layers.Dense(2)
+        >>> layer.dtype_policy.name, keras.mixed_precision.global_policy().name
+        ('mixed_bfloat16', 'float32')
+    """
+    import keras
+
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name or "float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

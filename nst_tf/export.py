@@ -109,7 +109,7 @@ def export_saved_model(network, path):
     """Write ``network`` as a SavedModel with a ``serving_default`` signature; returns ``path``.
 
     Arbitrary-style networks (:func:`~nst_tf.networks.arbitrary_network`) are written with the
-    interface of Magenta's TF-Hub module instead (:func:`nst_tf.hub.export_hub_module`).
+    interface of Magenta's TF-Hub module instead (:func:`nst_tf.models.arbitrary.hub.export_hub_module`).
 
     Pastiche networks: inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``;
     single-style networks: input ``image`` only. The output is ``stylized_image``. An existing
@@ -118,7 +118,7 @@ def export_saved_model(network, path):
     from nst_tf.networks import is_arbitrary_network
 
     if is_arbitrary_network(network):
-        from nst_tf.hub import export_hub_module
+        from nst_tf.models.arbitrary.hub import export_hub_module
 
         return export_hub_module(network, path)
     module = serving_module(network)
@@ -233,3 +233,34 @@ def export_arbitrary_tflite(network, path, image_size=384, style_size=256, quant
         with atomic_write(target) as f:
             f.write(buffer)
     return paths
+
+
+def export_magenta_checkpoint(network, path, version="V1", global_step=None):
+    """Write a trained network in Magenta's checkpoint format; returns the path written.
+
+    A pastiche network (labels or weights input) becomes an ``image_stylization`` checkpoint
+    (:func:`magenta_compat.write_checkpoint`; Magenta's ``image_stylization_transform`` loads it
+    with ``--num_styles`` equal to the network's); an arbitrary-style network becomes an
+    ``arbitrary_image_stylization`` checkpoint (:func:`magenta_compat.write_arbitrary_checkpoint`;
+    Magenta's ``build_model`` graph restores it with ``tf.train.Saver``). Other networks have no
+    Magenta format (export them with :func:`export_saved_model` or :func:`export_keras`).
+
+    Example:
+        >>> from nst_tf.networks import pastiche_network
+        >>> export_magenta_checkpoint(pastiche_network(3), "/tmp/m/model.ckpt")  # doctest: +SKIP
+        '/tmp/m/model.ckpt'
+    """
+    from magenta_compat.arbitrary import write_arbitrary_checkpoint
+    from magenta_compat.checkpoint import write_checkpoint
+    from nst_tf.networks import is_arbitrary_network
+
+    if is_arbitrary_network(network):
+        return write_arbitrary_checkpoint(network, path, version=version,
+                                          global_step=global_step)
+    try:
+        pastiche_config(network)
+    except ValueError:
+        raise ConfigError(f"only pastiche (CIN) and arbitrary-style networks have a Magenta "
+                          f"checkpoint format; {network.name!r} is not one (export it with "
+                          "nst_tf.export.export_saved_model or export_keras)") from None
+    return write_checkpoint(network, path, version=version, global_step=global_step)

@@ -30,15 +30,17 @@ import importlib
 import inspect
 import os
 
+import numpy as np
+
 from nst_tf.errors import CheckpointError, ConfigError
 
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
-    "nst_tf.arbitrary:ArbitraryFamily",
-    "nst_tf.pastiche:PasticheFamily",
-    "nst_tf.adain:AdainFamily",
-    "nst_tf.texture:TextureFamily",
-    "nst_tf.single_style:SingleStyleFamily",  # any image-to-image network: keep it last
+    "nst_tf.models.arbitrary.family:ArbitraryFamily",
+    "nst_tf.models.pastiche.family:PasticheFamily",
+    "nst_tf.models.adain.family:AdainFamily",
+    "nst_tf.models.texture.family:TextureFamily",
+    "nst_tf.models.johnson.family:SingleStyleFamily",  # any image-to-image network: keep it last
 )
 
 _KERAS_CACHE_SIZE = 2
@@ -77,6 +79,57 @@ class Family:
     def stylize(self, network, content, style, **options):
         """Run ``network`` on ``content`` with this family's meaning of ``style``."""
         raise NotImplementedError
+
+    # --- Many images, one style each (nst_tf.scale) -------------------------------------------
+    #: What each content image of a dataset takes: ``"image"`` (a style image), ``"index"``
+    #: (one of :meth:`num_styles` styles, or a fixed mixture) or ``None`` (no style).
+    style_input = None
+
+    def num_styles(self, network):
+        """How many styles an ``"index"`` family's ``network`` holds."""
+        raise ConfigError(f"{self.name} models have no numbered styles")
+
+    def prepare_style(self, network, style):
+        """What :meth:`stylize_batch` needs of one style, computed once per style and reused
+        for every content image that takes it (AdaIN statistics, an embedding...).
+
+        ``style`` is a float32 ``[h, w, 3]`` image, an index or a mixture, as
+        :attr:`style_input` says; the result is a small picklable value. Families add the
+        keyword-only options they take. Default: the style unchanged."""
+        return style
+
+    def stylize_batch(self, network, batch, styles, strengths=None, **options):
+        """Stylize a float32 ``[B, H, W, 3]`` batch with one prepared style per image
+        (``styles``, from :meth:`prepare_style`) and one strength per image (``strengths``, or
+        None), as ``[B, H, W, 3]`` float32 in [0, 1] (the input's size).
+
+        Default: one :meth:`stylize` call per run of equal styles and strengths (a
+        single-style network runs the whole batch at once); families override it to mix
+        styles in one call."""
+        strengths = [None] * len(batch) if strengths is None else list(strengths)
+        height, width = batch.shape[1:3]
+        outputs, start = [], 0
+        while start < len(batch):
+            stop = start + 1
+            while stop < len(batch) and _same_style(styles[stop], styles[start]) \
+                    and strengths[stop] == strengths[start]:
+                stop += 1
+            kwargs = dict(options)
+            if strengths[start] is not None:
+                kwargs["strength"] = strengths[start]
+            out = self.stylize(network, batch[start:stop], styles[start], **kwargs)
+            outputs.append(np.asarray(out, np.float32)[:, :height, :width])
+            start = stop
+        return np.concatenate(outputs)
+
+
+def _same_style(a, b):
+    """Equal prepared styles (None, numbers, dicts, arrays, tuples of them)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_style(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 @functools.lru_cache(maxsize=None)
@@ -175,9 +228,14 @@ def resolve(model):
     return family, family.load(model)
 
 
+def accepted_options(method):
+    """The keyword-only option names of a family method (e.g. ``family.stylize``)."""
+    return [name for name, p in inspect.signature(method).parameters.items()
+            if p.kind is p.KEYWORD_ONLY]
+
+
 def _check_options(family, options):
-    accepted = [name for name, p in inspect.signature(family.stylize).parameters.items()
-                if p.kind is p.KEYWORD_ONLY]
+    accepted = accepted_options(family.stylize)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise ConfigError(f"{', '.join(unknown)} {'does' if len(unknown) == 1 else 'do'} not "
@@ -193,9 +251,9 @@ def stylize(content, style=None, model="varied", **options):
             [0, 1] (uint8 arrays are divided by 255).
         style: what the model's family takes: for multi-style (pastiche) networks an int, a dict
             ``{index: weight}``, a length-N vector, a ``[K, N]`` array or a Magenta
-            ``which_styles`` string (see :mod:`nst_tf.pastiche`); ``None`` for single-style
+            ``which_styles`` string (see :mod:`nst_tf.models.pastiche.family`); ``None`` for single-style
             networks; a style image (path or array) or a list of them for AdaIN networks
-            (see :mod:`nst_tf.adain`). See each family's ``stylize`` for the others.
+            (see :mod:`nst_tf.models.adain.family`). See each family's ``stylize`` for the others.
         model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
             file, a prefixed handle its family owns, or a loaded network.
         **options: the family's options (``crop``, ``batch_size``, ``fast``, ...). An option the

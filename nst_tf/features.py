@@ -317,9 +317,11 @@ class FeatureExtractor:
         model: the Keras model (``trainable = False``).
 
     Raises:
-        LayerError: unknown backbone or layer. WeightsUnavailableError: ImageNet weights cannot
-        be downloaded, or the weights file is missing. CheckpointError: a weights file that does
-        not fit. ConfigError: bad pooling / preprocessing.
+        LayerError: unknown backbone or layer.
+        WeightsUnavailableError: ImageNet weights cannot be downloaded, or the weights file is
+            missing.
+        CheckpointError: a weights file that does not fit.
+        ConfigError: bad pooling / preprocessing.
     """
 
     def __init__(self, backbone="vgg19", layers=None, weights="imagenet", pooling="max",

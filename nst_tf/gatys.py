@@ -60,7 +60,7 @@ DEFAULTS = {
     "jit_compile": "auto",    # XLA on GPU/TPU only
     "steps_per_call": 1,      # optimizer steps per compiled call
     "precision": "float32",   # "float32" | "bfloat16" (oneDNN bf16 convolutions on x86 CPUs)
-    "progress": False,        # show a keras Progbar
+    "progress": False,        # show a progress line (optimize.Progbar)
     "callbacks": (),          # objects with on_step(step, image, loss, parts)
     "save_every": None,       # save intermediate images every N steps...
     "save_pattern": None,     # ...to this file name pattern, e.g. "out_{step:05d}.png"
@@ -540,9 +540,11 @@ def transfer(content, styles, style_weights=None, **options):
         float32 ``[H, W, 3]`` in [0, 1]; the longest side is ``size`` (or the last of ``scales``).
 
     Raises:
-        ImageError: unreadable or too small images. StyleWeightsError: wrong count, NaN, inf or
-        negative style weights. LayerError: unknown backbone or layer. ConfigError: any other bad
-        option. WeightsUnavailableError: ImageNet weights not cached and offline.
+        ImageError: unreadable or too small images.
+        StyleWeightsError: wrong count, NaN, inf or negative style weights.
+        LayerError: unknown backbone or layer.
+        ConfigError: any other bad option.
+        WeightsUnavailableError: ImageNet weights not cached and offline.
         OptimizationError: the loss became NaN/inf.
 
     Example:

@@ -91,46 +91,63 @@ def load_image(path, max_size=None, max_pixels=DEFAULT_MAX_PIXELS):
 
     Example:
         >>> from nst_tf.images import load_image
-        >>> load_image("../shared/data/images/style/La_forma.jpg", max_size=64).shape
-        (64, 49, 3)
+        >>> load_image("examples/images/Camille_Mauclair.jpg", max_size=64).shape
+        (64, 56, 3)
     """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ImageError(f"image file not found: {path}")
     if os.path.isdir(path):
         raise ImageError(f"expected an image file but {path} is a folder")
-    if os.path.getsize(path) == 0:
-        raise ImageError(f"image file is empty: {path}")
     try:
         with open(path, "rb") as f:
             data = f.read()
+    except OSError as e:  # permissions, I/O errors
+        raise ImageError(f"cannot read image file {path}: {e.strerror or e}") from None
+    image = decode_image(data, path, max_pixels)
+    if max_size is not None:
+        image = resize_max_side(image, max_size)
+    return image
+
+
+def decode_image(data, name="image", max_pixels=DEFAULT_MAX_PIXELS):
+    """Decode an encoded image (bytes of any format PIL reads) as :func:`load_image` does:
+    float32 RGB ``[H, W, 3]`` in [0, 1]. ``name`` (the file it came from) is used in messages.
+
+    Raises:
+        ImageError: empty data, not an image, corrupt or truncated, or too large.
+
+    Example:
+        >>> buffer = io.BytesIO()
+        >>> Image.new("L", (5, 4), 128).save(buffer, format="PNG")
+        >>> decode_image(buffer.getvalue()).shape
+        (4, 5, 3)
+    """
+    if not data:
+        raise ImageError(f"image file is empty: {name}")
+    try:
         with warnings.catch_warnings():
             # Our own max_pixels check below is the guard; PIL's warning (at half its hard
             # limit) would otherwise refuse images that max_pixels allows.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
             if img.width * img.height > max_pixels:
-                raise ImageError(f"image {path} is {img.width}x{img.height} = "
+                raise ImageError(f"image {name} is {img.width}x{img.height} = "
                                  f"{img.width * img.height} pixels, more than max_pixels={max_pixels}")
             img.load()
     except ImageError:
         raise
-    except PermissionError as e:
-        raise ImageError(f"cannot read image file {path}: {e.strerror}") from None
     except UnidentifiedImageError:
-        raise ImageError(f"not an image file (unknown format): {path}") from None
+        raise ImageError(f"not an image file (unknown format): {name}") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"image {path} is too large to decode safely: {e}") from None
+        raise ImageError(f"image {name} is too large to decode safely: {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(f"corrupt or truncated image file {path}: {e}") from None
+        raise ImageError(f"corrupt or truncated image file {name}: {e}") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a broken EXIF block should not make a good image unreadable
         pass
-    image = _pil_to_float(img, path)
-    if max_size is not None:
-        image = resize_max_side(image, max_size)
-    return image
+    return _pil_to_float(img, name)
 
 
 def save_image(path, image, quality=95):

@@ -1,5 +1,9 @@
 """Atomic file writing: a reader never sees a half-written file.
 
+Outputs get the permissions a plain ``open(path, "w")`` would give them: a new file
+``0o666`` less the umask (a new folder ``0o777`` less the umask), a replaced file or folder keeps
+its mode. (``tempfile.mkstemp`` / ``mkdtemp`` would make every output private, ``0o600``.)
+
 Example:
     >>> import os, tempfile
     >>> from nst_tf.io import atomic_write
@@ -12,14 +16,19 @@ Example:
 
 import contextlib
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 
 from nst_tf.errors import NSTError
 
 
 class OutputPathError(NSTError, OSError):
     """An output path whose folder does not exist or cannot be written."""
+
+
+class OutputExistsError(OutputPathError):
+    """An output that already exists, where the caller asked not to replace one."""
 
 
 def check_output_dir(path):
@@ -30,18 +39,53 @@ def check_output_dir(path):
     return folder
 
 
+def _temporary_name(path, suffix):
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.{secrets.token_hex(4)}{suffix}")
+
+
+def _create(path, suffix, make):
+    """``(make(tmp), tmp)`` for a new temporary name beside ``path``; ``make`` creates it
+    exclusively (a name already taken is retried with another)."""
+    for _ in range(100):
+        tmp = _temporary_name(path, suffix)
+        try:
+            return make(tmp), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file beside {path}")
+
+
+def _new_file(path, suffix):
+    """An open descriptor and name of a new file beside ``path``, created with mode 0o666 so the
+    umask applies exactly as for ``open(path, "w")``."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return _create(path, suffix, lambda tmp: os.open(tmp, flags, 0o666))
+
+
+def _publish(tmp, path, mode, rename=os.replace):
+    """Rename ``tmp`` over ``path`` with the permissions the output should have: those of the
+    file or folder it replaces, else ``mode`` (what creating it in place gives)."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    if stat.S_IMODE(os.stat(tmp).st_mode) != mode:
+        os.chmod(tmp, mode)
+    rename(tmp, path)
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """Open a temporary file beside ``path``; on success rename it over ``path``, else delete it."""
     path = os.fspath(path)
-    folder = check_output_dir(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    check_output_dir(path)
+    fd, tmp = _new_file(path, ".tmp")
     try:
+        created = stat.S_IMODE(os.fstat(fd).st_mode)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path, created)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -53,7 +97,9 @@ def atomic_path(path, suffix=".tmp"):
     """Yield a temporary file name beside ``path`` (ending in ``suffix``, for writers that pick
     the format from the name); on success rename it over ``path``, else delete it.
 
-    For writers that take a file name rather than an open file (``keras.Model.save``, FFmpeg).
+    For writers that take a file name rather than an open file (``keras.Model.save``, FFmpeg);
+    whether they write into the file or replace it, the output gets the permissions of
+    ``open(path, "w")``.
 
     Example:
         >>> import tempfile
@@ -64,12 +110,15 @@ def atomic_path(path, suffix=".tmp"):
         b'weights'
     """
     path = os.fspath(path)
-    folder = check_output_dir(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=suffix)
-    os.close(fd)
+    check_output_dir(path)
+    fd, tmp = _new_file(path, suffix)
+    try:
+        created = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        _publish(tmp, path, created)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
@@ -93,16 +142,35 @@ def atomic_directory(path):
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (a folder).
 
     For outputs that are folders (SavedModels): readers see the old folder or the new one,
-    never a half-written one.
+    never a half-written one. The folder gets the mode of ``os.mkdir(path)`` (or of the folder
+    it replaces).
     """
     path = os.path.abspath(os.fspath(path))
-    parent = check_output_dir(path)
+    check_output_dir(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputPathError(f"cannot write the folder {path}: it exists and is a file")
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    _, tmp = _create(path, ".tmp", lambda name: os.mkdir(name, 0o777))  # the umask applies
     try:
+        created = stat.S_IMODE(os.stat(tmp).st_mode)
         yield tmp
-        replace_folder(tmp, path)
+        _publish(tmp, path, created, rename=replace_folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def keras_home():
+    """The Keras cache folder, as ``keras.utils.get_file`` chooses it: ``$KERAS_HOME`` if set,
+    else ``~/.keras``; ``/tmp/.keras`` when that folder is not writable. Downloaded checkpoints
+    live under it (``models/magenta/``, ``models/adain/``).
+
+    Example:
+        >>> keras_home()                                         # doctest: +SKIP
+        '/home/me/.keras'
+    """
+    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    base = os.path.expanduser(base)
+    probe = base if os.path.exists(base) else os.path.dirname(base)
+    if not os.access(probe, os.W_OK):
+        base = os.path.join("/tmp", ".keras")
+    return base

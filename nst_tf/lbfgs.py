@@ -1,4 +1,4 @@
-"""In-graph first-order optimizers whose whole state lives in ``tf.Variable``s.
+"""In-graph first-order optimizers whose whole state lives in TensorFlow variables.
 
 Both classes share one tiny protocol, so the compiled step in :mod:`nst_tf.optimize` is the same
 for either:

@@ -256,8 +256,10 @@ class StyleObjective:
             only.
 
     Raises:
-        StyleWeightsError: bad blend weights. LayerError: a layer the extractor does not
-        compute. ConfigError: bad weights or options. ImageError: bad or too small images.
+        StyleWeightsError: bad blend weights.
+        LayerError: a layer the extractor does not compute.
+        ConfigError: bad weights or options.
+        ImageError: bad or too small images.
     """
 
     def __init__(self, extractor, content_image, style_images, *, style_blend_weights=None,

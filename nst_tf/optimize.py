@@ -23,8 +23,9 @@ keeps it (and the optimizer's variables) across runs.
 
 Speed: for long runs the backbone weights are folded into the compiled step as constants
 (``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in
-bfloat16 through oneDNN on x86 CPUs (~4× less CPU with AMX; ``precision="auto"`` measures). Several steps per call
-(``steps_per_call``) save only the Python round trip, which is small next to a VGG step.
+bfloat16 through oneDNN on x86 CPUs (~3× faster with AMX; ``precision="auto"`` measures).
+Several steps per call (``steps_per_call``) save only the Python round trip, which is small
+next to a VGG step.
 
 Example:
     >>> import tensorflow as tf
@@ -39,6 +40,8 @@ Example:
 import contextlib
 import dataclasses
 import os
+import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -47,6 +50,7 @@ from nst_tf import images
 from nst_tf.device import PRECISIONS, resolve_jit_compile, resolve_precision  # noqa: F401
 from nst_tf.errors import ConfigError, ImageError, OptimizationError
 from nst_tf.lbfgs import LBFGS, Adam
+from nst_tf.progress import ProgressLine, format_duration
 
 OPTIMIZERS = ("lbfgs", "adam")
 
@@ -99,26 +103,31 @@ class Callback:
 
 
 class Progbar(Callback):
-    """A ``keras.utils.Progbar`` showing the total loss and its parts.
+    """A progress line on stdout: step / steps, time per step, ETA, the total loss and its parts.
 
-    The bar starts its clock in ``on_begin``, so the time per step it shows is the real one
-    (the first step includes tracing; later estimates leave it out).
+    The clock starts in ``on_begin``, and once a few steps have run the time per step leaves the
+    first one out (it includes tracing): the time shown is the real one. ``clock`` (default
+    :func:`time.monotonic`) is what :class:`~nst_tf.progress.ProgressLine` times with.
     """
 
-    def __init__(self, verbose=1):
-        self.verbose = verbose
-        self._bar = None
+    def __init__(self, verbose=1, stream=None, clock=time.monotonic):
+        self.verbose, self.stream, self.clock = verbose, stream, clock
+        self._line = None
 
     def on_begin(self, steps):
-        import keras
-
-        self._bar = keras.utils.Progbar(steps, verbose=self.verbose, unit_name="step")
+        self._line = ProgressLine(steps, stream=self.stream or sys.stdout, clock=self.clock,
+                                  enabled=bool(self.verbose))
 
     def on_step(self, step, image, loss, parts):
-        values = [("loss", loss)] + [(k, v) for k, v in parts.items()]
-        # Stateful metrics: show the current values, not running averages.
-        self._bar.stateful_metrics.update(name for name, _ in values)
-        self._bar.update(step, values=values)
+        seconds = self._line.advance()
+        values = "  ".join(f"{name} {float(value):.4g}"
+                           for name, value in [("loss", loss)] + list(parts.items()))
+        self._line.write(step, f"step {step}/{self._line.total}  {format_duration(seconds)}/step"
+                               f"{self._line.eta(step, seconds)}  {values}")
+
+    def on_end(self, step, image, loss, parts):
+        if self._line is not None:
+            self._line.close()
 
 
 class SaveEvery(Callback):
@@ -410,8 +419,9 @@ def compute_precision(precision="float32"):
     ``"bfloat16"`` turns on Grappler's ``auto_mixed_precision_onednn_bfloat16`` pass while the
     block runs: on x86 CPUs with oneDNN, convolutions and matmuls run in bfloat16 (AMX /
     AVX512-BF16 when the CPU has them; accumulation and reductions stay float32), the variables,
-    the loss and the optimizer state stay float32. Measured on this project's 2-core Xeon with
-    AMX: about 4.5× less CPU time per 512² step, final losses within 0.1 % of float32. The option
+    the loss and the optimizer state stay float32. On this project's 2-core Xeon with AMX a 512²
+    VGG-19 step took 3.3× less time (``benchmarks/gatys_step.py``); final losses stay within 2 % of
+    float32 (``tests/test_optimize.py``; measured 0.9 %). The option
     is part of each call's configuration, so it must be on during every call, not just the first;
     it is process-wide while the block runs. Elsewhere (GPU, non-oneDNN builds) it does nothing.
     Whether bfloat16 pays off depends on the CPU (AVX512-BF16 without AMX: 1.9x faster convolutions

@@ -49,8 +49,10 @@ def reconstruct(image, layer, kind="content", *, size=None, steps=200, optimizer
         float32 ``[H, W, 3]`` in [0, 1].
 
     Raises:
-        ConfigError: unknown ``kind``. LayerError: unknown layer or backbone. ImageError: bad or
-        too small image. OptimizationError: NaN / inf.
+        ConfigError: unknown ``kind``.
+        LayerError: unknown layer or backbone.
+        ImageError: bad or too small image.
+        OptimizationError: NaN / inf.
     """
     from nst_tf.features import FeatureExtractor
     from nst_tf.objective import StyleObjective

@@ -1,4 +1,5 @@
-"""Shared fixtures. Real images come from ../shared/data/images; everything else is generated."""
+"""Shared fixtures. Real images come from tests/images (see its PROVENANCE.md); everything
+else is generated. Nothing here looks outside the repository."""
 
 import os
 
@@ -8,25 +9,28 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_IMAGES = os.path.join(os.path.dirname(ROOT), "shared", "data", "images")
+IMAGES = os.path.join(ROOT, "tests", "images")
 
 
-def shared_image(kind, name):
-    """Path of a test image in ../shared/data/images/{content,style}; skips if shared/ is absent."""
-    path = os.path.join(SHARED_IMAGES, kind, name)
-    if not os.path.exists(path):
-        pytest.skip(f"shared test image not found: {path}")
+def test_image(name):
+    """Path of a test image in tests/images (``"content_sq.jpg"``, ``"style/mauclair.jpg"``)."""
+    path = os.path.join(IMAGES, name)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"test image missing from the repository: {path}")
     return path
+
+
+test_image.__test__ = False  # a helper, not a test for pytest to collect
 
 
 @pytest.fixture
 def content_path():
-    return shared_image("content", "golden_gate_sq.jpg")
+    return test_image("content_sq.jpg")
 
 
 @pytest.fixture
 def style_path():
-    return shared_image("style", "towers_1916_sq.jpg")
+    return test_image("style/doesburg_sq.jpg")
 
 
 @pytest.fixture
@@ -40,3 +44,22 @@ def smooth_image(rng):
     y, x = np.mgrid[0:64, 0:64] / 63.0
     base = np.stack([x, y, 0.5 * (x + y)], axis=-1)
     return np.clip(base + 0.05 * rng.standard_normal(base.shape), 0, 1).astype(np.float32)
+
+
+class FakeClock:
+    """A clock the test moves by hand: ``clock()`` reads it, ``clock.advance(s)`` moves it."""
+
+    def __init__(self, now=100.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock():
+    """A :class:`FakeClock` for code that takes ``clock=`` (timing without sleeping)."""
+    return FakeClock()

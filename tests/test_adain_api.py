@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nst_tf
-from nst_tf import adain as adain_family
+from nst_tf.models.adain import family as adain_family
 from nst_tf.errors import ConfigError, ImageError, StyleWeightsError
 from torch_compat.adain import load_adain
 
@@ -118,13 +118,33 @@ def test_models_from_paths(expected, net, tmp_path):
     np.testing.assert_allclose(out, reference, atol=1e-6)
 
 
-def test_style_size_resizes_the_shorter_side(expected, net):
-    a = run(expected, net, expected["style_a"], style_size=64)
-    from nst_tf.data import scale_short_side
+@pytest.mark.parametrize("style_key,size,shape", [
+    ("style_a", 64, (78, 64)),     # 40 x 33 (H x W): the width is the short side; upscaled
+    ("style_b", 20, (20, 24)),     # 29 x 35: the height is; downscaled
+])
+def test_style_size_resizes_the_shorter_side(expected, net, monkeypatch, style_key, size,
+                                             shape):
+    """The style the network receives is measured: whatever resized it, it has the short side
+    ``style_size`` and the aspect ratio of the original (shape = rounded ``H·s/min``,
+    ``W·s/min``, written out above), and feeding that image unresized gives the same output."""
+    from nst_tf import data
 
-    big = np.clip(scale_short_side(expected["style_a"], 64).numpy(), 0, 1)
-    b = run(expected, net, big)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    seen = []
+    real = data.scale_short_side
+
+    def spy(image, target):
+        out = real(image, target)
+        seen.append(np.clip(out.numpy(), 0, 1))
+        return out
+
+    monkeypatch.setattr(data, "scale_short_side", spy)
+    a = run(expected, net, expected[style_key], style_size=size)
+    monkeypatch.undo()
+    assert [image.shape for image in seen] == [shape + (3,)]
+    assert min(seen[0].shape[:2]) == size
+    b = run(expected, net, seen[0])
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - run(expected, net, expected[style_key])).max() > 1e-3  # size matters
 
 
 def test_errors(expected, net):

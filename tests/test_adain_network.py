@@ -1,4 +1,4 @@
-"""nst_tf.networks.adain: the AdaIN op against float64 NumPy, layers, shapes, .keras round trip."""
+"""nst_tf.models.adain.network: the AdaIN op against float64 NumPy, layers, shapes, .keras round trip."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from nst_tf.errors import ConfigError
 from nst_tf.networks import AdaptiveInstanceNorm, adain_config, adain_network, is_adain_network
-from nst_tf.networks.adain import (CONVENTIONS, DECODER, NORMALISED_VGG, adain,
+from nst_tf.models.adain.network import (CONVENTIONS, DECODER, NORMALISED_VGG, adain,
                                    feature_statistics, torch_conv_indices)
 
 
@@ -84,11 +84,17 @@ def test_output_size_rounds_up_to_multiples_of_8(size, expected):
 
 
 def test_fast_decoder_equals_direct_decoder(rng):
+    import keras
+
+    keras.utils.set_random_seed(0)
     fast, direct = adain_network(channel_divisor=16, fast=True), adain_network(channel_divisor=16,
                                                                                fast=False)
     direct.set_weights(fast.get_weights())
     images = [rng.random((1, 27, 33, 3)).astype("float32"), rng.random((1, 16, 16, 3)).astype("float32")]
-    np.testing.assert_allclose(fast(images).numpy(), direct(images).numpy(), atol=2e-5, rtol=1e-4)
+    got, want = fast(images).numpy(), direct(images).numpy()
+    # float32 rounding of a different summation order, relative to the output's scale: measured
+    # 0.8e-6 to 1.2e-5 of max|output| over six weight seeds (an absolute 2e-5 failed on large outputs).
+    assert np.abs(got - want).max() <= 3e-5 * np.abs(want).max()
 
 
 def test_keras_encoder_uses_keras_vgg19_layers(rng):

@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 import nst_tf
-from nst_tf import adain_training, training
+from nst_tf import training
+from nst_tf.models.adain import recipe as adain_training
 from nst_tf.errors import ConfigError
 from nst_tf.networks import adain_network
 

@@ -16,8 +16,9 @@ import pytest
 import nst_tf
 from magenta_compat import arbitrary as arb
 from magenta_compat.checkpoint import write_checkpoint, write_tensors
-from nst_tf import arbitrary, families
-from nst_tf.arbitrary import ArbitraryFamily
+from nst_tf import families
+from nst_tf.models.arbitrary import family as arbitrary
+from nst_tf.models.arbitrary.family import ArbitraryFamily
 from nst_tf.errors import (CheckpointError, ConfigError, ImageError, StyleWeightsError,
                            WeightsUnavailableError)
 from nst_tf.networks import (arbitrary_config, arbitrary_network, style_predictor_of,

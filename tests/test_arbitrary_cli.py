@@ -9,7 +9,7 @@ from PIL import Image
 
 from magenta_compat.arbitrary import write_arbitrary_checkpoint
 from nst_tf import images
-from nst_tf.arbitrary import stylize
+from nst_tf.models.arbitrary.family import stylize
 from nst_tf.cli import export, transform
 from nst_tf.networks import style_predictor_of, transformer_of
 from test_arbitrary_api import random_arbitrary

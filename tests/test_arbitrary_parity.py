@@ -19,10 +19,10 @@ import magenta_compat
 import nst_tf
 from magenta_compat import arbitrary as arb
 from nst_tf import images
-from nst_tf.arbitrary import preprocess_style
+from nst_tf.models.arbitrary.family import preprocess_style
 from nst_tf.networks import style_predictor_of
 from tests.arbitrary_reference import MagentaArbitrary
-from tests.conftest import shared_image
+from tests.conftest import test_image
 
 pytestmark = pytest.mark.magenta
 
@@ -154,7 +154,7 @@ def test_strength_half(reference):
 
 def test_grayscale_content(reference):
     ref, paths = reference
-    path = shared_image("content", "guerrillero_heroico.jpg")
+    path = test_image("content_grey.jpg")
     content = images.load_image(path, max_size=48)
     np.testing.assert_array_equal(content[..., 0], content[..., 2])
     style = uint8_image(64, 70, seed=13)

@@ -36,3 +36,8 @@ def test_outputs_and_names(tmp_path, capsys):
                      "--alpha=2", *FILES]) == 1
     err = capsys.readouterr().err
     assert err.startswith("nst-adain: error: strength") and err.count("\n") == 1
+    # Image tools replace their outputs (unlike nst-video, whose outputs can be hours of work).
+    before = (out / "photo_stylized_a.png").read_bytes()
+    assert cli.main(["nst-adain", f"--content={content}", f"--style={a}", f"--output={out}",
+                     "--style_size=0", "--alpha=0.3", *FILES]) == 0
+    assert (out / "photo_stylized_a.png").read_bytes() != before

@@ -12,13 +12,13 @@ from nst_tf import images
 from nst_tf.cli import stylize
 from nst_tf.gatys import DEFAULTS
 
-from conftest import ROOT, shared_image
+from conftest import ROOT, test_image
 
 
 @pytest.fixture
 def base_args(tmp_path):
-    return ["nst-stylize", f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
-            f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=32", "--steps=2",
+    return ["nst-stylize", f"--content={test_image('content_sq.jpg')}",
+            f"--style={test_image('style/doesburg_sq.jpg')}", "--size=32", "--steps=2",
             "--weights=random", "--noprogress"]
 
 
@@ -37,7 +37,7 @@ def test_defaults_come_from_gatys():
 def test_writes_the_output_and_intermediate_images(tmp_path, base_args):
     out = tmp_path / "out.png"
     code = stylize.main(base_args + [f"--output={out}", "--save_every=1",
-                                         f"--style={shared_image('style', 'La_forma.jpg')}",
+                                         f"--style={test_image('style/mauclair.jpg')}",
                                          "--style_weights=2,1", "--preserve_color=luminance",
                                          "--optimizer=adam", "--init=noise"])
     assert code == 0
@@ -89,8 +89,8 @@ def test_subprocess_run(tmp_path):
     out = tmp_path / "out.png"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
-           f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
-           f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=32", "--steps=2",
+           f"--content={test_image('content_sq.jpg')}",
+           f"--style={test_image('style/doesburg_sq.jpg')}", "--size=32", "--steps=2",
            "--weights=random", f"--output={out}"]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -184,8 +184,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
 
     def command(out):
         return [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
-                f"--content={shared_image('content', 'golden_gate_sq.jpg')}",
-                f"--style={shared_image('style', 'towers_1916_sq.jpg')}", "--size=64",
+                f"--content={test_image('content_sq.jpg')}",
+                f"--style={test_image('style/doesburg_sq.jpg')}", "--size=64",
                 "--steps=80", "--weights=random", "--noprogress", "--checkpoint_every=5",
                 f"--output={out}"]
 

@@ -18,7 +18,7 @@ from PIL import Image
 from magenta_compat.checkpoint import write_checkpoint
 from nst_tf import images
 from nst_tf.cli import transform
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
 from tests.pastiche_helpers import random_pastiche
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,8 +188,10 @@ def test_end_to_end_against_magenta(tmp_path):
         assert np.abs(pixels - np.uint8(theirs * 255.0)).max() <= 1
 
 
+# Tolerances about twice the errors measured (this CPU, AVX512-BF16): --fast mean 0.00047 grey
+# levels, max 1 (a truncated pixel on a boundary); bfloat16 mean 1.07, max 7.
 @pytest.mark.parametrize("flag, max_mean_diff, max_diff", [
-    ("--fast", 0.01, 1), ("--precision=bfloat16", 5.0, 255)])
+    ("--fast", 0.001, 1), ("--precision=bfloat16", 2.2, 14)])
 def test_speed_flags(net, files, tmp_path, flag, max_mean_diff, max_diff):
     """--fast: float32 rounding only (a truncated pixel moves by at most 1 grey level);
     --precision=bfloat16: about 1 grey level on average."""

@@ -97,7 +97,8 @@ def test_tflite_dynamic_quantization_is_smaller_and_close(net, tmp_path, rng):
     image = rng.random((1, 32, 48, 3)).astype(np.float32)
     out = run_tflite(small, image, [1.0, 0.0, 0.0])
     assert out.shape == (1, 32, 48, 3)
-    assert np.mean(np.abs(out - keras_output(net, image, [1.0, 0.0, 0.0]))) < 0.05
+    error = np.abs(out - keras_output(net, image, [1.0, 0.0, 0.0]))
+    assert error.mean() < 0.017 and error.max() < 0.12   # measured 0.0084 and 0.061
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

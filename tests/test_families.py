@@ -8,8 +8,8 @@ from magenta_compat.checkpoint import write_checkpoint
 from nst_tf import families
 from nst_tf.errors import CheckpointError, ConfigError, StyleWeightsError
 from nst_tf.networks import johnson_network
-from nst_tf.pastiche import PasticheFamily
-from nst_tf.single_style import SingleStyleFamily
+from nst_tf.models.pastiche.family import PasticheFamily
+from nst_tf.models.johnson.family import SingleStyleFamily
 from pastiche_helpers import random_pastiche
 
 

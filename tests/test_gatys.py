@@ -13,17 +13,17 @@ from nst_tf.io import OutputPathError
 from nst_tf.objective import StyleObjective
 from nst_tf.optimize import optimize_image
 
-from conftest import shared_image
+from conftest import test_image
 
 
 @pytest.fixture(scope="module")
 def content64():
-    return images.load_image(shared_image("content", "golden_gate_sq.jpg"), max_size=64)
+    return images.load_image(test_image("content_sq.jpg"), max_size=64)
 
 
 @pytest.fixture(scope="module")
 def style64():
-    return images.load_image(shared_image("style", "towers_1916_sq.jpg"), max_size=64)
+    return images.load_image(test_image("style/doesburg_sq.jpg"), max_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_same_seed_same_image_and_different_seeds_differ(content64, style64):
 
 
 def test_multiscale_returns_the_final_size_and_saves_with_global_steps(tmp_path, style64):
-    content = images.load_image(shared_image("content", "coast_guard_boat.jpg"), max_size=80)
+    content = images.load_image(test_image("content_tall.jpg"), max_size=80)
     pattern = str(tmp_path / "step_{step:03d}.png")
     result = gatys.run(content, [style64], size=999, scales=[32, 48], steps=[3, 2],
                        weights=None, optimizer="adam", save_every=2, save_pattern=pattern)
@@ -159,8 +159,8 @@ def test_nan_during_optimization_is_an_nst_error(content64, style64, tmp_path):
 
 
 def test_styles_as_paths_and_blend(content64):
-    style_a = shared_image("style", "towers_1916_sq.jpg")
-    style_b = shared_image("style", "La_forma.jpg")
+    style_a = test_image("style/doesburg_sq.jpg")
+    style_b = test_image("style/mauclair.jpg")
     out = gatys.transfer(content64, [style_a, style_b], [0.7, 0.3], size=32, steps=2,
                          weights=None, style_loss="mean_std")
     assert out.shape == (32, 32, 3) and np.all(np.isfinite(out))

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import nst_tf
 from nst_tf.errors import CheckpointError, ConfigError
-from nst_tf.hub import load_hub
+from nst_tf.models.arbitrary.hub import load_hub
 from test_arbitrary_api import photo, random_arbitrary
 
 

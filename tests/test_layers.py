@@ -79,7 +79,8 @@ def test_cin_mixed_precision_and_xla(rng):
     assert out.dtype == tf.float16
     expected = numpy_instance_norm(x.astype(np.float32), weights @ layer.gamma.numpy(),
                                    weights @ layer.beta.numpy())
-    np.testing.assert_allclose(out.numpy().astype(np.float64), expected, atol=2e-2)
+    np.testing.assert_allclose(out.numpy().astype(np.float64), expected,
+                               atol=4e-3)   # measured max error 0.0019
     compiled = tf.function(lambda a, w: layer([a, w]), jit_compile=True)
     x32 = x.astype(np.float32) / 300.0
     np.testing.assert_allclose(compiled(x32, weights).numpy(), layer([x32, weights]).numpy(),

@@ -18,7 +18,7 @@ from magenta_compat import checkpoint as ckpt
 from nst_tf import images
 from nst_tf.errors import CheckpointError
 from nst_tf.networks import pastiche_config, pastiche_network, pastiche_output_size
-from tests.conftest import shared_image
+from tests.conftest import test_image
 from tests.magenta_reference import MagentaTransformer, import_magenta
 
 pytestmark = pytest.mark.magenta
@@ -146,7 +146,7 @@ def test_mixture_mode_compiled(references, loaded):
 
 def test_grayscale_image(references, loaded):
     """A grayscale JPEG (1 component) tiled to RGB by load_image, as Magenta's loader does."""
-    path = shared_image("content", "guerrillero_heroico.jpg")
+    path = test_image("content_grey.jpg")
     image = images.load_image(path, max_size=48)[None]
     assert image.shape[-1] == 3
     np.testing.assert_array_equal(image[..., 0], image[..., 1])

@@ -133,21 +133,27 @@ def test_progbar_prints_loss_parts(target, capsys):
     assert "loss" in out and "data" in out and "3/3" in out
 
 
-def test_progbar_shows_the_real_time_per_step(capsys):
-    # Steps of ~0.2 s must read as ~200 ms/step, never microseconds (the bar used to start its
-    # clock after the first step and showed "10us/step").
-    import re
-    import time
-
-    bar = Progbar()
-    bar.on_begin(3)
-    for step in range(1, 4):
-        time.sleep(0.2)
-        bar.on_step(step, None, 1.0, {"style": 0.5})
-    out = capsys.readouterr().out
-    shown = [(float(v), unit) for v, unit in re.findall(r"(\d+(?:\.\d+)?)(us|ms|s)/step", out)]
-    seconds = [v * {"us": 1e-6, "ms": 1e-3, "s": 1.0}[unit] for v, unit in shown]
-    assert seconds and all(0.15 < s < 1.0 for s in seconds), out
+def test_progbar_shows_the_real_time_per_step(capsys, fake_clock):
+    """Steps of 0.2 s (a first one of 3 s: tracing) read as 200ms/step: the clock starts at
+    on_begin, not after the first step (which once showed "10us/step"), and the first step is
+    left out once there are others."""
+    clock = fake_clock
+    bar = Progbar(clock=clock)
+    clock.advance(50.0)                      # set-up before the run is not a step
+    bar.on_begin(4)
+    lines = []
+    for step, seconds in enumerate([3.0, 0.2, 0.2, 0.2], 1):
+        clock.advance(seconds)
+        bar.on_step(step, None, 1.5, {"style": 0.5})
+        lines += capsys.readouterr().out.splitlines()
+    assert lines == ["step 1/4  3.0s/step  ETA 0:09  loss 1.5  style 0.5",
+                     "step 2/4  200ms/step  ETA 0:00  loss 1.5  style 0.5",
+                     "step 3/4  200ms/step  ETA 0:00  loss 1.5  style 0.5",
+                     "step 4/4  200ms/step  loss 1.5  style 0.5"]
+    quiet = Progbar(verbose=0, clock=clock)
+    quiet.on_begin(2)
+    quiet.on_step(1, None, 1.0, {})
+    assert capsys.readouterr().out == ""
 
 
 def test_initial_image(rng, tmp_path):
@@ -180,8 +186,10 @@ def test_bfloat16_precision_agrees_with_float32(rng):
     init = np.full((16, 16, 3), 0.5, np.float32)
     fp32 = optimize_image(objective, init, steps=10)
     bf16 = optimize_image(objective, init, steps=10, precision="bfloat16")
-    np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.05)
-    np.testing.assert_allclose(bf16.image, fp32.image, atol=0.05)
+    # About twice the errors measured with AVX512-BF16 (loss 0.0091 relative, image 0.0038);
+    # where oneDNN has no bfloat16 the rewrite is a no-op and both are 0.
+    np.testing.assert_allclose(bf16.losses, fp32.losses, rtol=0.02)
+    np.testing.assert_allclose(bf16.image, fp32.image, atol=0.008)
     key = "auto_mixed_precision_onednn_bfloat16"
     assert not tf.config.optimizer.get_experimental_options().get(key, False)  # restored
     with pytest.raises(ConfigError, match="precision"):

@@ -1,4 +1,4 @@
-"""nst_tf.pastiche.stylize: inputs, weights, models, shapes, caching and errors.
+"""nst_tf.models.pastiche.family.stylize: inputs, weights, models, shapes, caching and errors.
 
 The reference is the Keras network called directly with the mixing vector (the network itself is
 checked against Magenta's code in test_magenta_parity.py). Networks are small (alpha=0.25) with
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from magenta_compat.checkpoint import write_checkpoint
-from nst_tf import images, pastiche
+from nst_tf import images
+from nst_tf.models.pastiche import family as pastiche
 from nst_tf.errors import CheckpointError, ConfigError, ImageError, StyleWeightsError
 from nst_tf.networks import pastiche_network
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
 from tests.pastiche_helpers import random_pastiche
 
 N = 4
@@ -200,11 +201,12 @@ def test_bfloat16_precision_is_close_and_follows_the_weights(image):
     exact = stylize(image, {0: 0.5, 3: 0.5}, model=network)
     fast = stylize(image, {0: 0.5, 3: 0.5}, model=network, precision="bfloat16")
     assert fast.dtype == np.float32 and fast.shape == exact.shape
-    assert 0 < np.mean(np.abs(fast - exact)) < 0.02 and np.max(np.abs(fast - exact)) < 0.15
+    # About twice the errors measured: mean 0.0043, max 0.029 (and 0.0049 below).
+    assert 0 < np.mean(np.abs(fast - exact)) < 0.009 and np.max(np.abs(fast - exact)) < 0.06
     fresh = random_pastiche(N, seed=9)
     network.set_weights(fresh.get_weights())        # the bfloat16 twin must not go stale
     again = stylize(image, 1, model=network, precision="bfloat16")
-    assert np.mean(np.abs(again - stylize(image, 1, model=fresh))) < 0.02
+    assert np.mean(np.abs(again - stylize(image, 1, model=fresh))) < 0.01
     with pytest.raises(ConfigError, match="precision"):
         stylize(image, 0, model=network, precision="float16")
 

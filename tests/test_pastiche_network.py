@@ -124,7 +124,8 @@ def test_mixed_precision_forward(rng):
     weights = np.array([[0.5, 0.5]], np.float32)
     out16 = net16([image, weights])
     assert out16.dtype == tf.float32
-    np.testing.assert_allclose(out16.numpy(), net32([image, weights]).numpy(), atol=2e-2)
+    np.testing.assert_allclose(out16.numpy(), net32([image, weights]).numpy(),
+                               atol=1e-2)   # measured max error 0.0048
 
 
 def test_keras_round_trip(tmp_path, small_net, rng):

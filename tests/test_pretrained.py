@@ -16,7 +16,8 @@ from magenta_compat import pretrained
 from magenta_compat.checkpoint import write_checkpoint
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
 from nst_tf.networks import pastiche_network
-from nst_tf.pastiche import stylize
+from nst_tf.models.pastiche.family import stylize
+from pastiche_helpers import random_pastiche
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,7 +68,7 @@ def test_download_verify_and_use(keras_home, tmp_path, monkeypatch, rng):
     served = tmp_path / "served"
     served.mkdir()
     source = str(served / "multistyle-pastiche-generator-monet.ckpt")
-    network = pastiche_network(10)
+    network = random_pastiche(10, alpha=1.0, seed=3)   # its styles give different images
     write_checkpoint(network, source, version="V1", update_state=False)
     point_preset(monkeypatch, "monet", "file://" + source)
     path = pretrained.resolve("monet")
@@ -75,8 +76,11 @@ def test_download_verify_and_use(keras_home, tmp_path, monkeypatch, rng):
     os.remove(source)                                    # second call: from the cache only
     assert pretrained.resolve("monet") == path
     image = rng.random((12, 12, 3)).astype(np.float32)
-    np.testing.assert_array_equal(stylize(image, 3, model="monet"),
-                                  stylize(image, 3, model=network))
+    for style in (3, 7, {2: 0.5, 9: 0.5}):
+        np.testing.assert_array_equal(stylize(image, style, model="monet"),
+                                      stylize(image, style, model=network))
+    assert np.abs(stylize(image, 3, model="monet") - stylize(image, 7, model="monet")).mean() \
+        > 0.05
 
 
 def test_cached_file_with_wrong_styles_or_empty_is_rejected(keras_home):

@@ -178,7 +178,7 @@ def test_pastiche_network_fast_and_exact_against_magenta(rng):
     """fast=False reproduces Magenta's float32 outputs bit for bit; fast=True (set_fast on the
     same network, or built so) is about as close to a float64 evaluation of the same network as
     Magenta's own float32 graph is."""
-    from magenta_compat.checkpoint import _network_slots
+    from magenta_compat.checkpoint import variable_slots as _network_slots
     from nst_tf.networks import pastiche_network, set_fast
     from tests.magenta_reference import MagentaTransformer
 

@@ -25,7 +25,7 @@ from nst_tf.features import FeatureExtractor
 from nst_tf.layers import CircularPad2D, NoiseFill
 from nst_tf.networks import (johnson_network, pastiche_network, texture_config,
                              texture_network)
-from nst_tf.texture import UlyanovSchedule, ulyanov_style_weights
+from nst_tf.models.texture.recipe import UlyanovSchedule, ulyanov_style_weights
 
 SIZE = 32
 FAST = dict(batch_size=4, image_size=SIZE, weights=None, verbose=0, log_dir="")
@@ -408,7 +408,7 @@ def test_synthesize_is_exported_lazily():
     import subprocess
     import sys
 
-    assert nst_tf.synthesize.__module__ == "nst_tf.texture"
+    assert nst_tf.synthesize.__module__ == "nst_tf.models.texture.family"
     code = "import sys, nst_tf; nst_tf.synthesize; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -199,7 +199,7 @@ def test_preset_uses_cached_files(tmp_path, monkeypatch, expected):
 
 
 def test_reading_a_pth_needs_neither_torch_nor_tensorflow():
-    code = ("import sys, torch_compat, nst_tf.adain; "
+    code = ("import sys, torch_compat, nst_tf.models.adain.family; "
             f"s = torch_compat.read_state_dict({DECODER!r}); "
             "print(len(s), 'tensorflow' in sys.modules, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

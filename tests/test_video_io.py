@@ -127,3 +127,78 @@ def test_import_nst_tf_video_loads_no_optional_dependency():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert issubclass(VideoError, NSTError)
+
+
+def _truncated_clip(tmp_path, fraction, audio_seconds=None):
+    """A 12-frame lossless MKV (of a moving photo) cut to its first ``fraction`` of bytes."""
+    full = write_video(str(tmp_path / "full.mkv"), translating_frames(12), fps=12,
+                       audio_seconds=audio_seconds)
+    raw = open(full, "rb").read()
+    cut = tmp_path / f"cut_{fraction}.mkv"
+    cut.write_bytes(raw[:int(len(raw) * fraction)])
+    return full, str(cut)
+
+
+def test_truncated_video_says_how_many_frames_were_read(tmp_path):
+    full, cut = _truncated_clip(tmp_path, 0.6)
+    source = open_frames(cut)
+    assert source.ended_early is None and source.frames_read is None   # nothing read yet
+    got = list(source)
+    complete = list(open_frames(full))
+    assert 0 < len(got) < 12 and source.frames_read == len(got)
+    np.testing.assert_array_equal(np.stack(got), np.stack(complete[:len(got)]))
+    message = source.ended_early
+    assert message.startswith(f"{cut} ended early: {len(got)} frames read of about 12 expected")
+    assert "truncated" in message
+    # Complete files, with or without a (longer) audio track, and trimmed passes do not warn.
+    intact = open_frames(full)
+    assert len(list(intact)) == 12 and intact.ended_early is None and intact.frames_read == 12
+    with_audio = write_video(str(tmp_path / "audio.mkv"), translating_frames(12), fps=12,
+                             audio_seconds=1.2)
+    source = open_frames(with_audio)
+    assert len(list(source)) == 12 and source.ended_early is None
+    trimmed = open_frames(cut, end=(len(got) - 1) / 12)
+    assert len(list(trimmed)) == len(got) - 1 and trimmed.ended_early is None
+    # Asking for more than the file holds names the shortfall within [start, end).
+    longer = open_frames(cut, start=1 / 12, end=11 / 12)
+    assert len(list(longer)) == len(got) - 1
+    assert f"{len(got) - 1} frames read of about 10 expected" in longer.ended_early
+
+
+def test_video_with_nothing_decodable_is_an_error(tmp_path):
+    _, cut = _truncated_clip(tmp_path, 0.03)
+    with pytest.raises(VideoError, match=r"no video frames.*truncated or damaged"):
+        open_frames(cut)
+
+
+def test_decoding_failure_after_some_frames_ends_the_input_early(tmp_path, monkeypatch):
+    """FFmpeg giving up mid-stream (an error, not a silent end): the frames before it are kept
+    and the error is in the message."""
+    import av
+
+    path = write_video(str(tmp_path / "clip.mkv"), translating_frames(6), fps=12)
+    source = open_frames(path)
+    real_container = type(source)._container
+
+    class FailingAfterThree:
+        def __init__(self, container):
+            self.container = container
+            self.streams = container.streams
+
+        def seek(self, *args, **kwargs):
+            return self.container.seek(*args, **kwargs)
+
+        def decode(self, stream):
+            for index, frame in enumerate(self.container.decode(stream)):
+                if index == 3:
+                    raise av.error.InvalidDataError(1094995529, "Invalid data found")
+                yield frame
+
+        def close(self):
+            self.container.close()
+
+    monkeypatch.setattr(type(source), "_container",
+                        lambda self: FailingAfterThree(real_container(self)))
+    assert len(list(source)) == 3 and source.frames_read == 3
+    assert "ended early: 3 frames read" in source.ended_early
+    assert "decoding failed" in source.ended_early and "Invalid data" in source.ended_early

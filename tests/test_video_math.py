@@ -160,18 +160,22 @@ def test_temporal_loss_matches_numpy(rng):
     assert float(temporal_loss(x, target, mask)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_progress_shows_frames_rate_and_eta():
+def test_progress_shows_frames_rate_and_eta(fake_clock):
+    """Frames every 0.5 s after a first one of 4 s (the model's tracing): 2 fps, and the ETA of
+    the frames left at that rate; a log gets the first line, every 10 % and the last."""
     import io
-    import time
 
     from nst_tf.video.stylize import Progress
 
     log = io.StringIO()
-    bar = Progress(20, stream=log)
-    for done in range(1, 5):
-        time.sleep(0.01)
+    bar = Progress(20, stream=log, clock=fake_clock)
+    for done, seconds in enumerate([4.0] + [0.5] * 19, 1):
+        fake_clock.advance(seconds)
         bar.update(done)
-    first = log.getvalue().splitlines()[0]
-    assert first.startswith("frame 1/20  ") and " fps  ETA 0:0" in first
-    rate = float(first.split()[2])
-    assert 0.5 < rate <= 100   # at most one frame per 10 ms
+    lines = log.getvalue().splitlines()
+    assert lines[0] == "frame 1/20  0.25 fps  ETA 1:16"          # 19 frames at 4 s
+    assert lines[1] == "frame 2/20  2.00 fps  ETA 0:09"          # 18 frames at 0.5 s
+    assert lines[-1] == "frame 20/20  2.00 fps"
+    assert [line.split()[1] for line in lines] == ["1/20", "2/20", "4/20", "6/20", "8/20",
+                                                   "10/20", "12/20", "14/20", "16/20", "18/20",
+                                                   "20/20"]

@@ -1,4 +1,4 @@
-"""Tiny test clips made from a real photo moving by known whole-pixel steps (exact motion)."""
+"""Tiny test clips made from a real picture moving by known whole-pixel steps (exact motion)."""
 
 import fractions
 import os
@@ -6,12 +6,12 @@ import os
 import numpy as np
 from PIL import Image
 
-from conftest import shared_image
+from conftest import test_image
 
 
 def photo():
-    """A real photo (uint8 [256, 256, 3]) from ../shared."""
-    with Image.open(shared_image("content", "golden_gate_sq.jpg")) as img:
+    """A real picture (uint8 [256, 256, 3]) from tests/images."""
+    with Image.open(test_image("content_sq.jpg")) as img:
         return np.asarray(img.convert("RGB").resize((256, 256)))
 
 

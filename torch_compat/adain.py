@@ -11,8 +11,8 @@ decoder.pth         https://github.com/naoto0804/pytorch-AdaIN/releases/download
 ==================  =========================================================================
 
 Names: ``"<i>.weight"`` / ``"<i>.bias"`` of conv module ``i`` of pytorch-AdaIN's
-``nn.Sequential`` (:data:`~nst_tf.networks.adain.NORMALISED_VGG`,
-:data:`~nst_tf.networks.adain.DECODER`); kernels go from PyTorch's ``[out, in, kh, kw]`` to
+``nn.Sequential`` (:data:`~nst_tf.models.adain.network.NORMALISED_VGG`,
+:data:`~nst_tf.models.adain.network.DECODER`); kernels go from PyTorch's ``[out, in, kh, kw]`` to
 Keras' ``[kh, kw, in, out]``. The VGG file holds the network to relu5_4; modules after 30
 (relu4_1) are not used, as in pytorch-AdaIN's ``test.py`` (``vgg[:31]``). The width (reduced
 fixtures included) is read from the files.
@@ -32,18 +32,13 @@ import os
 import numpy as np
 
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
+from nst_tf.io import keras_home
 
 RELEASE_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
 #: The released files of the ``"adain"`` preset: role → file name.
 ADAIN_FILES = {"vgg": "vgg_normalised.pth", "decoder": "decoder.pth"}
 #: Sub-folder of the Keras cache folder holding them.
 CACHE_SUBDIR = os.path.join("models", "adain")
-
-
-def _cache_dir():
-    from magenta_compat.pretrained import cache_dir
-
-    return cache_dir()
 
 
 def adain_files(download=True):
@@ -53,7 +48,7 @@ def adain_files(download=True):
         WeightsUnavailableError: a file is not cached and cannot be downloaded (the message
             names both URLs and the folder to put them in).
     """
-    base = _cache_dir()
+    base = keras_home()
     folder = os.path.join(base, CACHE_SUBDIR)
     paths = []
     for name in ADAIN_FILES.values():
@@ -94,7 +89,7 @@ def _kernel(state, key, source):
 
 
 def _assign(model, sequence, depth, state, source):
-    from nst_tf.networks.adain import torch_conv_indices
+    from nst_tf.models.adain.network import torch_conv_indices
 
     indices = torch_conv_indices(sequence, depth)
     for name, index in indices.items():
@@ -116,6 +111,9 @@ def _channel_divisor(vgg_state, source):
     if key not in vgg_state:
         raise CheckpointError(f"{source} has no entry {key}: not pytorch-AdaIN's vgg_normalised "
                               f"(its first entries: {', '.join(list(vgg_state)[:4]) or 'none'})")
+    if vgg_state[key].ndim != 4:
+        raise CheckpointError(f"{source}: {key} has shape {vgg_state[key].shape}, not a conv "
+                              "kernel [out, in, kh, kw]")
     width = int(vgg_state[key].shape[0])
     if width < 1 or 64 % width:
         raise CheckpointError(f"{source}: conv1_1 has {width} filters; expected 64 (or 64/k)")
@@ -124,9 +122,9 @@ def _channel_divisor(vgg_state, source):
 
 def load_adain_state(network, vgg_state=None, decoder_state=None, vgg_source="vgg",
                      decoder_source="decoder"):
-    """Copy state dicts (``{name: OIHW array}``) into an :func:`adain_network`'s encoder and /
+    """Copy state dicts (``{name: OIHW array}``) into an :func:`~nst_tf.networks.adain_network`'s encoder and /
     or decoder; names, shapes and unexpected decoder entries are checked."""
-    from nst_tf.networks.adain import DECODER, ENCODER_DEPTH, NORMALISED_VGG
+    from nst_tf.models.adain.network import DECODER, ENCODER_DEPTH, NORMALISED_VGG
 
     if vgg_state is not None:
         _assign(network.get_layer("encoder"), NORMALISED_VGG, ENCODER_DEPTH, vgg_state,
@@ -147,7 +145,7 @@ def load_adain_state(network, vgg_state=None, decoder_state=None, vgg_source="vg
 @functools.lru_cache(maxsize=2)
 def _load_cached(vgg, vgg_key, decoder, decoder_key, convention, fast):
     del vgg_key, decoder_key  # cache keys only: a rewritten file is reloaded
-    from nst_tf.networks.adain import adain_network
+    from nst_tf.models.adain.network import adain_network
     from torch_compat.pth import read_state_dict
 
     vgg_state = read_state_dict(vgg)

@@ -7,11 +7,11 @@ Both exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weigh
 ``[N]`` (Magenta's TFLite-export interface) and return ``stylized_image``; see
 :mod:`nst_tf.export`. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
 else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` runs the same
-:func:`run`.
+``run()``.
 
 Arbitrary-style models (``--checkpoint=arbitrary``, Magenta's ``arbitrary_style_transfer``
 checkpoint, folder or ``.tar.gz``) export as a SavedModel with the interface of Magenta's TF-Hub
-module (:func:`nst_tf.hub.export_hub_module`), or as two TFLite files
+module (:func:`nst_tf.models.arbitrary.hub.export_hub_module`), or as two TFLite files
 ``<output>_prediction.tflite`` (style ``[1, S, S, 3]`` → embedding) and
 ``<output>_transfer.tflite`` (content + embedding → image); see
 :func:`nst_tf.export.export_arbitrary_tflite`.
@@ -59,7 +59,7 @@ def export(checkpoint, output, format=None, image_size=384, quantize="none", num
            style_image_size=256):
     """Load ``checkpoint`` and export it to ``output``; returns the path(s) written."""
     from nst_tf import export as exporting
-    from nst_tf.pastiche import load_model
+    from nst_tf.models.pastiche.family import load_model
 
     if format is None:
         format = "tflite" if str(output).lower().endswith(".tflite") else "saved_model"

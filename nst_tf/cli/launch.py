@@ -23,6 +23,7 @@ PROGRAMS = {
     "nst-video": "video",
     "nst-adain": "adain",
     "nst-prefer": "prefer",
+    "nst-stylize-dataset": "stylize_dataset",
 }
 
 
@@ -48,3 +49,4 @@ export = _entry("nst-export")
 video = _entry("nst-video")
 adain = _entry("nst-adain")
 prefer = _entry("nst-prefer")
+stylize_dataset = _entry("nst-stylize-dataset")

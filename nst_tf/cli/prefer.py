@@ -43,7 +43,7 @@ def _renderer(content, model, size):
     """``(render(weights) -> image, num_styles)`` for a content image and a pastiche model."""
     import nst_tf
     from nst_tf import families, images
-    from nst_tf.pastiche import num_styles_of
+    from nst_tf.models.pastiche.family import num_styles_of
 
     family, network = families.resolve(model)
     if family.name != "pastiche":

@@ -47,6 +47,13 @@ _RANK = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
 _NO_GPU = (b"failed call to cuInit", b"Unable to register cu", b"Could not find cuda drivers")
 
 _installed = False
+_also_dropped = []   # predicates(line bytes) -> bool added by programs (drop_lines)
+
+
+def drop_lines(predicate):
+    """Also drop the lines for which ``predicate(line: bytes)`` is true (e.g. a library's own
+    log format); takes effect where :func:`filter_native_log` is installed (level > 0)."""
+    _also_dropped.append(predicate)
 
 
 def native_log_level(environ=None, argv=None):
@@ -109,7 +116,8 @@ def filter_native_log(level=None):
                 *lines, pending = pending.split(b"\n")
                 kept = []
                 for line in lines:
-                    if is_native_log_line(line, level):
+                    if is_native_log_line(line, level) or \
+                            any(drop(line) for drop in _also_dropped):
                         dropped = True
                     elif not (dropped and line.startswith(_CONTINUATION)):
                         dropped = False

@@ -1,6 +1,7 @@
 """``nst-reconstruct``: rebuild an image from one layer's content or style representation.
 
-Example:
+Example::
+
     nst-reconstruct --image=photo.jpg --layer=relu4_2 --kind=content --output=relu4_2.png
     nst-reconstruct --image=starry.jpg --layer=relu3_1 --kind=style --output=style3.png \\
         --size=256 --steps=300 --weights=random

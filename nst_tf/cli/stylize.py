@@ -1,6 +1,7 @@
 """``nst-stylize``: Gatys neural style transfer from the command line (an absl app).
 
-Example:
+Example::
+
     nst-stylize --content=photo.jpg --style=starry.jpg --output=out.png --size=512 --steps=300
     nst-stylize --content=photo.jpg --style=a.jpg --style=b.jpg --style_weights=0.7,0.3 \\
         --output=out.png --preserve_color=luminance_only --scales=256,512 --weights=random
@@ -88,8 +89,9 @@ def define_flags(f):
     flags.DEFINE_integer("steps_per_call", _D["steps_per_call"], "Optimizer steps per "
                          "compiled call.", flag_values=f)
     flags.DEFINE_enum("precision", _D["precision"], ["float32", "bfloat16", "auto"], "bfloat16: "
-                      "convolutions in bfloat16 via oneDNN on x86 CPUs (about 4x faster with "
-                      "AMX; not on every CPU); auto: bfloat16 where a one-time measurement finds it faster.", flag_values=f)
+                      "convolutions in bfloat16 via oneDNN on x86 CPUs (about 3x faster with "
+                      "AMX; not on every CPU); auto: bfloat16 where a one-time measurement "
+                      "finds it faster.", flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
     flags.DEFINE_integer("lbfgs_memory", _D["lbfgs_memory"], "L-BFGS history length (each pair "
                          "holds two full-size images).", flag_values=f)

@@ -1,5 +1,5 @@
-"""``nst-train``: train a feed-forward style network (Johnson, Dumoulin CIN, fine-tune, or
-Ulyanov et al.'s texture networks).
+"""``nst-train``: train a feed-forward style network (Johnson, Dumoulin CIN, fine-tune, AdaIN,
+Ulyanov et al.'s texture networks, Ghiasi et al.'s arbitrary-style network).
 
 Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they overlap::
 
@@ -21,6 +21,9 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
     nst-train --mode=texture_stylize --style_images=starry.jpg --content_images=photos/ \\
         --train_dir=runs/starry_tn --diversity_weight=1 --export_keras=starry_tn.keras
 
+    nst-train --mode=arbitrary --content_images=imagenet/ --style_images=paintings/ \\
+        --train_dir=runs/arbitrary --batch_size=8 --export_magenta=arbitrary/model.ckpt
+
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
   data position). Ctrl-C saves a checkpoint and stops; run again to continue.
 * ``--content_weights`` / ``--style_weights`` are JSON objects ``{layer: weight}``; layers are
@@ -31,10 +34,14 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
   and ``--pooling`` override them.
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
-* ``--export_magenta`` (CIN / finetune), ``--export_saved_model`` and ``--export_keras`` (every
-  mode) write the trained network at the end. Errors are one line on stderr, exit code 1.
+* ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
+  ``--export_keras`` (every mode) write the trained network at the end.
+* Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
+  flag given for a mode that does not take it is an error naming the modes that do
+  (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
+  Errors are one line on stderr, exit code 1.
 
-``scripts/train.py`` runs the same :func:`run`.
+``scripts/train.py`` runs the same ``run()``.
 """
 
 from absl import flags
@@ -56,15 +63,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("train_dir", None,
                         "Folder for checkpoints, logs and train_config.json; an existing run "
                         "there is resumed.", **fv)
-    flags.DEFINE_enum("mode", "cin", ["johnson", "cin", "finetune", "adain", "texture",
-                                      "texture_stylize"],
-                      "johnson: one style; cin: one conditional-instance-norm network for all "
-                      "styles; finetune: add the styles to --checkpoint, train only gamma/beta; "
-                      "adain: an AdaIN decoder for any style (--style_images is a second image "
-                      "stream; writes <train_dir>/adain.keras); texture: a texture network from "
-                      "noise (no content images); texture_stylize: Ulyanov et al.'s stylization "
-                      "network.",
-                      **fv)
+    from nst_tf.training.recipe import modes, recipe_class
+
+    flags.DEFINE_enum("mode", "cin", list(modes()),
+                      "; ".join(f"{mode}: {recipe_class(mode).summary}" for mode in modes())
+                      + ".", **fv)
     flags.DEFINE_enum("encoder", "normalised", ["normalised", "keras"],
                       "adain: the encoder: the published normalised VGG-19 (--weights: "
                       "imagenet = the released vgg_normalised.pth, random, or a .pth) or "
@@ -76,22 +79,24 @@ def define_flags(flag_values=flags.FLAGS):
                        **fv)
     flags.DEFINE_string("checkpoint", None,
                         "finetune: the pastiche checkpoint to extend (file, folder or preset "
-                        "name such as 'varied').", **fv)
+                        "name such as 'varied'); arbitrary: start from this Magenta arbitrary "
+                        "checkpoint (or 'arbitrary') instead of ImageNet weights.", **fv)
     flags.DEFINE_integer("batch_size", 16, "Global batch size.", **fv)
     flags.DEFINE_integer("image_size", 256, "Side of the square content crops.", **fv)
     flags.DEFINE_integer("style_size", None,
                          "Resize style images so their shorter side is this (default: native "
                          "size, as Magenta).", **fv)
     flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4; "
-                       "texture modes 0.1).", **fv)
+                       "texture modes 0.1; arbitrary 1e-5).", **fv)
     flags.DEFINE_integer("train_steps", None, "Total training steps including resumed ones "
-                         "(default 40000; texture modes 2000).", **fv)
+                         "(default 40000; texture modes 2000; arbitrary 8000000).", **fv)
     flags.DEFINE_string("content_weights", None,
                         'JSON {layer: weight}; default \'{"vgg_16/conv3": 1.0}\'.', **fv)
     flags.DEFINE_string("style_weights", None,
-                        'JSON {layer: weight}; default 1e-4 on vgg_16/conv1..conv4.', **fv)
-    flags.DEFINE_float("tv_weight", 0.0, "Total-variation weight (Magenta's CIN training: 0).",
-                       **fv)
+                        'JSON {layer: weight}; default 1e-4 on vgg_16/conv1..conv4 (arbitrary: '
+                        '0.5e-3).', **fv)
+    flags.DEFINE_float("tv_weight", None, "Total-variation weight (default 0 as Magenta's CIN "
+                       "training; arbitrary: 1e4, Magenta's total_variation_weight).", **fv)
     flags.DEFINE_enum("backbone", None, ["vgg16", "vgg19"],
                       "Loss network (default vgg16; texture modes vgg19).", **fv)
     flags.DEFINE_enum("pooling", None, ["avg", "max"],
@@ -100,9 +105,16 @@ def define_flags(flag_values=flags.FLAGS):
                       "Loss network input preprocessing (magenta: x*255 - Magenta's RGB mean, "
                       "in the BGR order of Keras' VGG weights).", **fv)
     flags.DEFINE_string("weights", "imagenet",
-                        "Loss network weights: imagenet (Keras cache), random, or a local .h5.",
-                        **fv)
-    flags.DEFINE_float("alpha", 1.0, "Width multiplier of a new network (johnson / cin).", **fv)
+                        "Loss network weights: imagenet (Keras cache), random, or a local .h5 "
+                        "(adain: the encoder's; arbitrary: also the Inception-v3 start).", **fv)
+    flags.DEFINE_float("alpha", None, "Width multiplier of a new network (default 1; finetune: "
+                       "a check of the checkpoint's).", **fv)
+    flags.DEFINE_float("depth_multiplier", None, "arbitrary: width multiplier of the "
+                       "Inception-v3 style network (default 1; ImageNet weights need 1).", **fv)
+    flags.DEFINE_boolean("augment_style_images", None, "arbitrary: random size, crop, colour "
+                         "and flips of the style images (default true, as Magenta).", **fv)
+    flags.DEFINE_boolean("random_style_image_size", None, "arbitrary: resize each style batch "
+                         "to a random size (default true, as Magenta).", **fv)
     flags.DEFINE_enum("mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
                       "Mixed precision for the trained network (loss network stays float32).",
                       **fv)
@@ -118,7 +130,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("summary_every", 100, "TensorBoard scalars every N steps (images every "
                          "10N and at the end).", **fv)
     flags.DEFINE_string("export_magenta", None,
-                        "At the end, write a Magenta checkpoint here (cin / finetune).", **fv)
+                        "At the end, write a Magenta checkpoint here (cin / finetune: "
+                        "image_stylization; arbitrary: arbitrary_image_stylization).", **fv)
     flags.DEFINE_string("export_saved_model", None, "At the end, write a SavedModel here.", **fv)
     flags.DEFINE_string("export_keras", None, "At the end, write the network as a .keras file "
                         "(every mode).", **fv)
@@ -131,10 +144,10 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_enum("padding", "auto", ["auto", "circular", "reflect"],
                       "Texture modes: circular (tileable; default for texture) or reflect "
                       "(default for texture_stylize).", **fv)
-    flags.DEFINE_float("diversity_weight", 0.0, "Weight of the 2017 diversity (entropy) term; "
+    flags.DEFINE_float("diversity_weight", None, "Weight of the 2017 diversity (entropy) term; "
                        "needs --batch_size >= 2.", **fv)
-    flags.DEFINE_string("diversity_layer", "pixels", "Embedding of the diversity term: pixels "
-                        "or a loss-network layer (e.g. relu4_2).", **fv)
+    flags.DEFINE_string("diversity_layer", None, "Embedding of the diversity term: pixels "
+                        "or a loss-network layer (e.g. relu4_2); default pixels.", **fv)
     flags.DEFINE_enum("lr_schedule", None, ["constant", "ulyanov"],
                       "Learning-rate schedule (default constant; texture modes ulyanov: x0.7 "
                       "every 200 steps after 800).", **fv)
@@ -142,33 +155,64 @@ def define_flags(flag_values=flags.FLAGS):
     flags.mark_flags_as_required(["style_images", "train_dir"], **fv)
 
 
+#: Flags that are not options of ``train()`` under their own name: flag -> option.
+_OPTION_OF_FLAG = {"logdir": "log_dir", "num_scales": "network_options",
+                   "texture_channels": "network_options", "norm": "network_options",
+                   "padding": "network_options"}
+#: Flags of the command itself, taken by every mode.
+_COMMAND_FLAGS = ("mode", "train_dir", "export_saved_model", "export_keras")
+
+
+def _program_flags():
+    names = flags.FlagValues()
+    define_flags(names)
+    return [name for name in names if name not in _COMMAND_FLAGS]
+
+
+def mode_options(flag_values):
+    """``train()``'s keyword options from the parsed flags for ``--mode``.
+
+    A flag given on the command line that the mode does not take is a ConfigError naming the
+    modes that take it (from the recipes' declared options,
+    :meth:`nst_tf.training.Recipe.takes`). Flags left at None are not passed (the mode's
+    default applies).
+    """
+    from nst_tf.errors import ConfigError
+    from nst_tf.training.recipe import not_taken_message, recipe_class
+
+    fv = flag_values
+    recipe = recipe_class(fv.mode)
+    options = {}
+    for name in _program_flags():
+        option = _OPTION_OF_FLAG.get(name, name)
+        if not recipe.takes(option):
+            if fv[name].present:
+                raise ConfigError(not_taken_message(fv.mode, option, flag=name))
+            continue
+        value = getattr(fv, name)
+        if value is not None and option not in ("network_options", "export_magenta"):
+            options[option] = value
+    if options.get("mixed_precision") == "none":
+        options.pop("mixed_precision")
+    if recipe.takes("network_options"):
+        options["network_options"] = {
+            "num_scales": fv.num_scales, "channels": fv.texture_channels, "norm": fv.norm,
+            "seed": fv.seed, "padding": None if fv.padding == "auto" else fv.padding}
+    options.setdefault("content_images", None)
+    return options
+
+
 def train_and_export(flag_values):
     """Train with the parsed flags, then export; returns ``(network, exported paths)``."""
     from nst_tf import export, training
 
     fv = flag_values
-    network_options = None
-    if fv.mode in training.TEXTURE_MODES:
-        network_options = {"num_scales": fv.num_scales, "channels": fv.texture_channels,
-                           "norm": fv.norm, "seed": fv.seed,
-                           "padding": None if fv.padding == "auto" else fv.padding}
-    network = training.train(
-        fv.content_images, fv.style_images, fv.train_dir, mode=fv.mode, checkpoint=fv.checkpoint,
-        batch_size=fv.batch_size, image_size=fv.image_size, style_size=fv.style_size,
-        learning_rate=fv.learning_rate, train_steps=fv.train_steps,
-        content_weights=fv.content_weights, style_weights=fv.style_weights,
-        tv_weight=fv.tv_weight, backbone=fv.backbone, pooling=fv.pooling,
-        preprocessing=fv.preprocessing, weights=fv.weights, alpha=fv.alpha,
-        mixed_precision=None if fv.mixed_precision == "none" else fv.mixed_precision,
-        strategy=fv.strategy, jit_compile=fv.jit_compile, seed=fv.seed,
-        save_every=fv.save_every, log_dir=fv.logdir, summary_every=fv.summary_every,
-        verbose=fv.verbose, network_options=network_options,
-        diversity_weight=fv.diversity_weight, diversity_layer=fv.diversity_layer,
-        lr_schedule=fv.lr_schedule, encoder=fv.encoder, init_decoder=fv.init_decoder,
-        lr_decay=fv.lr_decay)
-    exported = [network.keras_path] if getattr(network, "keras_path", None) else []
+    options = mode_options(fv)
+    network = training.train(options.pop("content_images"), options.pop("style_images"),
+                             fv.train_dir, mode=fv.mode, **options)
+    exported = list(network.written)
     if fv.export_magenta and not network.interrupted:
-        exported.append(training.export_magenta_checkpoint(network, fv.export_magenta))
+        exported.append(export.export_magenta_checkpoint(network, fv.export_magenta))
     if fv.export_saved_model and not network.interrupted:
         exported.append(export.export_saved_model(network, fv.export_saved_model))
     if fv.export_keras and not network.interrupted:

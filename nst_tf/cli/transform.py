@@ -40,7 +40,7 @@ As in Magenta, ``{basename}_stylized_{style}_{i}`` where ``i`` indexes ``--stren
 ``--image_size`` is given (Magenta's default resizes it to 256), and the output is cropped to
 the content size.
 
-``scripts/transform.py`` runs the same :func:`run`.
+``scripts/transform.py`` runs the same ``run()``.
 """
 
 import os
@@ -90,13 +90,13 @@ def define_flags(flag_values=flags.FLAGS):
         "Note: Magenta's transform script writes JPEG bytes into files named *.png; use jpeg "
         "for JPEG output with an honest extension.", flag_values=flag_values)
     flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "auto"],
-                      "float32 (Magenta's numbers), bfloat16 (about 2x faster on CPUs with fast "
-                      "bfloat16 units, slower on some; ~1 grey level different) or auto (bfloat16 "
-                      "where a one-time measurement finds it faster).", flag_values=flag_values)
+                      "float32 (Magenta's arithmetic, within 1e-5 of its graph), bfloat16 "
+                      "(about 2x faster on CPUs with fast bfloat16 units, slower on some; ~1 "
+                      "grey level different) or auto (bfloat16 where a one-time measurement "
+                      "finds it faster).", flag_values=flag_values)
     flags.DEFINE_bool("fast", False,
                       "Compute the same network in faster forms (about 1.4x less CPU time); "
-                      "outputs within float32 rounding of Magenta's (~1e-4) instead of "
-                      "bit-identical.", flag_values=flag_values)
+                      "outputs within 1e-4 of Magenta's instead of 1e-5.", flag_values=flag_values)
     flags.DEFINE_string("jit_compile", "auto",
                         "XLA compilation: auto (on GPU/TPU only), true or false.",
                         flag_values=flag_values)
@@ -133,7 +133,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     """
     from magenta_compat.which_styles import parse_which_styles
     from nst_tf import images
-    from nst_tf.pastiche import load_model, num_styles_of, stylize
+    from nst_tf.models.pastiche.family import load_model, num_styles_of, stylize
 
     if save_format not in _EXTENSIONS:
         raise ConfigError(f"save_format must be one of {sorted(_EXTENSIONS)}, got {save_format!r}")
@@ -167,7 +167,7 @@ def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, st
     ``{output_basename}_stylized_{style}_{i}`` as Magenta's ``..._with_weights`` script does.
     """
     from nst_tf import images
-    from nst_tf.arbitrary import check_style_weights, load_model, style_sources, stylize
+    from nst_tf.models.arbitrary.family import check_style_weights, load_model, style_sources, stylize
 
     if save_format not in _EXTENSIONS:
         raise ConfigError(f"save_format must be one of {sorted(_EXTENSIONS)}, got {save_format!r}")

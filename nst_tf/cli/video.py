@@ -13,12 +13,14 @@ Examples::
 ``.keras`` file; a style index, a mix or a style image). ``--method=gatys`` optimizes every frame
 with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``, ``--style_weight``...)
 plus Ruder et al.'s temporal loss. The output is a video file (audio copied) or, for a name without
-a video extension, a folder of numbered PNGs. Ctrl-C keeps the finished frames: the same command
-resumes (exit status 130 when interrupted). Errors print one line (``nst-video: error: ...``) and
-exit with status 1.
+a video extension, a folder of numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
+Ctrl-C (or a crash) keeps the finished frames: the same command resumes (exit status 130 when
+interrupted). Errors print one line (``nst-video: error: ...``) and exit with status 1; an input
+that ends before its header's duration prints a warning (``nst-video: warning: ...``).
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
@@ -71,7 +73,11 @@ def define_flags(f):
                          flag_values=f)
     flags.DEFINE_boolean("fast", False, "Feed-forward pastiche networks: faster equivalent "
                          "arithmetic.", flag_values=f)
-    flags.DEFINE_boolean("report", False, "Print the warping error (Lai et al.) of the output.",
+    flags.DEFINE_boolean("report", False, "Print a report: the frames read from the input "
+                         "(and whether it ended early), the warping error (Lai et al.) of the "
+                         "output.", flag_values=f)
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing --output (video file or "
+                         "frames folder); without it an existing output is an error.",
                          flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar (frames, fps, ETA).",
                          flag_values=f)
@@ -99,7 +105,7 @@ def video_options(f):
     kwargs = dict(method=f.method, style=_style_argument(f.style, f.method),
                   temporal=f.temporal == "on", start=f.start, end=f.end, fps=f.fps, size=f.size,
                   batch_size=f.batch_size, flow=f.flow, report=f.report, progress=f.progress,
-                  quality=f.quality)
+                  quality=f.quality, overwrite=f.overwrite)
     if f.strength is not None:
         kwargs["strength"] = f.strength
     if f.method == "feedforward":
@@ -140,10 +146,15 @@ class _GatysFlags:
 
 
 def _run(f):
+    import warnings
+
     from nst_tf.video import stylize_video
+    from nst_tf.video.io import VideoWarning
 
     kwargs = video_options(f)
-    return stylize_video(f.input, f.output, **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VideoWarning)  # printed by execute, in one line each
+        return stylize_video(f.input, f.output, **kwargs)
 
 
 def execute(f):
@@ -151,8 +162,13 @@ def execute(f):
     result, code = call_reporting_errors(PROGRAM, _run, f)
     if code:
         return code
+    for message in result.warnings:
+        print(f"{PROGRAM}: warning: {' '.join(message.split())}", file=sys.stderr)
     if result.interrupted:
         return 130
+    if f.report:
+        ended = "; the input ended early (see the warning)" if result.warnings else ""
+        print(f"input: {result.input_frames} frames read{ended}")
     if f.report and result.warping_error is not None:
         print(f"warping error: {result.warping_error:.6f} (Lai et al., mean over "
               f"{result.frames - 1} frame pairs; lower is steadier)")

@@ -11,7 +11,10 @@ the longest side is ``size`` (rounded to even sizes, which video encoders need).
 
 Every frame of a folder / pattern is checked for size before the first frame is processed, and a
 video's first frame is decoded on opening: an unreadable file, a video without frames or frames of
-mixed sizes are one :class:`VideoError` naming the file, before anything is written.
+mixed sizes are one :class:`VideoError` naming the file, before anything is written. A video that
+stops short of the duration its header gives (a truncated download, a recording cut off) or whose
+decoding fails after some frames yields the frames it has; :attr:`FrameSource.ended_early` then
+says how many frames were read and where the input ended (``nst-video`` prints it as a warning).
 
 Writing: :func:`encode_video` writes a video (H.264 in .mp4/.mov/.mkv, VP9 in .webm, MPEG-4 in
 .avi, GIF) from numbered PNG frames into a temporary file beside the output and renames it when
@@ -38,12 +41,17 @@ import numpy as np
 from PIL import Image
 
 from nst_tf.errors import ConfigError, NSTError
-from nst_tf.io import atomic_path, atomic_write, check_output_dir
+from nst_tf.images import float_to_uint8
+from nst_tf.io import OutputExistsError, atomic_path, atomic_write, check_output_dir
 from nst_tf.video.deps import require
 
 
 class VideoError(NSTError, ValueError):
     """A video or frame sequence that cannot be used: unreadable, no frames, mixed sizes."""
+
+
+class VideoWarning(UserWarning):
+    """An input that could be used only in part (e.g. a video that ended early)."""
 
 
 #: Output extensions written as video files → (FFmpeg muxer, video codec, pixel format).
@@ -144,6 +152,9 @@ class FrameSource:
             duration for videos: use it for progress only).
         has_audio: the input is a video with an audio stream.
         start, end: the trimmed interval in seconds (``end`` None = to the end).
+        frames_read: source frames read by the last complete pass over the input (None before).
+        ended_early: None, or a message when the last complete pass found a video that ends
+            before its header's duration (or stops decoding): the frames read, the times.
     """
 
     def __init__(self, path, *, start=None, end=None, fps=None, size=None):
@@ -159,6 +170,7 @@ class FrameSource:
         if size is not None and (isinstance(size, bool) or int(size) != size or size < 2):
             raise ConfigError(f"size must be an integer >= 2, got {size!r}")
         self._files = None
+        self.frames_read = self.ended_early = None
         if os.path.isdir(self.path) or any(c in self.path for c in "*?[%"):
             self.kind = "images"
             self._open_images(fps)
@@ -222,37 +234,63 @@ class FrameSource:
             self.source_fps = float(rate) if rate else DEFAULT_FOLDER_FPS
             self.fps = float(fps) if fps else self.source_fps
             self.has_audio = bool(container.streams.audio)
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / 1e6
-            self._duration = duration
+            self._duration = _stream_duration(container, stream)
             first = next(self._decode(container), None)
             if first is None:
+                promised = ""
+                if self._duration and self._duration > self.start:
+                    promised = (f", although its header gives {self._duration:.2f} s: the file "
+                                "is truncated or damaged")
                 raise VideoError(f"video {self.path} has no video frames"
-                                 + (f" after {self.start} s" if self.start else ""))
+                                 + (f" after {self.start} s" if self.start else "") + promised)
             self.source_size = (first.height, first.width)
 
     def _decode(self, container):
-        """Decoded PyAV frames of the first video stream with ``start <= t < end``."""
+        """Decoded PyAV frames of the first video stream with ``start <= t < end``; a pass that
+        runs to the end sets :attr:`frames_read` and :attr:`ended_early`."""
         av = require("av")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        tolerance = 0.25 / self.source_fps
+        interval = 1.0 / self.source_fps
+        tolerance = 0.25 * interval
         if self.start > 0 and stream.time_base:
             with contextlib.suppress(av.error.FFmpegError):
                 container.seek(int(self.start / stream.time_base), stream=stream)
+        read, reached = 0, self.start
         try:
             for index, frame in enumerate(container.decode(stream)):
                 time = frame.time if frame.time is not None else index / self.source_fps
                 if time < self.start - tolerance:
                     continue
                 if self.end is not None and time >= self.end - tolerance:
-                    return
+                    break
+                read, reached = read + 1, time + interval
                 yield frame
         except av.error.FFmpegError as e:
-            raise VideoError(f"cannot decode {self.path}: {e}") from None
+            if not read:
+                raise VideoError(f"cannot decode {self.path}: {e}") from None
+            self._finish_pass(read, reached, f"decoding failed ({e})")
+            return
+        self._finish_pass(read, reached)
+
+    def _finish_pass(self, read, reached, failure=None):
+        """Record a complete pass: ``read`` frames up to ``reached`` seconds. The input ended
+        early when decoding failed, or when more than one frame is missing before the end
+        the header promises (within ``[start, end)``)."""
+        self.frames_read, self.ended_early = read, None
+        expected = self._duration
+        if self.end is not None:
+            expected = self.end if expected is None else min(expected, self.end)
+        missing = expected is not None and reached < expected - 1.0 / self.source_fps
+        if failure is None and not missing:
+            return
+        about = ""
+        if expected is not None:
+            about = (f" of about {max(read, round((expected - self.start) * self.source_fps))} "
+                     f"expected from its header ({expected:.2f} s)")
+        self.ended_early = (f"{self.path} ended early: {read} frames read{about}, up to "
+                            f"{reached:.2f} s; " + (f"{failure}; " if failure else "")
+                            + "the file may be truncated. The output has the frames read")
 
     def _estimate_count(self):
         if self.kind == "images":
@@ -269,6 +307,7 @@ class FrameSource:
         if self.kind == "images":
             for index, path in enumerate(self._files):
                 yield (lambda p=path: load_rgb(p)), _repeats(index, self._step)
+            self.frames_read = len(self._files)
             return
         with contextlib.closing(self._container()) as container:
             for index, frame in enumerate(self._decode(container)):
@@ -294,6 +333,21 @@ class FrameSource:
     def __repr__(self):
         return (f"FrameSource({self.path!r}, kind={self.kind!r}, fps={self.fps:g}, "
                 f"size={self.size}, count={self.count})")
+
+
+def _stream_duration(container, stream):
+    """Seconds of the video stream by its header: the stream's duration, else its ``DURATION``
+    tag (Matroska / WebM), else the container's (which may include a longer audio track)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    tag = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d*)?)",
+                       str(stream.metadata.get("DURATION", "")).strip())
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    if container.duration is not None:
+        return container.duration / 1e6
+    return None
 
 
 def load_rgb(path):
@@ -330,13 +384,18 @@ def is_video_path(path):
     return os.path.splitext(os.fspath(path))[1].lower() in VIDEO_FORMATS
 
 
-def check_output(path):
-    """Fail early on an output that cannot be written: a missing folder, an image extension.
+def check_output(path, overwrite=False):
+    """Fail early on an output that cannot be written: a missing folder, an image extension,
+    and (``overwrite=False``) an existing video file or non-empty frame folder.
 
     Returns ``"video"`` or ``"frames"`` (a folder of numbered PNGs)."""
     path = os.fspath(path)
     ext = os.path.splitext(path.rstrip("/\\"))[1].lower()
     check_output_dir(path.rstrip("/\\") or ".")
+    if not overwrite and os.path.exists(path) and not (os.path.isdir(path)
+                                                       and not os.listdir(path)):
+        raise OutputExistsError(f"output {path} already exists; pass overwrite=True "
+                                "(nst-video --overwrite) to replace it")
     if is_video_path(path):
         return "video"
     if ext in IMAGE_EXTENSIONS:
@@ -355,7 +414,7 @@ def write_png(path, frame):
     (zlib level 1: work files are written once per frame)."""
     array = np.asarray(frame)
     if array.dtype != np.uint8:
-        array = np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+        array = float_to_uint8(array)
     with atomic_write(path) as f:
         Image.fromarray(array).save(f, format="PNG", compress_level=1)
 

@@ -11,8 +11,11 @@ The pipeline, frame by frame, with two input frames and one output frame in memo
    (:func:`~nst_tf.video.consistency.blend_with_previous`), optimization starts from it and adds
    the temporal loss;
 4. each finished frame is written as PNG into a work folder beside the output
-   (``.out.mp4.partial/``) with a small ``run.json``; an interrupted run (Ctrl-C, crash) run again
-   with the same arguments resumes after the frames already written;
+   (``.out.mp4.partial/``) with a small ``run.json``; an interrupted run (Ctrl-C, crash, kill -9)
+   run again with the same arguments resumes after the frames already written and gives the
+   frames an uninterrupted run gives, bit for bit: the state carried from frame to frame is the
+   8-bit frame as saved (read back losslessly on resume), and frames are batched by their index
+   (a resumed run recomputes the batch it stopped in rather than batching differently);
 5. at the end the video is encoded (audio copied) into a temporary file and renamed over the
    output, or the PNG folder is renamed to the output folder: the output appears complete or not
    at all.
@@ -32,11 +35,14 @@ import os
 import shutil
 import sys
 import time
+import warnings
 
 import numpy as np
 
+from nst_tf import images
 from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_write, replace_folder
+from nst_tf.progress import ProgressLine
 from nst_tf.video import io as vio
 from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, check_strength,
                                       occlusion_mask, pair_warping_error)
@@ -62,6 +68,10 @@ class VideoResult:
         warping_error: Lai et al.'s warping error of the output against the input's flow (with
             ``report=True``), else None.
         interrupted: stopped by Ctrl-C; run again with the same arguments to resume.
+        input_frames: frames read from the input (source frames, before fps resampling).
+        warnings: what went wrong without stopping the run, e.g. an input that ended before
+            the duration its header gives (each is also issued as a
+            :class:`~nst_tf.video.io.VideoWarning`).
     """
 
     output: str
@@ -72,40 +82,25 @@ class VideoResult:
     resumed: int = 0
     warping_error: float = None
     interrupted: bool = False
+    input_frames: int = None
+    warnings: list = dataclasses.field(default_factory=list)
 
 
-class Progress:
-    """A one-line progress bar on stderr: frames done / total, frames per second, ETA."""
+class Progress(ProgressLine):
+    """A one-line progress bar on stderr: frames done / total, frames per second, ETA.
 
-    def __init__(self, total, enabled=True, stream=None):
-        self.total, self.enabled = total, enabled
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
-        self.counted = 0
-        self.every = max(1, (total or 100) // 10)
+    ``clock`` (default :func:`time.monotonic`) is what :class:`~nst_tf.progress.ProgressLine`
+    times with.
+    """
+
+    def __init__(self, total, enabled=True, stream=None, clock=time.monotonic):
+        super().__init__(total, stream=stream, clock=clock, enabled=enabled)
 
     def update(self, done):
-        self.counted += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        rate = self.counted / elapsed if elapsed > 0 else 0.0
+        seconds = self.advance()
+        rate = 1.0 / seconds if seconds > 0 else 0.0
         total = f"/{self.total}" if self.total else ""
-        eta = ""
-        if self.total and rate > 0 and done < self.total:
-            left = (self.total - done) / rate
-            eta = f"  ETA {int(left // 60):d}:{int(left % 60):02d}"
-        line = f"frame {done}{total}  {rate:.2f} fps{eta}"
-        if getattr(self.stream, "isatty", lambda: False)():
-            self.stream.write(f"\r{line}   ")
-        elif self.counted == 1 or done == self.total or self.counted % self.every == 0:
-            self.stream.write(line + "\n")   # logs: a line every ~10 % of the frames
-        self.stream.flush()
-
-    def close(self):
-        if self.enabled and self.counted and getattr(self.stream, "isatty", lambda: False)():
-            self.stream.write("\n")
-            self.stream.flush()
+        self.write(done, f"frame {done}{total}  {rate:.2f} fps{self.eta(done, seconds)}")
 
 
 def work_folder(output):
@@ -171,15 +166,26 @@ def _publish_folder(work, output):
     replace_folder(work, os.path.abspath(output))
 
 
-def _batches(frames, size):
+def _batches(indexed, size):
+    """``(index, frame)`` pairs grouped by ``index // size``: the same batches whichever frame a
+    run starts from (a model's float results may depend on what else is in its batch)."""
     batch = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
+    for index, frame in indexed:
+        if batch and index // size != batch[0][0] // size:
             yield batch
             batch = []
+        batch.append((index, frame))
     if batch:
         yield batch
+
+
+def first_frame_to_read(done, batch_size):
+    """Index of the first input frame a run that resumes after ``done`` frames reads: the
+    start of the batch holding frame ``done`` (recomputed, as in an uninterrupted run), or the
+    frame before it (the input the next frame's flow is computed against)."""
+    if not done:
+        return 0
+    return min((done // batch_size) * batch_size, done - 1)
 
 
 class _Chain:
@@ -193,6 +199,7 @@ class _Chain:
                  bar):
         self.work, self.fingerprint = work, fingerprint
         self.done, self.errors = done, errors
+        self.resumed = done
         self.estimator, self.temporal, self.strength, self.report = (estimator, temporal,
                                                                      strength, report)
         self.bar = bar
@@ -210,22 +217,41 @@ class _Chain:
             return None
         return warp(self.previous_out, self._flows[0])[0], occlusion_mask(*self._flows)
 
+    def resume_from(self, previous_output):
+        """Continue after ``self.done`` saved frames; ``previous_output`` is the last one as
+        saved (uint8)."""
+        self.previous_out = images.uint8_to_float(previous_output)
+
+    def needs(self, index, frame):
+        """False for an input frame whose output an interrupted run already saved (the frame
+        just before the first missing one is kept as the previous input)."""
+        if index >= self.resumed:
+            return True
+        if index == self.resumed - 1:
+            self.previous_in = frame
+        return False
+
     def finish(self, frame, out):
-        """Record the finished output of ``frame``: report, write, save state, progress."""
-        out = np.clip(out, 0.0, 1.0)
+        """Record the finished output of ``frame``: report, write, save state, progress. The
+        state carried to the next frame is the frame as saved (8 bits), as on resume."""
+        saved = images.float_to_uint8(out)
+        out = images.uint8_to_float(saved)
         if self.report and self._flows is not None:
             backward, forward = self._flows
             self.errors.append(pair_warping_error(self.previous_out, out, forward,
                                                   occlusion_mask(forward, backward)))
-        vio.write_png(os.path.join(self.work, vio.FRAME_NAME.format(self.done + 1)), out)
+        vio.write_png(os.path.join(self.work, vio.FRAME_NAME.format(self.done + 1)), saved)
         self.done += 1
         _save_state(self.work, self.fingerprint, self.done, self.errors)
         self.previous_in, self.previous_out = frame, out
         self.bar.update(self.done)
 
     def blend_batch(self, batch, stylized):
-        """Finish a batch of feed-forward outputs, blending each with the previous output."""
-        for frame, out in zip(batch, stylized):
+        """Finish a batch of ``(index, frame)`` pairs and their feed-forward outputs, blending
+        each with the previous output."""
+        for (index, frame), out in zip(batch, stylized):
+            if not self.needs(index, frame):
+                continue
             previous = self.warped_previous(frame)
             if previous is not None:
                 out = blend_with_previous(out, *previous, self.strength)
@@ -241,7 +267,10 @@ def _run_feedforward(chain, stylizer, batches):
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nst-video") as pool:
         try:
             for batch in batches:
-                stylized = stylizer(np.stack(batch))
+                needed = [chain.needs(index, frame) for index, frame in batch]
+                if not any(needed):
+                    continue  # saved by the interrupted run (needs() kept its last input)
+                stylized = stylizer(np.stack([frame for _, frame in batch]))
                 if pending is not None:
                     pending.result()  # in order, and errors surface here
                 pending = pool.submit(chain.blend_batch, batch, stylized)
@@ -259,7 +288,7 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
                   temporal=True, strength=DEFAULT_STRENGTH,
                   temporal_weight=DEFAULT_TEMPORAL_WEIGHT, style_weights=None, first_steps=None,
                   start=None, end=None, fps=None, size=None, batch_size=4, flow="medium",
-                  report=False, progress=True, quality=18, **options):
+                  report=False, progress=True, quality=18, overwrite=False, **options):
     """Stylize a video file or frame sequence into a video file or a folder of PNG frames.
 
     Args:
@@ -287,6 +316,8 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
             :func:`nst_tf.video.warping_error`) on the way; in the result.
         progress: show a progress bar (frames, fps, ETA) on stderr.
         quality: x264 CRF of video outputs (lower is better; 18 is visually lossless).
+        overwrite: replace an existing ``output`` (a video file or a non-empty folder); by
+            default an existing output is an error, before any work (it may be hours of it).
         **options: the family's options (``jit_compile``, ``precision``, ``fast``...) or, for
             ``"gatys"``, :data:`nst_tf.gatys.DEFAULTS` options (``steps``, ``weights``,
             ``style_weight``, ``optimizer``...).
@@ -295,9 +326,12 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
         :class:`VideoResult`.
 
     Raises:
-        VideoError: unreadable or empty input, frames of mixed sizes. ConfigError: bad options,
-        an image file name as output. OutputPathError: the output's folder does not exist.
-        MissingDependencyError: the ``video`` extra is not installed. Any error of the model.
+        VideoError: unreadable or empty input, frames of mixed sizes.
+        ConfigError: bad options, an image file name as output.
+        OutputPathError: the output's folder does not exist; ``OutputExistsError`` (one of them):
+            the output exists and ``overwrite`` is False.
+        MissingDependencyError: the ``video`` extra is not installed.
+        NSTError: any error of the model.
     """
     began = time.perf_counter()
     if method not in METHODS:
@@ -306,7 +340,7 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
         raise ConfigError(f"temporal must be True or False, got {temporal!r}")
     check_strength(strength)
     output = os.fspath(output)
-    kind = vio.check_output(output)
+    kind = vio.check_output(output, overwrite=overwrite)
     source = vio.open_frames(input, start=start, end=end, fps=fps, size=size)
     if method == "feedforward":
         if style_weights is not None or first_steps is not None:
@@ -331,19 +365,20 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
     work = work_folder(output)
     done, errors = _load_state(work, fingerprint)
     resumed = done
-    frames = source.frames(first=max(done - 1, 0))
+    first = first_frame_to_read(done, batch_size)
+    frames = enumerate(source.frames(first=first), first)
     chain = _Chain(work, fingerprint, done, errors, estimator, temporal, strength, report,
                    Progress(source.count, progress))
     if done:
-        chain.previous_in = next(frames, None)
-        chain.previous_out = vio.load_rgb(os.path.join(work, vio.FRAME_NAME.format(done)))
-        chain.previous_out = chain.previous_out.astype(np.float32) / 255.0
+        chain.resume_from(vio.load_rgb(os.path.join(work, vio.FRAME_NAME.format(done))))
     interrupted = False
     try:
         if method == "feedforward":
             _run_feedforward(chain, stylizer, _batches(frames, batch_size))
         else:
-            for frame in frames:
+            for index, frame in frames:
+                if not chain.needs(index, frame):
+                    continue
                 stylized, stopped = stylizer(frame, chain.warped_previous(frame),
                                              first=chain.done == 0)
                 if stopped:
@@ -361,7 +396,10 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
     result = VideoResult(output=output, frames=done, fps=source.fps, size=source.size,
                          seconds=0.0, resumed=resumed,
                          warping_error=float(np.mean(errors)) if errors else None,
-                         interrupted=interrupted)
+                         interrupted=interrupted, input_frames=source.frames_read)
+    if source.ended_early and not interrupted:
+        result.warnings.append(source.ended_early)
+        warnings.warn(source.ended_early, vio.VideoWarning, stacklevel=2)
     if interrupted:
         print(f"interrupted after {done} frames; run the same command again to resume "
               f"(frames kept in {work})", file=sys.stderr)
