@@ -210,6 +210,10 @@ def validate_options(options):
         from nst_tf.tiling import parse_memory
 
         opts["max_memory"] = parse_memory(opts["max_memory"])
+        if opts["tile_size"] != "auto":
+            raise ConfigError(f"max_memory is the budget of tile_size='auto', but tile_size is "
+                              f"{opts['tile_size']!r}; pass tile_size='auto' (--tile_size=auto) "
+                              "to tile only what does not fit")
     if opts["tile_size"] is not None and opts["style_loss"] == "sliced_wasserstein":
         raise ConfigError("style_loss='sliced_wasserstein' cannot be tiled exactly (it sorts "
                           "every pixel of a layer, which is not a sum over tiles); use "
@@ -357,21 +361,28 @@ def _fingerprint(content_image, style_images, blend, opts):
     return fingerprint(arrays, options)
 
 
-def _level_tile_size(opts, objective, shape, channels):
-    """The core size of a level's tiles, or None for the whole image (see ``tile_size``)."""
+def _level_tile_sizes(opts, extractor, content_layers, style_layers, shapes, channels):
+    """The core size of each level's tiles, or None where a level runs whole (see
+    ``tile_size``). Decided before the first step, so a tile size off the stride or a budget too
+    small fails before any work, not after the coarse levels have run."""
     from nst_tf import tiling
 
     tile = opts["tile_size"]
     if tile is None:
-        return None
-    if tile == "auto":
-        budget = opts["max_memory"] or tiling.default_max_memory()
-        layers = list(dict.fromkeys(list(objective.content_layers) +
-                                    list(objective.style_layers)))
-        return tiling.plan_tile_size(objective.extractor, layers, objective.content_layers,
-                                     shape[0], shape[1], budget, channels=channels,
-                                     optimizer=opts["optimizer"], memory=opts["lbfgs_memory"])
-    return tile if max(shape) > tile else None  # one tile would be the whole image
+        return [None] * len(shapes)
+    def names(layers):  # a name, a list of names or {name: weight}, aliases resolved
+        return [extractor.resolve_layer(n) for n in ([layers] if isinstance(layers, str)
+                                                      else layers)]
+
+    content = list(dict.fromkeys(names(content_layers)))
+    layers = list(dict.fromkeys(content + names(style_layers)))
+    if tile != "auto":
+        tiling.check_tile_size(tile, tiling.halo_for(extractor, layers)[1])
+        return [tile if max(shape) > tile else None for shape in shapes]  # else one tile
+    budget = opts["max_memory"] or tiling.default_max_memory()
+    return [tiling.plan_tile_size(extractor, layers, content, shape[0], shape[1], budget,
+                                  channels=channels, optimizer=opts["optimizer"],
+                                  memory=opts["lbfgs_memory"]) for shape in shapes]
 
 
 def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None, cache=None,
@@ -446,6 +457,9 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
                                   what=f"style image {i} at size {max(s_shape)}")
         level_content.append(c)
         level_styles.append(s_list)
+    level_tiles = _level_tile_sizes(opts, extractor, content_layers, style_layers,
+                                    [c.shape[:2] for c in level_content],
+                                    1 if mode == "luminance_only" else 3)
 
     def make_level(level, size):
         shape = level_content[level].shape[:2]
@@ -461,7 +475,7 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
             content_weight=opts["content_weight"], style_weight=opts["style_weight"],
             tv_weight=opts["tv_weight"], style_loss=opts["style_loss"], extra_terms=terms)
         grey = mode == "luminance_only"
-        tile = _level_tile_size(opts, objective, shape, 1 if grey else 3)
+        tile = level_tiles[level]
         if tile is not None:
             if opts["progress"]:
                 print(f"{shape[1]}x{shape[0]}: exact tiles of {tile} px")

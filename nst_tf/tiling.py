@@ -18,8 +18,8 @@ one tile at a time:
    in float64. With ``N_l`` the full layer's pixel count, ``style_loss.from_moments`` turns them
    into the statistics of the whole image (Gram ``ΣFᵀF/N``, means, covariances...).
 3. **Adjoint**, on the small statistics only: the style loss as a function of the sums, through
-   the objective's own blending and layer weights (:meth:`~nst_tf.objective.StyleObjective.
-   style_part_from_stats`), differentiated with a ``GradientTape``: ``A = ∂L_style/∂sums``. Every
+   the objective's own blending and layer weights
+   (:meth:`~nst_tf.objective.StyleObjective.style_part_from_stats`), differentiated with a ``GradientTape``: ``A = ∂L_style/∂sums``. Every
    moment-based style loss and any blend of styles goes through this one path.
 4. **Pass B** (forward + backward, tile by tile): the gradient of the surrogate
    ``Σ_l ⟨A_l, sums_l(core features)⟩ + content loss on the core`` with respect to the tile,
@@ -71,8 +71,9 @@ import numpy as np
 
 from nst_tf.errors import ConfigError
 
-__all__ = ["TiledObjective", "Grid", "Tile", "halo_for", "parse_memory", "estimate_bytes",
-           "plan_tile_size", "default_max_memory", "ACTIVATION_FACTOR", "FIXED_BYTES"]
+__all__ = ["TiledObjective", "Grid", "Tile", "halo_for", "check_tile_size", "parse_memory",
+           "estimate_bytes", "plan_tile_size", "default_max_memory", "ACTIVATION_FACTOR",
+           "FIXED_BYTES"]
 
 #: Peak bytes of one forward + backward pass ≈ this × 4 bytes × the backbone's activation floats
 #: per pixel (:func:`nst_tf.receptive_field.activation_floats_per_pixel`). Fitted to the peak RSS
@@ -112,10 +113,7 @@ class Grid:
     """
 
     def __init__(self, height, width, core, halo, stride):
-        if isinstance(core, bool) or int(core) != core or core < stride or core % stride:
-            raise ConfigError(f"tile_size {core!r} must be a positive multiple of {stride}, the "
-                              f"deepest stride of the layers used (so every layer's feature map "
-                              f"splits exactly at tile borders); e.g. {_nearest(core, stride)}")
+        check_tile_size(core, stride)
         if int(halo) != halo or halo < 0 or halo % stride:
             raise ConfigError(f"halo {halo!r} must be a multiple of the stride {stride}")
         self.height, self.width = int(height), int(width)
@@ -159,6 +157,23 @@ def _starts(size, core, halo):
     if count > 1 and size - (count - 1) * core < halo:
         count -= 1
     return [(k * core, size if k == count - 1 else (k + 1) * core) for k in range(count)]
+
+
+def check_tile_size(core, stride):
+    """Raise :class:`~nst_tf.errors.ConfigError` unless ``core`` is a positive multiple of
+    ``stride`` (the message suggests the nearest one).
+
+    >>> check_tile_size(512, 16)
+    >>> try:
+    ...     check_tile_size(500, 16)
+    ... except ConfigError as error:
+    ...     print(str(error).split("; ")[-1])
+    e.g. 496
+    """
+    if isinstance(core, bool) or int(core) != core or core < stride or core % stride:
+        raise ConfigError(f"tile_size {core!r} must be a positive multiple of {stride}, the "
+                          f"deepest stride of the layers used (so every layer's feature map "
+                          f"splits exactly at tile borders); e.g. {_nearest(core, stride)}")
 
 
 def _nearest(value, stride):
@@ -268,8 +283,8 @@ def plan_tile_size(extractor, layers, content_layers, height, width, max_memory,
     (bytes), else the largest multiple of the stride (at most ``largest``) whose tiles fit.
 
     Raises:
-        ConfigError: not even the smallest tile fits (the full-size buffers alone are too big):
-        the message gives the estimate and what to change.
+        ConfigError: not even the smallest tile fits (the full-size buffers alone are too
+            big); the message gives the estimate and what to change.
     """
     args = dict(channels=channels, optimizer=optimizer, memory=memory)
     if estimate_bytes(extractor, content_layers, height, width, **args) <= max_memory:
@@ -336,8 +351,8 @@ class TiledObjective:
         :meth:`value_and_gradient`.
 
     Raises:
-        ConfigError: a style loss that is not a function of feature sums (sliced Wasserstein),
-        a tile size that is not a multiple of the stride, a missing shape.
+        ConfigError: a style loss that is not a function of feature sums (sliced
+            Wasserstein), a tile size that is not a multiple of the stride, a missing shape.
     """
 
     def __init__(self, objective, tile_size, *, halo=None, shape=None, transform=None,
@@ -511,7 +526,7 @@ class TiledObjective:
                 for l in self.objective.style_layers}
 
     def retarget(self, content_image=None, extra_terms=None):
-        """Like :meth:`StyleObjective.retarget`; the tiles' content targets are recomputed."""
+        """Like :meth:`~nst_tf.objective.StyleObjective.retarget`; the tiles' content targets are recomputed."""
         if not self.objective.retarget(content_image, extra_terms):
             return False
         if content_image is not None:
@@ -579,7 +594,7 @@ class TiledObjective:
     def value_and_gradient(self, image):
         """``(total, parts, gradient)`` of the whole-image objective at ``image``
         ``[1, H, W, C]``, computed tile by tile; ``parts`` has ``content``, ``style``, ``tv``
-        and the extra terms, as :class:`StyleObjective` reports them."""
+        and the extra terms, as :class:`~nst_tf.objective.StyleObjective` reports them."""
         import tensorflow as tf
 
         image = tf.convert_to_tensor(image, tf.float32)

@@ -146,6 +146,25 @@ def test_tiling_and_checkpoint_flags(tmp_path, base_args, capsys):
     assert os.path.exists(out) and not os.path.exists(out + ".ckpt.npz")
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--tile_size=auto", "--max_memory=lots"], "max_memory must be a size such as 20GB"),
+    (["--tile_size=auto", "--max_memory=-3GB"], "max_memory must be a size such as 20GB"),
+    (["--tile_size=auto", "--max_memory=0GB"], "max_memory must be positive, got '0GB'"),
+    (["--max_memory=20GB"], "max_memory is the budget of tile_size='auto'"),
+    (["--tile_size=auto", "--max_memory=1MB"], "the full-size buffers do not fit"),
+    (["--tile_size=24"], "tile_size 24 must be a positive multiple of 16"),
+    (["--tile_size=-32"], "tile_size must be a positive integer"),
+])
+def test_bad_memory_budgets_are_one_line_errors(tmp_path, base_args, capsys, extra, message):
+    """Budgets and tile sizes are checked before the first step (a tile size off VGG's stride
+    of 16 at the only level larger than the tile too), with one line and nothing written."""
+    out = tmp_path / "out.png"
+    assert stylize.main(base_args + [f"--output={out}", "--checkpoint_every=1", *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nst-stylize: error:") and message in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_interrupted_checkpointed_run_says_how_to_resume(tmp_path, base_args, monkeypatch,
                                                             capsys):
     from nst_tf import optimize

@@ -197,7 +197,8 @@ def test_memory_model_and_auto_plan():
     assert tiling.halo_for(ex, layers) == (80, 16)
     whole = tiling.estimate_bytes(ex, content, 4096, 4096)
     tiled = tiling.estimate_bytes(ex, content, 4096, 4096, tile_pixels=1184 ** 2)
-    assert whole > 50e9 and tiled < 20e9  # the numbers: ~60 GB whole, fits 20 GB tiled
+    # Predicted 45 GB whole (past this 24 GiB machine), 13 GB by tiles of 1024 px cores.
+    assert whole > 40e9 and tiled < 20e9
     assert tiling.plan_tile_size(ex, layers, content, 512, 512, 100e9) is None
     core = tiling.plan_tile_size(ex, layers, content, 4096, 4096, 20e9)
     assert core % 16 == 0 and 512 <= core <= 2048
@@ -234,7 +235,14 @@ def test_auto_tiles_only_the_levels_that_do_not_fit(pictures, monkeypatch):
     gatys.transfer(pictures["content"][0], pictures["style_a"][0], tile_size=24, **options)
     assert seen == [((32, 29), 24), ((67, 61), 24)]  # an int tiles every level larger than it
     # ... and runs a level that is no larger than one tile whole.
-    objective = StyleObjective(ex, pictures["content"], None, content_layers=LAYERS)
     opts = gatys.validate_options(dict(tile_size=48))
-    assert gatys._level_tile_size(opts, objective, (32, 29), 3) is None
-    assert gatys._level_tile_size(opts, objective, (67, 61), 3) == 48
+    shapes = [(32, 29), (67, 61)]
+    assert gatys._level_tile_sizes(opts, ex, ["conv3_1"], LAYERS, shapes, 3) == [None, 48]
+    # Bad tile sizes and budgets fail before the first step, even when only the last level
+    # would be tiled.
+    with pytest.raises(ConfigError, match="multiple of 4.*e.g. 48"):
+        gatys._level_tile_sizes(gatys.validate_options(dict(tile_size=50)), ex, ["conv3_1"],
+                                LAYERS, shapes, 3)
+    with pytest.raises(ConfigError, match="full-size buffers do not fit"):
+        gatys._level_tile_sizes(gatys.validate_options(dict(tile_size="auto", max_memory="1MB")),
+                                ex, ["conv3_1"], LAYERS, shapes, 3)
