@@ -447,7 +447,7 @@ class StyleLoss:
     #: The sums over pixels that ``prepare`` is a function of (names in :data:`MOMENTS`), or
     #: None when it is not (sorting, quantiles). Losses with moments can be computed exactly by
     #: tiles (:mod:`nst_tf.tiling`): the sums add up over tiles, and :meth:`from_moments` turns
-    #: them into what :meth:`prepare` returns.
+    #: them into what ``prepare`` returns.
     moments = None
 
     def target(self, features):

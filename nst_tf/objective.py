@@ -403,9 +403,9 @@ class StyleObjective:
                 (None: keep).
 
         Returns:
-            True, or False (and nothing changed) when the new content or terms do not fit: a
-            different size, other term names, a term that is not a :class:`Term` or has another
-            function or input shapes. The caller then builds a new objective.
+            ``True``; ``False`` (and nothing changed) when the new content or terms do not fit
+            (a different size, other term names, a term that is not a :class:`Term` or has
+            another function or input shapes). The caller then builds a new objective.
         """
         if content_image is not None:
             array = _as_batch(content_image, "content image")

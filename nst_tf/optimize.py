@@ -233,8 +233,8 @@ def objective_targets(objective):
     """``(targets, loss)``: the nest of tensors the compiled step takes as input and
     ``loss(x, targets) -> (total, parts)``.
 
-    Objectives with ``targets`` and ``loss(image, targets)`` (:class:`nst_tf.objective.
-    StyleObjective`) get their targets passed in, so new targets of the same shapes (another
+    Objectives with ``targets`` and ``loss(image, targets)``
+    (:class:`nst_tf.objective.StyleObjective`) get their targets passed in, so new targets of the same shapes (another
     content image, the next video frame) reuse the compiled step; any other
     ``objective(image)`` has no inputs besides the image.
     """
@@ -376,7 +376,7 @@ class StepCache:
 
     Pass one cache to consecutive runs of the same objective (retargeted in between, see
     :meth:`nst_tf.objective.StyleObjective.retarget`) with the same optimizer settings and image
-    shape: the optimizer is reset to the new start (:meth:`nst_tf.lbfgs.LBFGS.reset`) and the
+    shape: the optimizer is reset to the new start (``reset`` of :class:`nst_tf.lbfgs.LBFGS`) and the
     compiled step runs again without a new trace. Video frames use this.
 
     Example:

@@ -209,8 +209,8 @@ def output_geometry(model):
     Outputs given as a dict keep their keys; a list or a single output is keyed by position.
 
     Raises:
-        ConfigError: a layer whose receptive field is unknown or not local, or a strided 'same'
-        padding that is not translation-equivariant.
+        ConfigError: a layer whose receptive field is unknown or not local, or a strided
+            'same' padding that is not translation-equivariant.
     """
     walker = _Walker()
     outputs = model.output

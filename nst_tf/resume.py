@@ -67,8 +67,8 @@ class RunCheckpoint:
 
     Raises:
         CheckpointError: an unreadable file, or one written by a different run.
-        ConfigError: ``every`` is not a positive integer. OutputPathError: the folder does not
-        exist.
+        ConfigError: ``every`` is not a positive integer.
+        nst_tf.io.OutputPathError: the folder does not exist.
     """
 
     def __init__(self, path, every=None, fingerprint=""):
