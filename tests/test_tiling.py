@@ -158,6 +158,21 @@ def test_five_lbfgs_steps_tiled_and_whole_give_the_same_image(extractor, picture
     assert np.abs(adam_tiled.image - adam_plain.image).max() <= 1e-5
 
 
+@pytest.mark.parametrize("preserve_color", [None, "luminance", "luminance_only"])
+def test_transfer_by_tiles_equals_the_whole_image_for_every_colour_option(pictures,
+                                                                         preserve_color):
+    """End to end through nst_tf.transfer (two blended styles, Adam): tiles of 24 px give the
+    whole-image result for each colour option (luminance_only optimizes a grey image)."""
+    options = dict(weights=None, content_layers=["conv3_1"], style_layers=LAYERS, steps=3,
+                   size=67, optimizer="adam", preserve_color=preserve_color, style_weights=[0.6, 0.4])
+    styles = [pictures["style_a"][0], pictures["style_b"][0]]
+    whole_image = gatys.transfer(pictures["content"][0], styles, **options)
+    tiled = gatys.transfer(pictures["content"][0], styles, tile_size=24, **options)
+    assert tiled.shape == whole_image.shape == (67, 61, 3)
+    assert np.abs(whole_image - pictures["content"][0]).max() > 0.01  # the image moved
+    assert np.abs(tiled - whole_image).max() <= 1e-5
+
+
 def test_bad_tiles_and_losses_raise_clear_errors(extractor, pictures):
     objective = make_objective(extractor, pictures, "gram")
     with pytest.raises(ConfigError, match="multiple of 4.*e.g. 24"):
