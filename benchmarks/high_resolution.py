@@ -18,13 +18,13 @@ Three studies (run one, or all with ``all``):
   whole and by tiles, for L-BFGS with 10, 5 and 3 pairs of history and for Adam.
 * ``quality``: time to quality at ``--quality_size`` (1024): single-scale L-BFGS against the
   multi-scale warm start 256 → 512 → 1024 (:func:`nst_tf.transfer` with ``scales``; 300 and 100
-  steps at the coarse levels), each in its own process for ``--budget`` seconds of its own CPU
-  time (the steady measure on a shared machine; wall time is recorded too). Snapshots of the
-  image (upsampled to full size when taken at a coarse level) are scored afterwards by **one**
-  full-resolution objective (the same targets for both runs; scoring time is not counted); the
-  table gives the loss at 25/50/100 % of the budget and the CPU seconds each run needs to come
-  within 5 % and 1 % of the best loss either reaches, plus where the multi-scale run spent its
-  time (per level).
+  steps at the coarse levels, ``--coarse_steps``), each in its own process for ``--budget``
+  seconds of its own CPU time (the steady measure on a shared machine; wall time is recorded
+  too). Snapshots of the image (upsampled to full size when taken at a coarse level) are
+  scored afterwards by **one** full-resolution objective (the same targets for both runs;
+  scoring time is not counted); the table gives the loss at 25/50/100 % of the budget and the
+  CPU seconds each run needs to come within 5 % and 1 % of the best loss either reaches, plus
+  where the multi-scale run spent its time (per level).
 
 Usage::
 
@@ -135,7 +135,8 @@ def memory_case(size, mode, steps, optimizer="lbfgs", history=10):
     cpu_times = list(np.diff(cpu_marks))
     row = {"cpu_step_s": float(np.median(cpu_times[1:] or cpu_times)), "cpu_times_s": cpu_times,
            "size": size, "mode": mode, "height": content.shape[0], "width": content.shape[1],
-           "steps": steps, "optimizer": optimizer, "history": history, "peak_rss_gb": peak_rss_bytes() / 1e9,
+           "steps": steps, "optimizer": optimizer, "history": history,
+           "peak_rss_gb": peak_rss_bytes() / 1e9,
            "predicted_gb": predicted / 1e9, "setup_s": marks[0] - start,
            "first_step_s": times[0], "step_s": float(np.median(later)), "times_s": times}
     if core:
@@ -238,7 +239,12 @@ def run_paper(args):
 
 # --- time to quality ------------------------------------------------------------------------
 
-def quality_run(kind, size, budget, snapshot_every, schedule):
+#: Steps at the coarse levels of the multi-scale run (jcjohnson/neural-style's 500 → 200 → ...
+#: and SPST-fast's 600/3^s spend most steps at the coarsest level).
+QUALITY_STEPS = [300, 100]
+
+
+def quality_run(kind, size, budget, snapshot_every, schedule, coarse_steps=QUALITY_STEPS):
     """One optimization in this process for ``budget`` CPU seconds; snapshots go to an npz.
 
     Time is this process's CPU time (``time.process_time``): on a shared machine it is what the
@@ -250,7 +256,7 @@ def quality_run(kind, size, budget, snapshot_every, schedule):
 
     content, style = load_pair(size)
     sizes = [int(v) for v in schedule.split(",")] if kind == "multiscale" else None
-    steps = QUALITY_STEPS[:len(sizes) - 1] + [100000] if sizes else 100000
+    steps = list(coarse_steps)[:len(sizes) - 1] + [100000] if sizes else 100000
     snapshots, marks = [], []
     wall0, cpu0 = time.perf_counter(), time.process_time()
     state = {"last": -1e9, "level": 0}
@@ -290,11 +296,6 @@ def quality_run(kind, size, budget, snapshot_every, schedule):
              images=np.stack([im for _, _, im in snapshots]))
     return {"kind": kind, "snapshots": path, "marks": marks, "steps": result.steps,
             "sizes": result.sizes, "peak_rss_gb": peak_rss_bytes() / 1e9}
-
-
-#: Steps at the coarse levels of the multi-scale run (jcjohnson/neural-style's 500 → 200 → ...
-#: and SPST-fast's 600/3^s spend most steps at the coarsest level).
-QUALITY_STEPS = [300, 100]
 
 
 def score(size, paths):
@@ -337,7 +338,8 @@ def run_quality(args):
         result = subprocess.run(
             [sys.executable, __file__, "quality_run", "--kind", kind, "--size",
              str(args.quality_size), "--budget", str(args.budget), "--snapshot_every",
-             str(args.snapshot_every), "--schedule", args.schedule], capture_output=True,
+             str(args.snapshot_every), "--schedule", args.schedule, "--coarse_steps",
+             args.coarse_steps], capture_output=True,
             text=True)
         if result.returncode:
             sys.stderr.write(result.stderr[-3000:])
@@ -417,7 +419,9 @@ def main():
                         "(2 threads: about half as many wall seconds on a quiet machine)")
     parser.add_argument("--snapshot_every", type=float, default=30.0, help="CPU seconds")
     parser.add_argument("--schedule", default="256,512,1024", help="multi-scale sizes; the "
-                        "coarse levels run 300, 100 steps, the last one until the budget")
+                        "coarse levels run --coarse_steps, the last one until the budget")
+    parser.add_argument("--coarse_steps", default=",".join(map(str, QUALITY_STEPS)),
+                        help="steps at the coarse levels of the multi-scale run")
     # internal: one case in this process
     parser.add_argument("--size", type=int)
     parser.add_argument("--mode")
@@ -431,7 +435,8 @@ def main():
     if args.study == "quality_run":
         os.makedirs(RESULTS, exist_ok=True)
         print(json.dumps(quality_run(args.kind, args.size, args.budget, args.snapshot_every,
-                                     args.schedule)))
+                                     args.schedule,
+                                     [int(v) for v in args.coarse_steps.split(",")])))
         return
     import tensorflow as tf
 

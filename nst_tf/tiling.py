@@ -19,7 +19,8 @@ one tile at a time:
    into the statistics of the whole image (Gram ``ΣFᵀF/N``, means, covariances...).
 3. **Adjoint**, on the small statistics only: the style loss as a function of the sums, through
    the objective's own blending and layer weights
-   (:meth:`~nst_tf.objective.StyleObjective.style_part_from_stats`), differentiated with a ``GradientTape``: ``A = ∂L_style/∂sums``. Every
+   (:meth:`~nst_tf.objective.StyleObjective.style_part_from_stats`), differentiated with a
+   ``GradientTape``: ``A = ∂L_style/∂sums``. Every
    moment-based style loss and any blend of styles goes through this one path.
 4. **Pass B** (forward + backward, tile by tile): the gradient of the surrogate
    ``Σ_l ⟨A_l, sums_l(core features)⟩ + content loss on the core`` with respect to the tile,
@@ -526,7 +527,8 @@ class TiledObjective:
                 for l in self.objective.style_layers}
 
     def retarget(self, content_image=None, extra_terms=None):
-        """Like :meth:`~nst_tf.objective.StyleObjective.retarget`; the tiles' content targets are recomputed."""
+        """Like :meth:`~nst_tf.objective.StyleObjective.retarget`; the tiles' content targets
+        are recomputed."""
         if not self.objective.retarget(content_image, extra_terms):
             return False
         if content_image is not None:

@@ -164,7 +164,8 @@ def test_transfer_by_tiles_equals_the_whole_image_for_every_colour_option(pictur
     """End to end through nst_tf.transfer (two blended styles, Adam): tiles of 24 px give the
     whole-image result for each colour option (luminance_only optimizes a grey image)."""
     options = dict(weights=None, content_layers=["conv3_1"], style_layers=LAYERS, steps=3,
-                   size=67, optimizer="adam", preserve_color=preserve_color, style_weights=[0.6, 0.4])
+                   size=67, optimizer="adam", preserve_color=preserve_color,
+                   style_weights=[0.6, 0.4])
     styles = [pictures["style_a"][0], pictures["style_b"][0]]
     whole_image = gatys.transfer(pictures["content"][0], styles, **options)
     tiled = gatys.transfer(pictures["content"][0], styles, tile_size=24, **options)
