@@ -34,8 +34,8 @@ Usage::
     python benchmarks/high_resolution.py quality --budget 1200
 
 Prints tables and writes ``benchmarks/results/high_resolution_<study>.json``. Content:
-the central 594² square of ``picabo_lava.jpg``, style: ``towers_1916_sq.jpg`` from ../shared,
-both resized to the size (a synthetic pair when ../shared is absent).
+the central 617² square of ``examples/images/coast_guard_boat.jpg``, style:
+``examples/images/Theo_van_Doesburg_sq.jpg``, both resized to the size.
 """
 
 import argparse
@@ -54,25 +54,19 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-IMAGES = os.path.join(os.path.dirname(ROOT), "shared", "data", "images")
-CONTENT = os.path.join(IMAGES, "content", "picabo_lava.jpg")
-STYLE = os.path.join(IMAGES, "style", "towers_1916_sq.jpg")
+IMAGES = os.path.join(ROOT, "examples", "images")  # in the repository (see its PROVENANCE.md)
+CONTENT = os.path.join(IMAGES, "coast_guard_boat.jpg")
+STYLE = os.path.join(IMAGES, "Theo_van_Doesburg_sq.jpg")
 
 
 def load_pair(size):
     """The content's central square resized to ``size``², and the style at ``size``²."""
     from nst_tf import images, multiscale
 
-    if os.path.exists(CONTENT) and os.path.exists(STYLE):
-        content, style = images.load_image(CONTENT), images.load_image(STYLE)
-        side = min(content.shape[:2])
-        top, left = (content.shape[0] - side) // 2, (content.shape[1] - side) // 2
-        content = content[top:top + side, left:left + side]
-    else:
-        rng = np.random.default_rng(0)
-        y, x = np.mgrid[0:512, 0:640] / 80.0
-        content = np.clip(np.stack([x / 8, y / 6, 0.5 + 0.3 * np.sin(x * y)], -1), 0, 1)
-        style = rng.random((512, 512, 3)) ** 2
+    content, style = images.load_image(CONTENT), images.load_image(STYLE)
+    side = min(content.shape[:2])
+    top, left = (content.shape[0] - side) // 2, (content.shape[1] - side) // 2
+    content = content[top:top + side, left:left + side]
     content = images.resize(content.astype(np.float32), multiscale.fit_size(content.shape, size))
     style = images.resize(style.astype(np.float32), multiscale.fit_size(style.shape, size))
     return content, style

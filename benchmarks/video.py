@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Video stylization: flicker (warping error), style loss and speed, frame by frame vs consistent.
 
-The clip is synthetic with known motion: a real photo (``picabo_lava.jpg`` from ../shared) seen
-through a window that moves 4 px right and 2 px down and zooms in 1 % per frame, 24 frames,
+The clip is synthetic with known motion: a real photo (``picabo_lava.jpg`` from ../shared, or
+the repository's ``examples/images/coast_guard_boat.jpg`` where ../shared is absent) seen through
+a window that moves 4 px right and 2 px down and zooms in 1 % per frame, 24 frames,
 rendered straight to PNG (no codec loss, reference A4). For each method it stylizes the clip twice
 with :func:`nst_tf.video.stylize_video` — ``temporal=False`` (frame by frame) and ``temporal=True``
 (consistent) — and reports
@@ -59,6 +60,11 @@ IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "shared", "data", "images")
 SCENE = os.path.join(IMAGES, "content", "picabo_lava.jpg")
 STYLE = os.path.join(IMAGES, "style", "towers_1916_sq.jpg")
+if not os.path.exists(SCENE):  # a clone without ../shared: the repository's sample images
+    EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples", "images")
+    SCENE = os.path.join(EXAMPLES, "coast_guard_boat.jpg")
+    STYLE = os.path.join(EXAMPLES, "Theo_van_Doesburg_sq.jpg")
 
 
 def render_clip(folder, frames=24, width=512, step=(4, 2), zoom=1.01):
