@@ -77,10 +77,15 @@ def peak_rss_bytes():
 
 
 def pin_threads():
+    """2 intra-op threads, 1 inter-op; a process whose TensorFlow already runs keeps its own
+    (``all`` scores the quality snapshots in the process that ran the other studies)."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # "cannot be modified after initialization"
+        pass
     return tf
 
 
