@@ -337,12 +337,17 @@ class StyleObjective:
 
     @property
     def content_targets(self):
-        """``{layer: features of the content image}`` (computed on first use)."""
+        """``{layer: features of the content image}`` (computed on first use, eagerly even
+        when first used while a ``tf.function`` traces)."""
         if self._content_targets is None:
+            import tensorflow as tf
+
             start = time.perf_counter()
-            self._content_targets = {}
-            if self.content_image is not None:
-                self._content_targets = self.content_features(self.content_image)
+            with tf.init_scope():  # constants, not tensors of the graph being traced
+                targets = {}
+                if self.content_image is not None:
+                    targets = self.content_features(self.content_image)
+            self._content_targets = targets
             self.seconds["content_targets"] += time.perf_counter() - start
         return self._content_targets
 
@@ -352,17 +357,20 @@ class StyleObjective:
 
     @property
     def style_targets(self):
-        """One ``{layer: statistics}`` per style image (computed on first use)."""
+        """One ``{layer: statistics}`` per style image (computed on first use, eagerly even
+        when first used while a ``tf.function`` traces)."""
         if self._style_targets is None:
             import tensorflow as tf
 
             start = time.perf_counter()
-            self._style_targets = []
-            for array in self.style_images:
-                feats = self.extractor(array)
-                self._style_targets.append(
-                    {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
-                     for l in self.style_layers})
+            targets = []
+            with tf.init_scope():  # constants, not tensors of the graph being traced
+                for array in self.style_images:
+                    feats = self.extractor(array)
+                    targets.append(
+                        {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
+                         for l in self.style_layers})
+            self._style_targets = targets
             self.seconds["style_targets"] += time.perf_counter() - start
         return self._style_targets
 
