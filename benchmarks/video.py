@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Video stylization: flicker (warping error), style loss and speed, frame by frame vs consistent.
 
-The clip is synthetic with known motion: a real photo (``picabo_lava.jpg`` from ../shared) seen
-through a window that moves 4 px right and 2 px down and zooms in 1 % per frame, 24 frames,
+The clip is synthetic with known motion: a real photo (``picabo_lava.jpg`` from ../shared, or
+the repository's ``examples/images/coast_guard_boat.jpg`` where ../shared is absent) seen through
+a window that moves 4 px right and 2 px down and zooms in 1 % per frame, 24 frames,
 rendered straight to PNG (no codec loss, reference A4). For each method it stylizes the clip twice
 with :func:`nst_tf.video.stylize_video` — ``temporal=False`` (frame by frame) and ``temporal=True``
 (consistent) — and reports
@@ -14,7 +15,13 @@ with :func:`nst_tf.video.stylize_video` — ``temporal=False`` (frame by frame) 
 * frames per second of the whole video pipeline at 512 px (decode, network, flow, warp, blend,
   PNG work frames, H.264 encode) against the same network's single-image throughput
   (``nst_tf.stylize`` on one 512 px frame at a time), interleaved run by run because the machine
-  is shared; both paths are traced before timing.
+  is shared; both paths are traced before timing;
+* Gatys per-frame set-up (everything before the steps: content targets, optimizer reset,
+  tracing), at each of ``--setup_sizes``: one objective and compiled step shared by every frame
+  (:class:`nst_tf.video.optimization.GatysStylizer` now: the frame and the temporal term's data
+  are step inputs) against a new objective and trace per frame (what it did before: the same
+  stylizer with its cache emptied before each frame). Set-up = time to the first step's end
+  minus one later step's time.
 
 **No ImageNet weights here** (none can be downloaded): the feed-forward model is a pastiche
 network with random weights (the "varied" architecture, 32 styles, style 5) and Gatys uses VGG19
@@ -26,6 +33,7 @@ Usage::
 
     python benchmarks/video.py                  # ~10 min on 2 busy cores (Gatys: ~10 s set-up per frame)
     python benchmarks/video.py --frames 12 --gatys_steps 5   # quicker
+    python benchmarks/video.py --skip_quality --skip_speed      # Gatys set-up only
 
 Prints a table and writes ``benchmarks/results/video.json``.
 """
@@ -52,6 +60,11 @@ IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "shared", "data", "images")
 SCENE = os.path.join(IMAGES, "content", "picabo_lava.jpg")
 STYLE = os.path.join(IMAGES, "style", "towers_1916_sq.jpg")
+if not os.path.exists(SCENE):  # a clone without ../shared: the repository's sample images
+    EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "examples", "images")
+    SCENE = os.path.join(EXAMPLES, "coast_guard_boat.jpg")
+    STYLE = os.path.join(EXAMPLES, "Theo_van_Doesburg_sq.jpg")
 
 
 def render_clip(folder, frames=24, width=512, step=(4, 2), zoom=1.01):
@@ -151,6 +164,45 @@ def throughput(args, work):
             "ratio": float(np.median(np.array(video_fps) / np.array(image_fps)))}
 
 
+def gatys_setup(args, work):
+    """Per-frame set-up of Gatys video frames: shared compiled step vs a new one per frame."""
+    from nst_tf.optimize import StepCache
+    from nst_tf.video.io import open_frames
+    from nst_tf.video.optimization import GatysStylizer
+
+    rows = []
+    for size in [int(v) for v in args.setup_sizes.split(",")]:
+        clip = render_clip(os.path.join(work, f"setup{size}"), args.setup_frames, size)
+        frames = list(open_frames(clip))
+        for variant in ("shared", "new per frame"):
+            stylizer = GatysStylizer(STYLE, steps=args.setup_steps, weights="random")
+            previous = None
+            for t, frame in enumerate(frames):
+                if variant != "shared":  # the old behaviour: new objective, optimizer, trace
+                    stylizer.cache.objectives.clear()
+                    stylizer.cache.steps = StepCache()
+                out, _ = stylizer(frame, previous, first=t == 0)
+                previous = (out, np.ones(out.shape[:2], np.float32))
+            timings = stylizer.timings
+            setups = [t["setup_s"] for t in timings]
+            steps = [t["steps_s"] / max(1, t["steps"] - 1) for t in timings]
+            traces = (timings[-1]["traces"] if variant == "shared"
+                      else sum(t["traces"] for t in timings))
+            rows.append({"size": f"{frames[0].shape[1]}x{frames[0].shape[0]}",
+                         "variant": variant, "first_setup_s": setups[0],
+                         "later_setup_s": float(np.median(setups[1:])),
+                         "later_targets_s": float(np.median([t["targets_s"]
+                                                             for t in timings[1:]])),
+                         "later_setups_s": setups[1:], "step_s": float(np.median(steps[1:])),
+                         "traces": traces, "frames": len(frames)})
+            print(f"  {rows[-1]['size']} {variant:13s}: first frame set-up "
+                  f"{setups[0]:.1f} s, later frames {rows[-1]['later_setup_s']:.2f} s "
+                  f"(median of {len(setups) - 1}; content targets "
+                  f"{rows[-1]['later_targets_s']:.2f} s), step {rows[-1]['step_s']:.2f} s",
+                  flush=True)
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=24)
@@ -162,6 +214,11 @@ def main():
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--skip_quality", action="store_true")
+    parser.add_argument("--skip_setup", action="store_true")
+    parser.add_argument("--setup_sizes", default="96,512", help="clip widths for the Gatys "
+                        "set-up study")
+    parser.add_argument("--setup_frames", type=int, default=5)
+    parser.add_argument("--setup_steps", type=int, default=3)
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="nst_video_bench_")
@@ -175,6 +232,11 @@ def main():
         if not args.skip_speed:
             print("speed at 512 px:", flush=True)
             speed = throughput(args, work)
+        setup = []
+        if not args.skip_setup:
+            print(f"Gatys set-up per frame ({args.setup_frames} frames, {args.setup_steps} "
+                  "steps, first frame 2x):", flush=True)
+            setup = gatys_setup(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -197,11 +259,22 @@ def main():
         print(f"512x384 feed-forward: video {speed['video_fps']:.2f} fps vs network "
               f"{speed['network_images_per_s']:.2f} img/s single-image = "
               f"{100 * speed['ratio']:.0f} % (batch {speed['batch_size']})")
+    if setup:
+        print(f"\nGatys video set-up per frame ({args.setup_steps} steps per frame, L-BFGS)")
+        print(f"{'frames':>8s} {'objective + step':>16s} {'1st frame s':>11s} "
+              f"{'later frames s':>14s} {'of it targets':>13s} {'step s':>7s} "
+              f"{'traces':>6s}")
+        for row in setup:
+            print(f"{row['size']:>8s} {row['variant']:>16s} {row['first_setup_s']:11.2f} "
+                  f"{row['later_setup_s']:14.2f} {row['later_targets_s']:13.2f} "
+                  f"{row['step_s']:7.2f} {row['traces']:3d}/{row['frames']}")
+        print("set-up = time to the end of a frame's first step minus one later step; targets: "
+              "the frame's content features (one forward pass of the backbone)")
     os.makedirs(RESULTS, exist_ok=True)
     with atomic_write(os.path.join(RESULTS, "video.json"), "w") as f:
         json.dump({"machine": platform.machine(), "args": vars(args), "quality": rows,
-                   "summary": summary, "speed": speed, "weights": "random (no ImageNet)"}, f,
-                  indent=2)
+                   "summary": summary, "speed": speed, "gatys_setup": setup,
+                   "weights": "random (no ImageNet)"}, f, indent=2)
     print(f"wrote {os.path.join(RESULTS, 'video.json')}")
 
 

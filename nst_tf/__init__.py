@@ -39,9 +39,10 @@ _EXPORTS = {
     "FeatureExtractor": "features", "default_layers": "features",
     "resolve_layer_name": "features",
     "STYLE_LOSSES": "losses",
-    "StyleObjective": "objective",
+    "StyleObjective": "objective", "Term": "objective",
     "optimize_image": "optimize",
     "transfer": "gatys",
+    "TiledObjective": "tiling",
     "reconstruct": "reconstruction",
     # feed-forward networks
     "ConditionalInstanceNorm": "layers", "ReflectionPad2D": "layers", "ReflectConv2D": "layers",
@@ -69,7 +70,7 @@ _EXPORTS = {
 _SUBMODULES = {"errors", "images", "features", "losses", "objective", "optimize", "multiscale",
                "gatys", "reconstruction", "layers", "networks", "models", "families", "data",
                "training", "export", "device", "io", "lbfgs", "cli", "video", "preference", "scale",
-               "patches", "norm_statistics", "receptive_field"}
+               "patches", "norm_statistics", "receptive_field", "tiling", "resume"}
 
 __all__ = sorted(_EXPORTS) + ["losses"]
 

@@ -64,6 +64,11 @@ DEFAULTS = {
     "callbacks": (),          # objects with on_step(step, image, loss, parts)
     "save_every": None,       # save intermediate images every N steps...
     "save_pattern": None,     # ...to this file name pattern, e.g. "out_{step:05d}.png"
+    "lbfgs_memory": 10,       # L-BFGS history length (2 full-size images per pair)
+    "tile_size": None,        # None | core size in px (exact tiles, nst_tf.tiling) | "auto"
+    "max_memory": None,       # "auto" tiles' budget, e.g. "20GB"; None: 80 % of the RAM
+    "checkpoint": None,       # .npz path: save image + optimizer state; an existing one resumes
+    "checkpoint_every": None,  # ...every N steps (None: at level ends and on Ctrl-C only)
 }
 
 PRESERVE_COLOR = (None, "luminance", "luminance_only")
@@ -188,7 +193,45 @@ def validate_options(options):
             raise ConfigError("save_every needs save_pattern, e.g. 'out_{step:05d}.png'")
     if opts["save_pattern"]:
         check_output_dir(opts["save_pattern"])
+    opts["lbfgs_memory"] = _positive_int(opts, "lbfgs_memory")
+    tile = opts["tile_size"]
+    if isinstance(tile, str) and tile.lower() in ("none", ""):
+        tile = None
+    if isinstance(tile, str) and tile.lower() != "auto":
+        try:
+            tile = int(tile)
+        except ValueError:
+            raise ConfigError(f"tile_size must be None, 'auto' or a number of pixels, "
+                              f"got {tile!r}") from None
+    if tile is not None and not (isinstance(tile, str)):
+        tile = _positive_int({"tile_size": tile}, "tile_size")
+    opts["tile_size"] = tile.lower() if isinstance(tile, str) else tile
+    if opts["max_memory"] is not None:
+        from nst_tf.tiling import parse_memory
+
+        opts["max_memory"] = parse_memory(opts["max_memory"])
+        if opts["tile_size"] != "auto":
+            raise ConfigError(f"max_memory is the budget of tile_size='auto', but tile_size is "
+                              f"{opts['tile_size']!r}; pass tile_size='auto' (--tile_size=auto) "
+                              "to tile only what does not fit")
+    if opts["tile_size"] is not None and opts["style_loss"] == "sliced_wasserstein":
+        raise ConfigError("style_loss='sliced_wasserstein' cannot be tiled exactly (it sorts "
+                          "every pixel of a layer, which is not a sum over tiles); use "
+                          "tile_size=None, or 'gram', 'mean_std' or 'gaussian_w2'")
+    if opts["checkpoint_every"] is not None:
+        opts["checkpoint_every"] = _positive_int(opts, "checkpoint_every")
+        if not opts["checkpoint"]:
+            raise ConfigError("checkpoint_every needs checkpoint, the .npz file to write")
+    if opts["checkpoint"]:
+        opts["checkpoint"] = os.fspath(opts["checkpoint"])
+        check_output_dir(opts["checkpoint"])
     return opts
+
+
+#: Options that do not change the result (left out of a checkpoint's fingerprint; ``steps`` is
+#: left out so that a finished run can be continued with more steps).
+_NOT_FINGERPRINTED = ("progress", "callbacks", "save_every", "save_pattern", "checkpoint",
+                      "checkpoint_every", "steps_per_call", "steps")
 
 
 # --- Colour ----------------------------------------------------------------------------------
@@ -215,16 +258,31 @@ def _postprocess(mode, content):
     return finish
 
 
+def grey_to_rgb(luma):
+    """``[1, H, W, 1]`` → ``[1, H, W, 3]`` (the channel repeated), TF ops."""
+    import tensorflow as tf
+
+    return tf.tile(luma, [1, 1, 1, 3])
+
+
 class _Grey:
     """Objective on a one-channel image: the channel is repeated to RGB before ``objective``."""
 
     def __init__(self, objective):
         self.objective = objective
 
-    def __call__(self, luma):
-        import tensorflow as tf
+    @property
+    def targets(self):
+        return self.objective.targets
 
-        return self.objective(tf.tile(luma, [1, 1, 1, 3]))
+    def loss(self, luma, targets):
+        return self.objective.loss(grey_to_rgb(luma), targets)
+
+    def retarget(self, content_image=None, extra_terms=None):
+        return self.objective.retarget(content_image, extra_terms)
+
+    def __call__(self, luma):
+        return self.objective(grey_to_rgb(luma))
 
 
 # --- Transfer --------------------------------------------------------------------------------
@@ -252,19 +310,99 @@ def feature_extractor(opts):
                             weights=opts["weights"], pooling=opts["pooling"], seed=opts["seed"])
 
 
-def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None, **options):
+class TransferCache:
+    """What consecutive :func:`run` calls with the same styles and options share (video frames).
+
+    The feature extractor, each level's objective — retargeted to the new content image and
+    extra-term inputs (:meth:`~nst_tf.objective.StyleObjective.retarget`) instead of rebuilt, so
+    the style targets are not recomputed — and the optimizer variables with their compiled steps
+    (:class:`~nst_tf.optimize.StepCache`). A call with other styles or options empties it.
+
+    Attributes:
+        steps: the :class:`~nst_tf.optimize.StepCache` (its ``tracing_counts()`` show reuse).
+        built: how many objectives were built (not retargeted) so far.
+    """
+
+    def __init__(self):
+        from nst_tf.optimize import StepCache
+
+        self.extractor = None
+        self.key = None
+        self.objectives = {}
+        self.steps = StepCache()
+        self.built = 0
+
+    def check(self, key):
+        """Forget everything when ``key`` (styles + options) changed."""
+        from nst_tf.optimize import StepCache
+
+        if key != self.key:
+            self.key, self.objectives, self.steps = key, {}, StepCache()
+            self.extractor = None
+
+
+def _resized(image, shape):
+    """``image`` at ``shape`` (itself when it has that size already: no copy of a print-size
+    image)."""
+    if tuple(image.shape[:2]) == tuple(shape):
+        return image
+    return images.resize(image, tuple(shape))
+
+
+def _fingerprint(content_image, style_images, blend, opts):
+    """What identifies a run's result: images, blend weights and the options that matter."""
+    from nst_tf.resume import fingerprint
+
+    arrays = [content_image, *style_images]
+    options = {k: v for k, v in opts.items() if k not in _NOT_FINGERPRINTED}
+    if isinstance(options.get("init"), np.ndarray):
+        arrays.append(options.pop("init"))
+    options["blend"] = None if blend is None else [float(b) for b in blend]
+    return fingerprint(arrays, options)
+
+
+def _level_tile_sizes(opts, extractor, content_layers, style_layers, shapes, channels):
+    """The core size of each level's tiles, or None where a level runs whole (see
+    ``tile_size``). Decided before the first step, so a tile size off the stride or a budget too
+    small fails before any work, not after the coarse levels have run."""
+    from nst_tf import tiling
+
+    tile = opts["tile_size"]
+    if tile is None:
+        return [None] * len(shapes)
+    def names(layers):  # a name, a list of names or {name: weight}, aliases resolved
+        return [extractor.resolve_layer(n) for n in ([layers] if isinstance(layers, str)
+                                                      else layers)]
+
+    content = list(dict.fromkeys(names(content_layers)))
+    layers = list(dict.fromkeys(content + names(style_layers)))
+    if tile != "auto":
+        tiling.check_tile_size(tile, tiling.halo_for(extractor, layers)[1])
+        return [tile if max(shape) > tile else None for shape in shapes]  # else one tile
+    budget = opts["max_memory"] or tiling.default_max_memory()
+    return [tiling.plan_tile_size(extractor, layers, content, shape[0], shape[1], budget,
+                                  channels=channels, optimizer=opts["optimizer"],
+                                  memory=opts["lbfgs_memory"]) for shape in shapes]
+
+
+def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None, cache=None,
+        **options):
     """Like :func:`transfer`, but returns a :class:`TransferResult` (losses, interruption).
 
-    Two hooks for callers that drive many optimizations (video frames):
+    Hooks for callers that drive many optimizations (video frames):
 
     * ``extractor``: a :class:`~nst_tf.features.FeatureExtractor` from :func:`feature_extractor`
       with the same options, reused instead of building the backbone again;
     * ``extra_terms``: ``f((height, width)) -> {name: term}`` called once per scale; the terms
       are added to each scale's :class:`~nst_tf.objective.StyleObjective` (see its
-      ``extra_terms``).
+      ``extra_terms``; :class:`~nst_tf.objective.Term` terms keep compiled steps reusable);
+    * ``cache``: a :class:`TransferCache` shared by the calls: same-size contents reuse the
+      objectives, the optimizer and the compiled steps (no new trace, no style targets).
     """
     from nst_tf.features import default_layers
     from nst_tf.objective import StyleObjective
+    from nst_tf.resume import RunCheckpoint
+    from nst_tf.tiling import TiledObjective
 
     opts = validate_options(options)
     styles = _style_list(styles)
@@ -283,7 +421,7 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
 
     # The output size: the content resized so that its longest side is the last scale.
     full_shape = multiscale.fit_size(content_image.shape, sizes[-1])
-    content_full = images.resize(content_image, full_shape)
+    content_full = _resized(content_image, full_shape)
     if mode == "luminance_only":
         content_luma = images.luminance(content_full)
         opt_content = images.grey_to_rgb(content_luma)
@@ -296,33 +434,59 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
     default_content, default_style = default_layers(opts["backbone"])
     content_layers = opts["content_layers"] or list(default_content)
     style_layers = opts["style_layers"] or list(default_style)
+    if cache is not None:
+        shared = {k: v for k, v in opts.items()
+                  if k not in _NOT_FINGERPRINTED and k != "init"}
+        cache.check(_fingerprint(np.zeros(0), opt_styles, blend, shared))
+        extractor = extractor or cache.extractor
     if extractor is None:
         extractor = feature_extractor(opts)
+    if cache is not None:
+        cache.extractor = extractor
     level_content, level_styles = [], []
     for size in sizes:  # validate every level before the first step
         shape = multiscale.fit_size(content_full.shape, size)
-        c = opt_content if tuple(shape) == tuple(full_shape) else images.resize(opt_content, shape)
+        c = _resized(opt_content, shape)
         images.check_min_size(c, extractor.min_input_size,
                               what=f"content image at size {size} ({extractor.backbone})")
         s_list = []
         for i, s in enumerate(opt_styles):
             s_shape = multiscale.fit_size(s.shape, max(1, round(opts["style_scale"] * size)))
-            s_list.append(images.resize(s, s_shape))
+            s_list.append(_resized(s, s_shape))
             images.check_min_size(s_list[-1], extractor.min_input_size,
                                   what=f"style image {i} at size {max(s_shape)}")
         level_content.append(c)
         level_styles.append(s_list)
+    level_tiles = _level_tile_sizes(opts, extractor, content_layers, style_layers,
+                                    [c.shape[:2] for c in level_content],
+                                    1 if mode == "luminance_only" else 3)
 
     def make_level(level, size):
+        shape = level_content[level].shape[:2]
+        terms = extra_terms(shape) if extra_terms else None
+        key = (level, tuple(shape))
+        if cache is not None and key in cache.objectives:
+            reused = cache.objectives[key]
+            if reused.retarget(level_content[level][None], terms):
+                return reused, shape
         objective = StyleObjective(
             extractor, level_content[level][None], [s[None] for s in level_styles[level]],
             style_blend_weights=blend, content_layers=content_layers, style_layers=style_layers,
             content_weight=opts["content_weight"], style_weight=opts["style_weight"],
-            tv_weight=opts["tv_weight"], style_loss=opts["style_loss"],
-            extra_terms=extra_terms(level_content[level].shape[:2]) if extra_terms else None)
-        if mode == "luminance_only":
+            tv_weight=opts["tv_weight"], style_loss=opts["style_loss"], extra_terms=terms)
+        grey = mode == "luminance_only"
+        tile = level_tiles[level]
+        if tile is not None:
+            if opts["progress"]:
+                print(f"{shape[1]}x{shape[0]}: exact tiles of {tile} px")
+            objective = TiledObjective(objective, tile, transform=grey_to_rgb if grey else None,
+                                       jit_compile=opts["jit_compile"])
+        elif grey:
             objective = _Grey(objective)
-        return objective, level_content[level].shape[:2]
+        if cache is not None:
+            cache.objectives[key] = objective
+            cache.built += 1
+        return objective, shape
 
     def first_init(shape):
         # initial_image resizes paths / arrays / the style to the first level's content size.
@@ -342,11 +506,19 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
                                        postprocess=finish, offset=offset))
         return callbacks
 
+    checkpoint = None
+    if opts["checkpoint"]:
+        checkpoint = RunCheckpoint(opts["checkpoint"], opts["checkpoint_every"],
+                                   _fingerprint(content_image, style_images, blend, opts))
+        if opts["progress"] and checkpoint.saved is not None:
+            print(f"resuming from {opts['checkpoint']}: scale {checkpoint.start_level + 1}, "
+                  f"step {checkpoint.saved['steps']}")
     results = multiscale.run(
         sizes, make_level, first_init, steps=opts["steps"], level_callbacks=level_callbacks,
-        optimizer=opts["optimizer"], learning_rate=opts["learning_rate"],
+        checkpoint=checkpoint, optimizer=opts["optimizer"], learning_rate=opts["learning_rate"],
         jit_compile=opts["jit_compile"], steps_per_call=opts["steps_per_call"],
-        precision=opts["precision"])
+        precision=opts["precision"], memory=opts["lbfgs_memory"],
+        cache=cache.steps if cache is not None else None)
     last = results[-1]
     return TransferResult(image=finish(last.image),
                           losses=np.concatenate([r.losses for r in results]),
@@ -366,7 +538,17 @@ def transfer(content, styles, style_weights=None, **options):
             ``content_layers``, ``style_layers``, ``style_loss``, ``pooling``, ``preserve_color``,
             ``scales``, ``style_scale``, ``seed``, ``weights``, ``jit_compile``,
             ``steps_per_call``, ``precision``, ``progress``, ``callbacks``, ``save_every``,
-            ``save_pattern``.
+            ``save_pattern``, ``lbfgs_memory``, ``tile_size``, ``max_memory``, ``checkpoint``,
+            ``checkpoint_every``.
+
+    Large images: ``tile_size=N`` computes the objective by exact tiles of N px (a multiple of
+    the deepest layer's stride, 16 for VGG19's default layers; :mod:`nst_tf.tiling`): the same
+    loss and gradient as the whole image, with the backbone's memory of one tile.
+    ``tile_size="auto"`` tiles only the levels whose whole-image run would not fit
+    ``max_memory`` (``"20GB"``; default 80 % of the RAM). With a multi-scale schedule the coarse
+    levels then run whole and fast, only the finest in tiles. ``checkpoint="run.npz"`` (with
+    ``checkpoint_every=N``) saves the image and optimizer state; running again with the same
+    arguments resumes from it.
 
     Returns:
         float32 ``[H, W, 3]`` in [0, 1]; the longest side is ``size`` (or the last of ``scales``).

@@ -6,7 +6,11 @@ for either:
 * ``opt.trial`` — the variable holding the point to evaluate next;
 * ``opt.apply(loss, grad)`` — consume ``f(trial)`` and ``∇f(trial)``, move ``trial``; returns a
   bool tensor that is False when the run cannot continue (non-finite values);
-* ``opt.result()`` — the best point so far (the image to return or save).
+* ``opt.result()`` — the best point so far (the image to return or save);
+* ``opt.reset(x0)`` — start again from ``x0`` with the same variables (a compiled step that uses
+  them is reused, e.g. for the next video frame);
+* ``opt.state()`` / ``opt.restore(state)`` — every variable as NumPy arrays and back (checkpoints:
+  a restored optimizer continues exactly where the saved one was, L-BFGS history included).
 
 Exactly one objective evaluation (forward + backward) happens per step, for both optimizers.
 
@@ -44,7 +48,46 @@ def _dot(a, b):
     return tf.reduce_sum(a * b)
 
 
-class LBFGS:
+class _State:
+    """``reset`` / ``state`` / ``restore`` over the optimizer's variables (``self.variables``)."""
+
+    def _initial_values(self, x0):
+        """``{variable name: value}`` of a fresh optimizer at ``x0`` (zeros where not given)."""
+        raise NotImplementedError
+
+    def reset(self, x0):
+        """Start again from ``x0`` (same shape and dtype), as a freshly built optimizer would."""
+        x0 = tf.cast(tf.reshape(tf.convert_to_tensor(x0), self.shape), self.dtype)
+        values = self._initial_values(x0)
+        for name, variable in self.variables.items():
+            if name in values:
+                variable.assign(tf.cast(tf.reshape(values[name], variable.shape),
+                                        variable.dtype))
+            else:
+                variable.assign(tf.zeros(variable.shape, variable.dtype))
+
+    def state(self):
+        """``{name: np.ndarray}`` of every variable (copies)."""
+        return {name: variable.numpy() for name, variable in self.variables.items()}
+
+    def restore(self, state):
+        """Load :meth:`state` output; names, shapes and dtypes must match.
+
+        Raises:
+            ValueError: a missing variable or one of another shape (a state saved for another
+            image size or history length).
+        """
+        for name, variable in self.variables.items():
+            if name not in state:
+                raise ValueError(f"the saved optimizer state has no {name!r}")
+            value = state[name]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"the saved {name!r} has shape {tuple(value.shape)}, this "
+                                 f"optimizer's has {tuple(variable.shape)}")
+            variable.assign(tf.cast(value, variable.dtype))
+
+
+class LBFGS(_State):
     """Limited-memory BFGS with a ring-buffer history and a deferred Armijo backtracking search.
 
     Args:
@@ -90,6 +133,13 @@ class LBFGS:
         self.evaluations = var(0, "evaluations")
         self.accepted = var(0, "accepted")
         self.rejections = var(0, "rejections")     # consecutive
+        self.variables = {name: getattr(self, name) for name in (
+            "trial", "x", "g", "loss", "p", "gtp", "s_history", "y_history", "rho", "num_pairs",
+            "head", "gamma", "evaluations", "accepted", "rejections")}
+
+    def _initial_values(self, x0):
+        return {"trial": x0, "loss": tf.constant(float("inf"), self.dtype),
+                "gamma": tf.ones([], self.dtype)}
 
     # --- state helpers ---------------------------------------------------------------------
 
@@ -190,7 +240,7 @@ class LBFGS:
         return tf.logical_not(tf.equal(self.accepted, 0)) & (self.rejections < self.max_rejections)
 
 
-class Adam:
+class Adam(_State):
     """Adam (Kingma & Ba) on a single variable, in-graph; ``trial`` is also the result.
 
     Args:
@@ -212,7 +262,13 @@ class Adam:
         self.trial = tf.Variable(x0, trainable=False, name="trial")
         self.m = tf.Variable(tf.zeros_like(x0), trainable=False, name="m")
         self.v = tf.Variable(tf.zeros_like(x0), trainable=False, name="v")
-        self.iterations = tf.Variable(0, trainable=False, name="iterations")
+        self.iterations = tf.Variable(0, trainable=False, name="iterations")  # finite updates
+        self.evaluations = tf.Variable(0, trainable=False, name="evaluations")  # apply calls
+        self.variables = {"trial": self.trial, "m": self.m, "v": self.v,
+                          "iterations": self.iterations, "evaluations": self.evaluations}
+
+    def _initial_values(self, x0):
+        return {"trial": x0}
 
     def result(self):
         """The current point."""
@@ -223,6 +279,7 @@ class Adam:
         grad = tf.cast(grad, self.dtype)
         finite = tf.math.is_finite(tf.cast(loss, self.dtype)) & tf.reduce_all(
             tf.math.is_finite(grad))
+        self.evaluations.assign_add(1)
         if finite:
             self.iterations.assign_add(1)
             t = tf.cast(self.iterations, self.dtype)

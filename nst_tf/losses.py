@@ -47,7 +47,7 @@ __all__ = [
     "feature_moments", "psd_sqrt", "gaussian_w2_loss", "gaussian_w2_loss_from_stats",
     "channel_mean_std", "mean_std_loss", "pairwise_distances", "diversity_loss",
     "StyleLoss", "GramStyleLoss", "SlicedWassersteinStyleLoss", "GaussianW2StyleLoss",
-    "MeanStdStyleLoss", "STYLE_LOSSES", "get_style_loss",
+    "MeanStdStyleLoss", "STYLE_LOSSES", "get_style_loss", "feature_sums", "MOMENTS",
 ]
 
 
@@ -384,6 +384,38 @@ def diversity_loss(embeddings, eps=1e-3):
     return -tf.reduce_mean(tf.math.log(nearest + eps))
 
 
+# --- Sums over pixels (the additive statistics of exact tiling) -------------------------------
+
+#: Sums over the pixels of ``[B, H, W, C]`` features that moment-based style losses need:
+#: ``"sum"`` ΣF → ``[B, C]``, ``"outer"`` ΣFᵀF → ``[B, C, C]``, ``"squares"`` ΣF² → ``[B, C]``.
+MOMENTS = ("sum", "outer", "squares")
+
+
+def feature_sums(features, moments):
+    """``{name: sum over pixels}`` for the names in ``moments`` (see :data:`MOMENTS`), in the
+    features' dtype. They add up over any partition of the pixels (tiles)."""
+    flat = _flatten(features)
+    out = {}
+    for name in moments:
+        if name == "sum":
+            out[name] = tf.reduce_sum(flat, axis=1)
+        elif name == "outer":
+            out[name] = tf.matmul(flat, flat, transpose_a=True)
+        elif name == "squares":
+            out[name] = tf.reduce_sum(tf.square(flat), axis=1)
+        else:
+            raise ValueError(f"unknown moment {name!r}; valid: {MOMENTS}")
+    return out
+
+
+def _moment_mean_cov(sums, count):
+    """Mean and biased covariance from float64 sums (the raw-moment formula; float64 keeps the
+    cancellation in ``ΣFᵀF/N − μμᵀ`` harmless)."""
+    mean = tf.cast(sums["sum"], tf.float64) / count
+    cov = tf.cast(sums["outer"], tf.float64) / count - mean[:, :, None] * mean[:, None, :]
+    return mean, cov
+
+
 # --- Style-loss objects: targets computed once -------------------------------------------------
 
 class StyleLoss:
@@ -412,11 +444,27 @@ class StyleLoss:
 
     name = "style"
 
+    #: The sums over pixels that ``prepare`` is a function of (names in :data:`MOMENTS`), or
+    #: None when it is not (sorting, quantiles). Losses with moments can be computed exactly by
+    #: tiles (:mod:`nst_tf.tiling`): the sums add up over tiles, and :meth:`from_moments` turns
+    #: them into what ``prepare`` returns.
+    moments = None
+
     def target(self, features):
         raise NotImplementedError
 
     def prepare(self, features):
         return features
+
+    def from_moments(self, sums, count):
+        """``prepare(features)`` rebuilt from ``sums = feature_sums(features, self.moments)``
+        (float64) over ``count`` pixels; the result is float64, so the loss of a tiled image and
+        its gradient with respect to the sums are computed in float64."""
+        raise NotImplementedError(f"{type(self).__name__} is not a function of feature sums")
+
+    def target_from_moments(self, sums, count):
+        """``target(features)`` from the sums of the style image's features (tiled style images)."""
+        raise NotImplementedError(f"{type(self).__name__} is not a function of feature sums")
 
     def compare(self, image_stats, stats):
         raise NotImplementedError
@@ -427,14 +475,18 @@ class StyleLoss:
 
     def blended_loss(self, features, stats_list, weights):
         """``Σ wᵢ · loss(features, statsᵢ)``, preparing ``features`` once (weights: floats)."""
-        prepared = self.prepare(features)
+        return self.blended_compare(self.prepare(features), stats_list, weights, features.dtype)
+
+    def blended_compare(self, prepared, stats_list, weights, dtype=tf.float32):
+        """``Σ wᵢ · compare(prepared, statsᵢ)``; weights equal to 0 are skipped (a zero of
+        ``dtype`` when all are)."""
         total = None
         for weight, stats in zip(weights, stats_list):
             if weight == 0:
                 continue
             term = float(weight) * self.compare(prepared, stats)
             total = term if total is None else total + term
-        return tf.zeros([], features.dtype) if total is None else total
+        return tf.zeros([], dtype) if total is None else total
 
     def __call__(self, features, target_features):
         """The loss between two feature maps, computing the target on the fly."""
@@ -448,11 +500,18 @@ class GramStyleLoss(StyleLoss):
     """Gatys et al.: mean squared difference of Gram matrices (:func:`gram_loss`)."""
 
     name = "gram"
+    moments = ("outer",)
 
     def target(self, features):
         return gram_matrix(features)
 
     prepare = target
+
+    def from_moments(self, sums, count):
+        return tf.cast(sums["outer"], tf.float64) / count
+
+    def target_from_moments(self, sums, count):
+        return tf.cast(self.from_moments(sums, count), tf.float32)
 
     def compare(self, gram, target_gram):
         return tf.reduce_mean(tf.math.squared_difference(gram, tf.cast(target_gram, gram.dtype)))
@@ -497,10 +556,20 @@ class GaussianW2StyleLoss(StyleLoss):
         mean, cov = feature_moments(tf.cast(features, tf.float64))
         return {"mean": mean, "cov_sqrt": psd_sqrt(cov), "cov_trace": tf.linalg.trace(cov)}
 
+    moments = ("sum", "outer")
+
     def prepare(self, features):
         mean, cov = feature_moments(features)
         return {"dtype": features.dtype, "mean": tf.cast(mean, tf.float64),
                 "cov": tf.cast(cov, tf.float64)}
+
+    def from_moments(self, sums, count):
+        mean, cov = _moment_mean_cov(sums, count)
+        return {"dtype": tf.float64, "mean": mean, "cov": cov}
+
+    def target_from_moments(self, sums, count):
+        mean, cov = _moment_mean_cov(sums, count)
+        return {"mean": mean, "cov_sqrt": psd_sqrt(cov), "cov_trace": tf.linalg.trace(cov)}
 
     def compare(self, moments, stats):
         loss = _w2_from_moments(moments["mean"], moments["cov"], stats["mean"],
@@ -516,15 +585,28 @@ class MeanStdStyleLoss(StyleLoss):
     def __init__(self, eps=1e-5):
         self.eps = eps
 
+    moments = ("sum", "squares")
+
     def target(self, features):
         mean, std = channel_mean_std(features, self.eps)
         return {"mean": mean, "std": std}
 
     prepare = target
 
+    def from_moments(self, sums, count):
+        mean = tf.cast(sums["sum"], tf.float64) / count
+        var = tf.cast(sums["squares"], tf.float64) / count - tf.square(mean)
+        return {"mean": mean, "std": tf.sqrt(tf.maximum(var, 0.0) + self.eps)}
+
+    def target_from_moments(self, sums, count):
+        return {k: tf.cast(v, tf.float32) for k, v in self.from_moments(sums, count).items()}
+
     def compare(self, image_stats, stats):
-        return (tf.reduce_mean(tf.math.squared_difference(image_stats["mean"], stats["mean"]))
-                + tf.reduce_mean(tf.math.squared_difference(image_stats["std"], stats["std"])))
+        dtype = image_stats["mean"].dtype
+        return (tf.reduce_mean(tf.math.squared_difference(image_stats["mean"],
+                                                          tf.cast(stats["mean"], dtype)))
+                + tf.reduce_mean(tf.math.squared_difference(image_stats["std"],
+                                                            tf.cast(stats["std"], dtype))))
 
     def __repr__(self):
         return f"{type(self).__name__}(eps={self.eps})"

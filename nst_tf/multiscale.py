@@ -22,7 +22,7 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.errors import ConfigError
-from nst_tf.optimize import optimize_image
+from nst_tf.optimize import OptimizeResult, optimize_image
 
 
 def schedule(size, scales=None, factor=math.sqrt(2.0)):
@@ -74,7 +74,8 @@ def fit_size(shape, longest):
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
-def run(sizes, make_level, first_init, *, steps, level_callbacks=None, **optimize_kwargs):
+def run(sizes, make_level, first_init, *, steps, level_callbacks=None, checkpoint=None,
+        **optimize_kwargs):
     """Optimize level by level, coarse to fine.
 
     Args:
@@ -84,23 +85,38 @@ def run(sizes, make_level, first_init, *, steps, level_callbacks=None, **optimiz
         first_init: ``f((height, width)) -> image [H, W, C]``, the start of the first level.
         steps: an int or one int per level.
         level_callbacks: ``f(level, steps, step_offset) -> list of callbacks`` (optional).
+        checkpoint: a :class:`nst_tf.resume.RunCheckpoint`: levels it has finished are
+            skipped (their losses come from it), the level it stopped in continues from its
+            saved optimizer state, and every level saves into it.
         **optimize_kwargs: passed to :func:`nst_tf.optimize.optimize_image`.
 
     Returns:
         The list of :class:`nst_tf.optimize.OptimizeResult`, one per level run (fewer if a
-        level was interrupted); the last one holds the final image.
+        level was interrupted); the last one holds the final image. Levels skipped on resume
+        have ``image=None``.
     """
     per_level = steps_per_level(steps, len(sizes))
+    start = checkpoint.start_level if checkpoint is not None else 0
     results, image, offset = [], None, 0
     for level, (size, level_steps) in enumerate(zip(sizes, per_level)):
+        saved = checkpoint.level(level) if checkpoint is not None else None
+        if level < start:  # finished before the run was stopped
+            losses = np.asarray(saved.finished_losses(), np.float64)
+            results.append(OptimizeResult(image=None, losses=losses, parts={},
+                                          steps=len(losses)))
+            offset += len(losses)
+            continue
         objective, shape = make_level(level, size)
-        if image is None:
+        resumed = saved.saved_image() if saved is not None else None
+        if resumed is not None:
+            init = resumed[0]                       # overwritten by the restored state anyway
+        elif image is None:
             init = first_init(shape)
         else:
             init = images.resize(image, tuple(shape))  # previous result, upsampled
         callbacks = level_callbacks(level, level_steps, offset) if level_callbacks else ()
         result = optimize_image(objective, init, steps=level_steps, callbacks=callbacks,
-                                **optimize_kwargs)
+                                checkpoint=saved, **optimize_kwargs)
         results.append(result)
         offset += result.steps
         image = result.image[0]

@@ -47,15 +47,17 @@ Example:
     ['content', 'style', 'tv']
 """
 
+import collections
 import math
 import os
+import time
 
 import numpy as np
 
 from nst_tf import images as _images
 from nst_tf.errors import ConfigError, ImageError, LayerError, StyleWeightsError
 
-__all__ = ["StyleObjective", "DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT",
+__all__ = ["StyleObjective", "Term", "DEFAULT_CONTENT_WEIGHT", "DEFAULT_STYLE_WEIGHT",
            "DEFAULT_STYLE_WEIGHTS", "DEFAULT_TV_WEIGHT", "DEFAULT_TV_KIND",
            "default_style_weight", "normalize_layer_weights", "normalize_blend_weights"]
 
@@ -152,6 +154,18 @@ def _as_batch(image, what):
     return np.ascontiguousarray(array, np.float32)
 
 
+def _same_specs(a, b):
+    """Same structure, shapes and dtypes (the compiled step would not be traced again)."""
+    import tensorflow as tf
+
+    try:
+        tf.nest.assert_same_structure(a, b)
+    except (ValueError, TypeError):
+        return False
+    return all(x.shape == y.shape and x.dtype == y.dtype
+               for x, y in zip(tf.nest.flatten(a), tf.nest.flatten(b)))
+
+
 def _style_list(style_images):
     """One image or a list → a list of images; paths may be files, folders, globs or
     comma-separated lists of them (:func:`nst_tf.images.image_files`)."""
@@ -172,8 +186,52 @@ def _style_list(style_images):
     return styles
 
 
+class Term:
+    """An extra loss term whose data are inputs of the compiled step, not constants inside it.
+
+    ``Term(fn, **inputs)`` is the term ``fn(image, **inputs) -> scalar`` (already weighted). A
+    :class:`StyleObjective` passes ``inputs`` to its compiled step as arguments, so a term with
+    new data of the same shapes (the next video frame's warped output) runs in the same compiled
+    step: :meth:`StyleObjective.retarget` swaps the inputs, nothing is traced again. Use a
+    module-level ``fn`` (the step keeps the first term's ``fn``; a retarget with another ``fn``
+    is refused).
+
+    Example:
+        >>> import numpy as np
+        >>> import tensorflow as tf
+        >>> def weighted_mse(image, target, weight):
+        ...     return weight * tf.reduce_mean(tf.square(image - target))
+        >>> term = Term(weighted_mse, target=np.zeros([1, 4, 4, 3], np.float32), weight=2.0)
+        >>> float(term(tf.ones([1, 4, 4, 3])))
+        2.0
+    """
+
+    def __init__(self, fn, **inputs):
+        import tensorflow as tf
+
+        if not callable(fn):
+            raise ConfigError(f"Term needs a function fn(image, **inputs), got {fn!r}")
+        self.fn = fn
+        self.inputs = {name: tf.convert_to_tensor(value, dtype_hint=tf.float32)
+                       for name, value in inputs.items()}
+
+    def __call__(self, image, inputs=None):
+        return self.fn(image, **(self.inputs if inputs is None else inputs))
+
+    def __repr__(self):
+        return f"Term({getattr(self.fn, '__name__', self.fn)}, inputs={sorted(self.inputs)})"
+
+
 class StyleObjective:
-    """Content + style + TV loss of an image, with all targets computed once in ``__init__``.
+    """Content + style + TV loss of an image, with all targets computed once.
+
+    The targets (content features, style statistics, the inputs of :class:`Term` extra terms)
+    form one nest, :attr:`targets`, and :meth:`loss` takes them as an argument: a compiled step
+    that passes them in (:func:`nst_tf.optimize.make_step`) serves every content image of the
+    same size, every video frame and every tile, without being traced again. ``objective(image)``
+    is ``objective.loss(image, objective.targets)``. Content and style targets are computed on
+    first use (a tiled objective, :class:`nst_tf.tiling.TiledObjective`, computes its own by
+    tiles and never runs the backbone on the whole image).
 
     Args:
         extractor: a :class:`nst_tf.features.FeatureExtractor` whose layers include every
@@ -191,9 +249,11 @@ class StyleObjective:
             ``DEFAULT_STYLE_WEIGHTS[style_loss]``.
         tv_kind: "l2" or "l1" (see :func:`nst_tf.losses.total_variation_loss`).
         style_loss: a name in :data:`nst_tf.losses.STYLE_LOSSES` or a ``StyleLoss`` instance.
-        extra_terms: ``{name: f(image) -> scalar}``, already weighted, added to the total and
-            reported as parts (a hook for terms the image optimization needs beyond content,
-            style and TV, e.g. the temporal loss of :mod:`nst_tf.video`). TF ops only.
+        extra_terms: ``{name: term}``, already weighted, added to the total and reported as
+            parts (a hook for terms the image optimization needs beyond content, style and TV,
+            e.g. the temporal loss of :mod:`nst_tf.video`): a :class:`Term` (its data are step
+            inputs) or any ``f(image) -> scalar`` (its data are constants of the step). TF ops
+            only.
 
     Raises:
         StyleWeightsError: bad blend weights.
@@ -207,8 +267,6 @@ class StyleObjective:
                  content_weight=DEFAULT_CONTENT_WEIGHT, style_weight=None,
                  tv_weight=DEFAULT_TV_WEIGHT, tv_kind=DEFAULT_TV_KIND, style_loss="gram",
                  extra_terms=None):
-        import tensorflow as tf
-
         from nst_tf import features as _features
         from nst_tf import losses
 
@@ -226,6 +284,10 @@ class StyleObjective:
         clash = sorted(set(self.extra_terms) & {"content", "style", "tv"})
         if clash:
             raise ConfigError(f"extra_terms cannot be named {clash}: those parts exist already")
+        for name, term in self.extra_terms.items():
+            if not callable(term):
+                raise ConfigError(f"extra term {name!r} must be a Term or a function of the "
+                                  f"image, got {term!r}")
 
         styles = _style_list(style_images)
         if content_image is None and not styles:
@@ -257,49 +319,159 @@ class StyleObjective:
 
         minimum = extractor.min_input_size
         self.content_image = None
-        self.content_targets = {}
         if content_image is not None:
             self.content_image = _as_batch(content_image, "content image")
             _images.check_min_size(self.content_image, minimum, what="content image")
-            feats = extractor(self.content_image)
-            self.content_targets = {l: tf.constant(feats[l]) for l in self.content_layers}
-
         self.style_images = []
-        self.style_targets = []  # one {layer: stats} per style image
         for i, style in enumerate(styles):
             array = _as_batch(style, f"style image {i}")
             _images.check_min_size(array, minimum, what=f"style image {i}")
             self.style_images.append(array)
-            feats = extractor(array)
-            self.style_targets.append({l: tf.nest.map_structure(tf.constant,
-                                                                self.style_loss.target(feats[l]))
-                                       for l in self.style_layers})
+        self._content_targets = None  # computed on first use
+        self._style_targets = None
+        self._content_features = None
+        #: Seconds spent computing targets (``"content_targets"``, ``"style_targets"``).
+        self.seconds = collections.Counter()
 
-    def content_part(self, feats):
+    # --- targets ---------------------------------------------------------------------------
+
+    @property
+    def content_targets(self):
+        """``{layer: features of the content image}`` (computed on first use, eagerly even
+        when first used while a ``tf.function`` traces)."""
+        if self._content_targets is None:
+            import tensorflow as tf
+
+            start = time.perf_counter()
+            with tf.init_scope():  # constants, not tensors of the graph being traced
+                targets = {}
+                if self.content_image is not None:
+                    targets = self.content_features(self.content_image)
+            self._content_targets = targets
+            self.seconds["content_targets"] += time.perf_counter() - start
+        return self._content_targets
+
+    @content_targets.setter
+    def content_targets(self, value):
+        self._content_targets = dict(value)
+
+    @property
+    def style_targets(self):
+        """One ``{layer: statistics}`` per style image (computed on first use, eagerly even
+        when first used while a ``tf.function`` traces)."""
+        if self._style_targets is None:
+            import tensorflow as tf
+
+            start = time.perf_counter()
+            targets = []
+            with tf.init_scope():  # constants, not tensors of the graph being traced
+                for array in self.style_images:
+                    feats = self.extractor(array)
+                    targets.append(
+                        {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
+                         for l in self.style_layers})
+            self._style_targets = targets
+            self.seconds["style_targets"] += time.perf_counter() - start
+        return self._style_targets
+
+    @style_targets.setter
+    def style_targets(self, value):
+        self._style_targets = list(value)
+
+    def content_features(self, image):
+        """``{content layer: features}`` of an image ``[1, H, W, 3]`` (one compiled forward pass
+        per image size)."""
+        import tensorflow as tf
+
+        if self._content_features is None:
+            layers = list(self.content_layers)
+            self._content_features = tf.function(
+                lambda x: {l: f for l, f in self.extractor(x).items() if l in layers})
+        return self._content_features(tf.convert_to_tensor(image, tf.float32))
+
+    @property
+    def targets(self):
+        """Everything the loss compares with, as one nest of tensors (the compiled step's input):
+        ``{"content": {layer: P}, "style": [{layer: stats}, ...], "terms": {name: inputs}}``."""
+        return {"content": self.content_targets, "style": self.style_targets,
+                "terms": self.term_inputs()}
+
+    def term_inputs(self):
+        """``{name: inputs}`` of the :class:`Term` extra terms."""
+        return {name: term.inputs for name, term in self.extra_terms.items()
+                if isinstance(term, Term)}
+
+    def retarget(self, content_image=None, extra_terms=None):
+        """Point the objective at a new content image and/or new :class:`Term` data, keeping
+        everything else (styles, weights, layers) and the shapes, so compiled steps are reused.
+
+        Args:
+            content_image: the new content image, the same size as the old one (None: keep).
+            extra_terms: ``{name: Term}`` with the same names and functions as the objective's
+                (None: keep).
+
+        Returns:
+            ``True``; ``False`` (and nothing changed) when the new content or terms do not fit
+            (a different size, other term names, a term that is not a :class:`Term` or has
+            another function or input shapes). The caller then builds a new objective.
+        """
+        if content_image is not None:
+            array = _as_batch(content_image, "content image")
+            if self.content_image is None or array.shape != self.content_image.shape:
+                return False
+        if extra_terms is not None:
+            extra_terms = dict(extra_terms)
+            if set(extra_terms) != set(self.extra_terms):
+                return False
+            for name, term in extra_terms.items():
+                old = self.extra_terms[name]
+                if not (isinstance(term, Term) and isinstance(old, Term) and term.fn is old.fn
+                        and _same_specs(term.inputs, old.inputs)):
+                    return False
+            self.extra_terms = extra_terms
+        if content_image is not None:
+            self.content_image = array
+            self._content_targets = None  # recomputed on first use
+        return True
+
+    # --- the loss ---------------------------------------------------------------------------
+
+    def content_part(self, feats, targets=None):
         """Unweighted content loss ``Σ_l a_l · mean((F_l − P_l)²)`` from extracted features."""
         import tensorflow as tf
 
         from nst_tf import losses
 
+        targets = self.content_targets if targets is None else targets
         total = tf.constant(0.0)
         for layer, weight in self.content_layers.items():
-            total += weight * losses.content_loss(feats[layer], self.content_targets[layer])
+            total += weight * losses.content_loss(feats[layer], targets[layer])
         return total
 
-    def style_part(self, feats):
+    def style_part(self, feats, targets=None):
         """Unweighted style loss ``Σ_i β_i Σ_l b_l · L_style`` from extracted features."""
+        # The image's statistics are computed once per layer, whatever the style count.
+        prepared = {layer: self.style_loss.prepare(feats[layer]) for layer in self.style_layers}
+        return self.style_part_from_stats(prepared, targets)
+
+    def style_part_from_stats(self, prepared, targets=None, dtype=None):
+        """Unweighted style loss from the image's prepared statistics ``{layer: prepare(F_l)}``
+        (or ``style_loss.from_moments`` of tiled sums); the blending and layer weights live here
+        only, so the whole-image and the tiled objective share them."""
         import tensorflow as tf
 
-        total = tf.constant(0.0)
+        targets = self.style_targets if targets is None else targets
+        total = None
         for layer, weight in self.style_layers.items():
-            # The image's statistics are computed once per layer, whatever the style count.
-            total += weight * self.style_loss.blended_loss(
-                feats[layer], [targets[layer] for targets in self.style_targets],
-                self.style_blend_weights)
-        return total
+            term = weight * self.style_loss.blended_compare(
+                prepared[layer], [style[layer] for style in targets], self.style_blend_weights,
+                dtype or tf.float32)
+            total = term if total is None else total + term
+        return tf.zeros([], dtype or tf.float32) if total is None else total
 
-    def __call__(self, image):
-        """``image [1, H, W, 3]`` float32 → ``(total, {"content", "style", "tv"})``, TF ops only."""
+    def loss(self, image, targets):
+        """``image [1, H, W, 3]`` float32 and :attr:`targets` → ``(total, {"content", "style",
+        "tv", extra terms...})``, TF ops only."""
         import tensorflow as tf
 
         from nst_tf import losses
@@ -313,15 +485,25 @@ class StyleObjective:
                                  f"image is {expected[1]}x{expected[0]}; they must match")
         feats = self.extractor(image)
         parts = {
-            "content": self.content_weight * self.content_part(feats),
-            "style": self.style_weight * self.style_part(feats),
+            "content": self.content_weight * self.content_part(feats, targets["content"]),
+            "style": self.style_weight * tf.cast(self.style_part(feats, targets["style"]),
+                                                 tf.float32),
             "tv": self.tv_weight * losses.total_variation_loss(image, self.tv_kind),
         }
         total = parts["content"] + parts["style"] + parts["tv"]
-        for name, term in self.extra_terms.items():
-            parts[name] = term(image)
-            total += parts[name]
+        for name, value in self.extra_parts(image, targets["terms"]).items():
+            parts[name] = value
+            total += value
         return total, parts
+
+    def extra_parts(self, image, inputs):
+        """``{name: value}`` of the extra terms on ``image`` (Terms read ``inputs[name]``)."""
+        return {name: term(image, inputs[name]) if isinstance(term, Term) else term(image)
+                for name, term in self.extra_terms.items()}
+
+    def __call__(self, image):
+        """``image [1, H, W, 3]`` float32 → ``(total, {"content", "style", "tv"})``, TF ops only."""
+        return self.loss(image, self.targets)
 
     def __repr__(self):
         return (f"StyleObjective(content_layers={self.content_layers}, "

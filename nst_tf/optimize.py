@@ -12,9 +12,14 @@ curvature pairs); the returned image is clipped to [0, 1]. Adam and L-BFGS live 
 :mod:`nst_tf.lbfgs`; L-BFGS keeps its ``(s, y)`` history across calls.
 
 Ctrl-C stops cleanly: the run returns the current image with ``result.interrupted = True``
-(callbacks see ``on_end``). To resume, pass that image (or a file saved by :class:`SaveEvery`) as
-the initial image (``init=...`` in :func:`nst_tf.transfer`, ``--init=path`` in the CLI); the
-L-BFGS memory restarts, which costs a few steps.
+(callbacks see ``on_end``). To resume exactly (L-BFGS history included), give the run a
+``checkpoint`` (:class:`nst_tf.resume.RunCheckpoint`; ``checkpoint=`` in :func:`nst_tf.transfer`,
+``--checkpoint_every`` in the CLI) and start it again; without one, pass the returned image (or a
+file saved by :class:`SaveEvery`) as the initial image, and the L-BFGS memory restarts.
+
+The objective's targets are inputs of the compiled step (:func:`objective_targets`), so one
+step serves every content image, video frame and tile of the same shape; a :class:`StepCache`
+keeps it (and the optimizer's variables) across runs.
 
 Speed: for long runs the backbone weights are folded into the compiled step as constants
 (``freeze``, ~15 % less CPU per step), and ``precision="bfloat16"`` runs the convolutions in
@@ -205,7 +210,11 @@ def initial_image(init, content=None, style=None, seed=0, shape=None):
 # --- The loop --------------------------------------------------------------------------------
 
 def make_optimizer(name, init_image, learning_rate=None, memory=10):
-    """An :class:`nst_tf.lbfgs.LBFGS` or :class:`nst_tf.lbfgs.Adam` starting at ``init_image``."""
+    """An :class:`nst_tf.lbfgs.LBFGS` or :class:`nst_tf.lbfgs.Adam` starting at ``init_image``.
+
+    Raises:
+        ConfigError: unknown optimizer, bad learning rate or history size.
+    """
     name = str(name).lower()
     if name not in OPTIMIZERS:
         raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
@@ -213,12 +222,37 @@ def make_optimizer(name, init_image, learning_rate=None, memory=10):
     if not np.isfinite(rate) or rate <= 0:
         raise ConfigError(f"learning_rate must be a positive finite number, got {learning_rate!r}")
     if name == "lbfgs":
-        return LBFGS(init_image, memory=memory, initial_step=rate)
+        if isinstance(memory, bool) or int(memory) != memory or memory < 1:
+            raise ConfigError(f"the L-BFGS history (memory) must be a positive integer, "
+                              f"got {memory!r}")
+        return LBFGS(init_image, memory=int(memory), initial_step=rate)
     return Adam(init_image, learning_rate=rate)
 
 
+def objective_targets(objective):
+    """``(targets, loss)``: the nest of tensors the compiled step takes as input and
+    ``loss(x, targets) -> (total, parts)``.
+
+    Objectives with ``targets`` and ``loss(image, targets)``
+    (:class:`nst_tf.objective.StyleObjective`) get their targets passed in, so new targets of the same shapes (another
+    content image, the next video frame) reuse the compiled step; any other
+    ``objective(image)`` has no inputs besides the image.
+    """
+    if hasattr(objective, "targets") and hasattr(objective, "loss"):
+        return objective.targets, objective.loss
+    return {}, lambda x, targets: objective(x)
+
+
+def _spec(targets):
+    return tf.nest.map_structure(lambda t: tf.TensorSpec.from_tensor(tf.convert_to_tensor(t)),
+                                 targets)
+
+
 def loss_and_gradient(objective, shape, dtype=tf.float32, freeze=True):
-    """``f(x) -> (loss, parts, grad)`` for images of ``shape``, traced once.
+    """``f(x, targets=None) -> (loss, parts, grad)`` for images of ``shape``, traced once.
+
+    ``targets`` (default: the objective's current ones, see :func:`objective_targets`) is an
+    input, not a constant, so it can change without a new trace.
 
     With ``freeze=True`` the variables the objective reads (the frozen backbone weights) are
     folded into the graph as constants (``convert_variables_to_constants_v2``). That lets
@@ -227,63 +261,155 @@ def loss_and_gradient(objective, shape, dtype=tf.float32, freeze=True):
     objective's variables do not change during the optimization; objectives without variables
     are unaffected. If freezing fails, the unfrozen function is used.
     """
+    initial, loss_fn = objective_targets(objective)
 
     @tf.function
-    def traced(x):
+    def traced(x, targets):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            loss, parts = objective(x)
+            loss, parts = loss_fn(x, targets)
         return loss, parts, tape.gradient(loss, x)
 
-    concrete = traced.get_concrete_function(tf.TensorSpec(shape, dtype))
+    def current(targets):
+        return objective_targets(objective)[0] if targets is None else targets
+
+    concrete = traced.get_concrete_function(tf.TensorSpec(shape, dtype), _spec(initial))
     if not freeze or not concrete.variables:
-        return traced
+        return lambda x, targets=None: traced(x, current(targets))
     names = sorted(concrete.structured_outputs[1])  # tf.nest.flatten's order of a dict
     try:
         from tensorflow.python.framework import convert_to_constants
 
         frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
     except Exception:  # an op the converter does not handle: keep the variables
-        return traced
+        return lambda x, targets=None: traced(x, current(targets))
 
-    def call(x):
-        outputs = tf.nest.flatten(frozen(x))
+    def call(x, targets=None):
+        outputs = tf.nest.flatten(frozen(x, *tf.nest.flatten(current(targets))))
         loss, grad, parts = outputs[0], outputs[-1], outputs[1:-1]
         return loss, dict(zip(names, parts)), grad
 
     return call
 
 
-def make_step(objective, optimizer, jit_compile="auto", freeze=True):
-    """The compiled step: ``step(n) -> (losses[n], parts, ok, done)`` runs up to ``n`` steps.
+class CompiledStep:
+    """``step(n, targets=None) -> (losses[n], parts, ok, done)`` runs up to ``n`` steps.
 
-    Forward, backward and the optimizer update all run in one ``tf.function``; the first step is
-    written out once and the rest run in a ``tf.while_loop`` (which stops early on NaN/inf).
+    Whole-image objectives: forward, backward and the optimizer update all run in one
+    ``tf.function``; the first step is written out once and the rest run in a
+    ``tf.while_loop`` (which stops early on NaN/inf). ``targets`` (default: the objective's
+    current ones) is an input of that function, so it is traced once per image shape
+    (:meth:`tracing_count`) and serves any targets of the same shapes.
+
+    Objectives that evaluate themselves piece by piece (``value_and_gradient``, the tiled
+    :class:`nst_tf.tiling.TiledObjective`) run their tiles eagerly, one at a time; only the
+    optimizer update is compiled here.
+
     ``freeze``: see :func:`loss_and_gradient`.
     """
-    evaluate = loss_and_gradient(objective, optimizer.trial.shape, optimizer.trial.dtype, freeze)
 
-    def one_step():
-        loss, parts, grad = evaluate(optimizer.trial.read_value())
-        ok = optimizer.apply(loss, grad)
-        return tf.cast(loss, tf.float32), {k: tf.cast(v, tf.float32) for k, v in parts.items()}, ok
+    def __init__(self, objective, optimizer, jit_compile="auto", freeze=True):
+        self.objective = objective
+        self.optimizer = optimizer
+        jit = resolve_jit_compile(jit_compile)
+        if hasattr(objective, "value_and_gradient"):
+            self.function = None
+            self._apply = tf.function(optimizer.apply, jit_compile=jit)
+            return
+        evaluate = loss_and_gradient(objective, optimizer.trial.shape, optimizer.trial.dtype,
+                                     freeze)
 
-    @tf.function(jit_compile=resolve_jit_compile(jit_compile))
-    def step(n):
-        loss, parts, ok = one_step()
-        losses = tf.tensor_scatter_nd_update(tf.zeros([n]), [[0]], [loss])
+        def one_step(targets):
+            loss, parts, grad = evaluate(optimizer.trial.read_value(), targets)
+            ok = optimizer.apply(loss, grad)
+            return (tf.cast(loss, tf.float32),
+                    {k: tf.cast(v, tf.float32) for k, v in parts.items()}, ok)
 
-        def cond(i, losses, parts, ok):
-            return tf.logical_and(i < n, ok)
+        @tf.function(jit_compile=jit)
+        def step(n, targets):
+            loss, parts, ok = one_step(targets)
+            losses = tf.tensor_scatter_nd_update(tf.zeros([n]), [[0]], [loss])
 
-        def body(i, losses, parts, ok):
-            loss, parts, ok = one_step()
-            return i + 1, tf.tensor_scatter_nd_update(losses, [[i]], [loss]), parts, ok
+            def cond(i, losses, parts, ok):
+                return tf.logical_and(i < n, ok)
 
-        done, losses, parts, ok = tf.while_loop(cond, body, (tf.constant(1), losses, parts, ok))
-        return losses, parts, ok, done
+            def body(i, losses, parts, ok):
+                loss, parts, ok = one_step(targets)
+                return i + 1, tf.tensor_scatter_nd_update(losses, [[i]], [loss]), parts, ok
 
-    return step
+            done, losses, parts, ok = tf.while_loop(cond, body,
+                                                    (tf.constant(1), losses, parts, ok))
+            return losses, parts, ok, done
+
+        self.function = step
+
+    def __call__(self, n, targets=None):
+        if self.function is None:
+            return self._eager_steps(int(n))
+        if targets is None:
+            targets = objective_targets(self.objective)[0]
+        return self.function(tf.constant(int(n)), targets)
+
+    def _eager_steps(self, n):
+        losses, parts, ok, done = [], {}, tf.constant(True), 0
+        while done < n and bool(ok):
+            loss, parts, grad = self.objective.value_and_gradient(self.optimizer.trial)
+            ok = self._apply(loss, grad)
+            losses.append(float(loss))
+            done += 1
+        losses += [0.0] * (n - done)
+        return tf.constant(losses, tf.float32), parts, ok, tf.constant(done)
+
+    def tracing_count(self):
+        """How often the compiled step was traced (1 after any number of same-shape calls)."""
+        function = self.function if self.function is not None else self._apply
+        return function.experimental_get_tracing_count()
+
+
+def make_step(objective, optimizer, jit_compile="auto", freeze=True):
+    """The compiled step of ``objective`` and ``optimizer`` (a :class:`CompiledStep`)."""
+    return CompiledStep(objective, optimizer, jit_compile, freeze)
+
+
+class StepCache:
+    """Optimizer variables and compiled steps kept across :func:`optimize_image` calls.
+
+    Pass one cache to consecutive runs of the same objective (retargeted in between, see
+    :meth:`nst_tf.objective.StyleObjective.retarget`) with the same optimizer settings and image
+    shape: the optimizer is reset to the new start (``reset`` of :class:`nst_tf.lbfgs.LBFGS`) and the
+    compiled step runs again without a new trace. Video frames use this.
+
+    Example:
+        >>> cache = StepCache()
+        >>> # optimize_image(objective, frame_0, cache=cache); objective.retarget(frame_1)
+        >>> # optimize_image(objective, frame_1, cache=cache)   # no new trace
+    """
+
+    def __init__(self):
+        self._entries = {}
+
+    def get(self, objective, optimizer, init, learning_rate, memory, jit_compile, freeze,
+            steps):
+        """``(optimizer, step)`` for these settings: cached ones reset to ``init``, or new.
+
+        ``freeze="auto"`` is decided by the run that builds the step (``steps · H · W`` against
+        :data:`FREEZE_MIN_PIXEL_STEPS`) and kept for the runs that reuse it."""
+        key = (id(objective), tuple(init.shape), optimizer, learning_rate, memory,
+               str(jit_compile), freeze)
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry[1].reset(init)
+            return entry[1], entry[2]
+        if freeze == "auto":
+            freeze = steps * init.shape[1] * init.shape[2] >= FREEZE_MIN_PIXEL_STEPS
+        opt = make_optimizer(optimizer, init, learning_rate, memory)
+        step = make_step(objective, opt, jit_compile, freeze)
+        self._entries[key] = (objective, opt, step)  # holds the objective: its id stays valid
+        return opt, step
+
+    def tracing_counts(self):
+        """The tracing count of every cached step (for tests and benchmarks)."""
+        return [step.tracing_count() for _, _, step in self._entries.values()]
 
 
 @contextlib.contextmanager
@@ -323,11 +449,14 @@ def _nan_message(step, loss, optimizer_name):
 
 def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learning_rate=None,
                    jit_compile="auto", callbacks=(), steps_per_call=1, memory=10,
-                   precision="float32", freeze="auto"):
+                   precision="float32", freeze="auto", cache=None, checkpoint=None):
     """Minimize ``objective`` over the pixels of an image.
 
     Args:
-        objective: ``f(image [1,H,W,C]) -> (total scalar, {name: scalar})``, TF ops only.
+        objective: ``f(image [1,H,W,C]) -> (total scalar, {name: scalar})``, TF ops only; or an
+            objective with ``targets`` and ``loss(image, targets)`` (a
+            :class:`~nst_tf.objective.StyleObjective`, whose targets become step inputs), or one
+            with ``value_and_gradient(image)`` (a :class:`~nst_tf.tiling.TiledObjective`).
         init_image: ``[H,W,C]`` or ``[1,H,W,C]`` float array (see :func:`initial_image`).
         optimizer: ``"lbfgs"`` (default) or ``"adam"``.
         steps: number of steps; each is one forward + backward pass.
@@ -344,6 +473,12 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
             constants: about 15 % faster steps for ~6 s more set-up (see
             :func:`loss_and_gradient`). ``"auto"`` freezes when ``steps · H · W`` is at least
             ``FREEZE_MIN_PIXEL_STEPS`` (20 steps at 512², 80 at 256²), where it pays off.
+        cache: a :class:`StepCache` shared by consecutive runs: the same objective (retargeted)
+            and settings reuse the optimizer variables and the compiled step.
+        checkpoint: an object with ``every`` (steps), ``restore(optimizer) -> (steps done,
+            losses)`` and ``save(optimizer, steps done, losses)`` (one level of a
+            :class:`nst_tf.resume.RunCheckpoint`): the run starts where the saved state left
+            off and saves every ``every`` steps, at the end and on Ctrl-C.
 
     Returns:
         :class:`OptimizeResult`; ``result.image`` is float32 ``[1, H, W, C]`` clipped to [0, 1].
@@ -366,33 +501,48 @@ def optimize_image(objective, init_image, *, optimizer="lbfgs", steps=100, learn
     if not np.all(np.isfinite(init)):
         raise ImageError("init_image contains NaN or inf")
     name = str(optimizer).lower()
-    opt = make_optimizer(name, init, learning_rate, memory)
-    if freeze == "auto":
-        freeze = steps * init.shape[1] * init.shape[2] >= FREEZE_MIN_PIXEL_STEPS
-    elif not isinstance(freeze, bool):
+    if freeze not in ("auto", True, False):
         raise ConfigError(f"freeze must be True, False or 'auto', got {freeze!r}")
-    step_fn = make_step(objective, opt, jit_compile, freeze)
+    if cache is None:
+        cache = StepCache()
+    # "auto" is decided on the whole run (not the steps left), so a resumed run compiles the
+    # same step as the one it continues.
+    opt, step_fn = cache.get(objective, name, init, learning_rate, memory, jit_compile, freeze,
+                             steps)
 
+    history, done = [], 0
+    if checkpoint is not None:
+        done, history = checkpoint.restore(opt)
+        history = list(history)
     callbacks = list(callbacks or ())
     for cb in callbacks:
         if hasattr(cb, "on_begin"):
             cb.on_begin(steps)
-    history, parts, done, interrupted = [], {}, 0, False
+    parts, interrupted = {}, False
+    every = (checkpoint.every if checkpoint is not None else None) or steps
+    evaluations = int(opt.evaluations)
     try:
         while done < steps:
-            n = min(steps_per_call, steps - done)
+            n = min(steps_per_call, steps - done, every - done % every)
             with compute_precision(precision):
-                losses, parts_t, ok, ran = step_fn(tf.constant(n))
+                losses, parts_t, ok, ran = step_fn(n)
             ran = int(ran)
             history.extend(losses.numpy()[:ran].tolist())
             done += ran
+            evaluations += ran
             parts = {k: float(v) for k, v in parts_t.items()}
             if not bool(ok):
                 raise OptimizationError(_nan_message(done, history[-1], name))
+            if checkpoint is not None and (done % every == 0 or done == steps):
+                checkpoint.save(opt, done, history)
             for cb in callbacks:
                 cb.on_step(done, opt.result(), history[-1], parts)
     except KeyboardInterrupt:
         interrupted = True
+        # Ctrl-C may land after a compiled call returned but before the bookkeeping above:
+        # save only when the optimizer's own counter agrees with the steps counted here.
+        if checkpoint is not None and int(opt.evaluations) == evaluations:
+            checkpoint.save(opt, done, history)
     final = opt.result()
     for cb in callbacks:
         if hasattr(cb, "on_end"):

@@ -1,27 +1,43 @@
-"""Receptive field and stride of a feed-forward network, read from its Keras layers.
+"""Receptive field and stride of a Keras network, read from its layers: one table of layer rules
+for both ways of cutting an image into pieces.
 
-Running a network on patches of an image gives the whole-image output on a patch's *core* when
-(a) every patch starts on a multiple of the network's **stride** (so each downsampled grid of
-the patch is a crop of the whole image's grid) and (b) the **halo** around the core covers
-everything the core's output depends on, once the normalization statistics are fixed
-(:mod:`nst_tf.norm_statistics`). :func:`footprint` computes both from the layers of a functional
-Keras model: it walks the graph back from the output of one aligned block of ``stride`` output
-pixels and maps the needed index range through every layer:
+Every layer is described, per image axis, as a few *steps* in forward order (:data:`RULES`):
 
 * a window (conv or pooling) ``k`` wide with stride ``t`` reading ``[j·t, j·t + k − 1]``;
 * a shift (padding ``p``: padded index ``i`` is index ``i − p``);
 * nearest upsampling by ``f`` (index ``i`` reads ``⌊i / f⌋``);
-* pointwise layers (activations, sums, concatenations, normalization with fixed statistics).
+* nothing, for pointwise layers (activations, sums, concatenations, normalization with fixed
+  statistics, preprocessing).
 
-The result is exact, not a bound: one halo stride smaller and some core pixel reads a padded
-value. Layers are looked up by their registered Keras name in :data:`RULES`; a layer that is not
-there (or a Keras ``"same"`` conv with a stride, whose padding depends on the image size) is a
-:class:`~nst_tf.errors.ConfigError` naming it.
+Two walks use the same steps:
+
+* **Backward, for feed-forward networks by patches** (:mod:`nst_tf.patches`): :func:`footprint`
+  walks back from one aligned block of ``stride`` output pixels and gives the network's
+  **stride** (patch origins must be multiples of it, so each downsampled grid of a patch is a crop
+  of the whole image's grid) and the **halo** that covers everything the block's output depends
+  on once normalization statistics are fixed (:mod:`nst_tf.norm_statistics`). It follows
+  upsampling, so it serves generators.
+* **Forward, for an encoder's outputs** (exact tiled Gatys, :mod:`nst_tf.tiling`):
+  :func:`output_geometry` gives, for every output and axis, the :class:`AxisGeometry`
+  ``(jump, start, size)``: element ``i`` depends on input rows ``[start + i·jump, start + i·jump
+  + size)`` and on no others; :func:`activation_floats_per_pixel` sizes tiles from it.
+
+Both results are exact, not bounds: one halo stride smaller and some core pixel reads a padded
+value. Layers are looked up by their registered Keras name; a layer that is not in
+:data:`RULES`, a Keras ``"same"`` padding whose amount depends on the image size (a strided conv
+or pooling), or circular padding is a :class:`~nst_tf.errors.ConfigError` naming the layer.
 
 Example:
     >>> from nst_tf.networks import johnson_network
     >>> footprint([(johnson_network(alpha=0.25), 0)])
     Footprint(stride=4, before=55, after=52)
+    >>> from nst_tf.features import FeatureExtractor
+    >>> ex = FeatureExtractor("vgg19", ["relu4_2", "relu5_1"], weights=None)
+    >>> geo = output_geometry(ex.model)
+    >>> geo["block4_conv2"][0]       # rows: stride 8, receptive field 84 px
+    AxisGeometry(jump=8, start=-38, size=84)
+    >>> geo["block5_conv1"][0].size
+    156
 """
 
 import collections
@@ -31,6 +47,9 @@ from fractions import Fraction
 import keras
 
 from nst_tf.errors import ConfigError
+
+__all__ = ["RULES", "Footprint", "footprint", "minimal_halo", "requirements", "AxisGeometry",
+           "output_geometry", "activation_floats_per_pixel", "common_stride"]
 
 #: ``stride``: patch origins must be multiples of it. ``before`` / ``after``: input pixels
 #: before the first and after the last pixel of an aligned block of ``stride`` output pixels
@@ -50,25 +69,45 @@ def _first_input_only(layer, axis):
     return (), (0,)
 
 
-def _conv(layer, axis):
-    kernel = _pair(layer.kernel_size)[axis]
-    stride = _pair(layer.strides)[axis]
-    dilation = _pair(getattr(layer, "dilation_rate", 1))[axis]
+def _same_padding_before(span, stride, name):
+    """TensorFlow's ``"same"`` padding before the data for a window ``span`` wide; a
+    :class:`~nst_tf.errors.ConfigError` where that amount depends on the input size."""
+    pads = {max(span - (r if r else stride), 0) // 2 for r in range(stride)}
+    if len(pads) > 1:
+        raise ConfigError(
+            f"layer {name!r} uses 'same' padding with stride {stride} and window {span}: the "
+            "padding depends on the image size, so pieces of the image would not line up with "
+            "the whole image; exact tiling needs 'valid' padding (or explicit padding layers) "
+            "for strided layers")
+    return pads.pop()
+
+
+def _window(layer, axis, kernel, stride, dilation=1):
     span = (kernel - 1) * dilation + 1
-    if layer.padding == "valid":
+    padding = getattr(layer, "padding", "valid")
+    if padding == "valid":
         return (("window", span, stride),), None
-    if stride == 1:                   # TensorFlow's "same": (span - 1) // 2 before
-        return (("shift", (span - 1) // 2), ("window", span, 1)), None
-    raise ConfigError(f"layer {layer.name!r}: a 'same'-padded conv with stride {stride} pads "
-                      "depending on the image size, so the network cannot be tiled exactly")
+    if padding == "same":
+        return (("shift", _same_padding_before(span, stride, layer.name)),
+                ("window", span, stride)), None
+    raise ConfigError(f"layer {layer.name!r}: padding {padding!r} is not supported for tiling")
+
+
+def _conv(layer, axis):
+    return _window(layer, axis, _pair(layer.kernel_size)[axis], _pair(layer.strides)[axis],
+                   _pair(getattr(layer, "dilation_rate", 1))[axis])
 
 
 def _pool(layer, axis):
-    size, stride = _pair(layer.pool_size)[axis], _pair(layer.strides)[axis]
-    if layer.padding == "same" and (size > 2 or stride > 2):
-        raise ConfigError(f"layer {layer.name!r}: 'same' pooling with size {size}, stride "
-                          f"{stride} pads depending on the image size; it cannot be tiled")
-    return (("window", size, stride),), None   # "same" with size, stride <= 2 pads after only
+    return _window(layer, axis, _pair(layer.pool_size)[axis], _pair(layer.strides)[axis])
+
+
+def _zero_padding(layer, axis):
+    return (("shift", layer.padding[axis][0]),), None
+
+
+def _cropping(layer, axis):
+    return (("shift", -layer.cropping[axis][0]),), None
 
 
 def _upsampling(layer, axis):
@@ -111,18 +150,25 @@ def _noise(layer, axis):
 
 _POINTWISE = ("InputLayer", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax", "Add",
               "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
-              "BatchNormalization", "Dropout", "Identity", "Rescaling",
-              "nst_tf>InstanceNormalization", "nst_tf>SlimBatchNorm")
+              "BatchNormalization", "LayerNormalization", "Normalization", "Dropout",
+              "SpatialDropout2D", "GaussianNoise", "Identity", "Rescaling",
+              "nst_tf>InstanceNormalization", "nst_tf>SlimBatchNorm",
+              "nst_tf>BackbonePreprocessing")
 
-#: Registered Keras layer name → ``rule(layer, axis) -> (steps, inputs)``: the layer's steps
-#: along ``axis`` (0: H, 1: W) as ``("window", k, t)``, ``("shift", p)`` or ``("up", f)`` tuples
-#: in forward order, and the positions of the inputs they apply to (None: every 4-D input).
+#: Registered Keras layer name (a built-in layer: its class name) → ``rule(layer, axis) ->
+#: (steps, inputs)``: the layer's steps along ``axis`` (0: H, 1: W) as ``("window", k, t)``,
+#: ``("shift", p)`` or ``("up", f)`` tuples in forward order, and the positions of the inputs
+#: they apply to (None: every 4-D input). A new layer type is one entry.
 RULES = {
     **{name: _pointwise for name in _POINTWISE},
     "Conv2D": _conv,
+    "DepthwiseConv2D": _conv,
+    "SeparableConv2D": _conv,
     "MaxPooling2D": _pool,
     "AveragePooling2D": _pool,
     "UpSampling2D": _upsampling,
+    "ZeroPadding2D": _zero_padding,
+    "Cropping2D": _cropping,
     "nst_tf>ReflectConv2D": _reflect_conv,
     "nst_tf>ReflectionPad2D": _reflect_pad,
     "nst_tf>CircularPad2D": _circular_pad,
@@ -143,6 +189,8 @@ def _rule(layer, axis):
                           "its receptive field is unknown (nst_tf.receptive_field.RULES)")
     return rule(layer, axis)
 
+
+# --- Backward: the footprint of a feed-forward network (patches) ---------------------------------
 
 def _backward(steps, need):
     """The input index range and scale a layer's output range ``need`` reads."""
@@ -273,3 +321,141 @@ def minimal_halo(fp):
     ``fp``."""
     reach = max(fp.before, fp.after, 0)
     return -(-reach // fp.stride) * fp.stride
+
+
+# --- Forward: the geometry of an encoder's outputs (exact tiled Gatys) --------------------------
+
+class AxisGeometry(collections.namedtuple("AxisGeometry", "jump start size")):
+    """Along one axis: element ``i`` depends on input ``[start + i·jump, start + i·jump + size)``."""
+
+    __slots__ = ()
+
+    def after(self, steps, name):
+        """The geometry after a layer's forward ``steps`` (see :data:`RULES`)."""
+        jump, start, size = self
+        for step in steps:
+            if step[0] == "window":
+                _, k, t = step
+                jump, size = jump * t, size + (k - 1) * jump
+            elif step[0] == "shift":
+                start -= step[1] * jump
+            else:
+                raise ConfigError(f"layer {name!r} upsamples: an encoder's output geometry is "
+                                  "only defined for convolutions, pooling and padding")
+        return AxisGeometry(jump, start, size)
+
+    @property
+    def halo_before(self):
+        """Input rows needed before the first row of a block of outputs (the left halo)."""
+        return max(0, -self.start)
+
+    @property
+    def halo_after(self):
+        """Input rows needed after the last output row's own stride (the right halo)."""
+        return max(0, self.start + self.size - self.jump)
+
+
+IDENTITY = (AxisGeometry(1, 0, 1), AxisGeometry(1, 0, 1))
+
+
+def _union(geometries, name):
+    """The geometry of a pointwise op on several inputs (same jump, the union of the windows)."""
+    merged = []
+    for axis in range(2):
+        items = [g[axis] for g in geometries]
+        jumps = {g.jump for g in items}
+        if len(jumps) > 1:
+            raise ConfigError(f"layer {name!r} combines inputs with different strides {jumps}")
+        start = min(g.start for g in items)
+        end = max(g.start + g.size for g in items)
+        merged.append(AxisGeometry(jumps.pop(), start, end - start))
+    return tuple(merged)
+
+
+def _flat(tensors):
+    if isinstance(tensors, dict):
+        return list(tensors.values())
+    if isinstance(tensors, (list, tuple)):
+        return list(tensors)
+    return [tensors]
+
+
+class _ForwardWalker:
+    """Depth-first over a functional model's graph, memoized per tensor (and per nested call)."""
+
+    def __init__(self):
+        self.memo = {}
+        self.outputs = {}  # every layer output seen -> (geometry, channels)
+        self._calls = {}   # nested model call -> its seeds (their ids are memo keys)
+
+    def tensor(self, tensor, seeds):
+        if id(tensor) in seeds:
+            return seeds[id(tensor)]
+        key = (id(tensor), id(seeds))
+        if key in self.memo:
+            return self.memo[key]
+        operation, node, tensor_index = _producer(tensor)
+        inputs = node.input_tensors
+        if isinstance(operation, keras.Model):   # a nested model: walk its graph from these inputs
+            call = (id(node), id(seeds))
+            if call not in self._calls:
+                self._calls[call] = {id(t): self.tensor(s, seeds)
+                                     for t, s in zip(_flat(operation.inputs), inputs)}
+            geometry = self.tensor(_flat(operation.outputs)[tensor_index], self._calls[call])
+            self.memo[key] = geometry
+            return geometry   # an alias of the inner tensor: not counted twice in ``outputs``
+        steps = [_rule(operation, axis) for axis in (0, 1)]
+        spatial = steps[0][1]
+        chosen = [self.tensor(t, seeds) for position, t in enumerate(inputs)
+                  if (spatial is None and len(t.shape) == 4) or
+                  (spatial is not None and position in spatial)]
+        if not chosen:
+            geometry = IDENTITY
+        else:
+            merged = chosen[0] if len(chosen) == 1 else _union(chosen, operation.name)
+            geometry = tuple(merged[axis].after(steps[axis][0], operation.name)
+                             for axis in (0, 1))
+        self.memo[key] = geometry
+        self.outputs[key] = (geometry, tensor.shape[-1])
+        return geometry
+
+
+def output_geometry(model):
+    """``{output name: (rows AxisGeometry, cols AxisGeometry)}`` of a functional Keras model.
+
+    Outputs given as a dict keep their keys; a list or a single output is keyed by position.
+
+    Raises:
+        ConfigError: a layer whose receptive field is unknown, not local or upsampling, or a
+            strided 'same' padding that is not translation-equivariant.
+    """
+    walker = _ForwardWalker()
+    outputs = model.output
+    named = outputs if isinstance(outputs, dict) else dict(enumerate(_flat(outputs)))
+    return {name: walker.tensor(t, {}) for name, t in named.items()}
+
+
+def activation_floats_per_pixel(model):
+    """Floats of every layer output per input pixel: ``Σ channels / (jump_rows · jump_cols)``.
+
+    The memory of a forward pass (and, times a small factor, of forward + backward) grows with
+    this number times the pixel count; :mod:`nst_tf.tiling` uses it to size tiles. Inputs and
+    pointwise preprocessing count like any other layer output.
+    """
+    walker = _ForwardWalker()
+    for tensor in _flat(model.output):
+        walker.tensor(tensor, {})
+    total = 0.0
+    for geometry, channels in walker.outputs.values():
+        if channels:
+            total += channels / (geometry[0].jump * geometry[1].jump)
+    return total
+
+
+def common_stride(geometries):
+    """The least common multiple of every jump (rows, cols) among ``geometries``' values."""
+    rows = cols = 1
+    for g_rows, g_cols in geometries:
+        rows = math.lcm(rows, g_rows.jump)
+        cols = math.lcm(cols, g_cols.jump)
+    return rows, cols

@@ -124,3 +124,105 @@ def test_interrupted_run_saves_and_prints_the_resume_flags(tmp_path, base_args, 
     err = capsys.readouterr().err
     assert "interrupted after 3 steps" in err
     assert f"resume with --init={out} --steps=7" in err
+
+
+def test_tiling_and_checkpoint_flags(tmp_path, base_args, capsys):
+    fv = flags.FlagValues()
+    stylize.define_flags(fv)
+    out = str(tmp_path / "out.png")
+    fv(["nst-stylize", f"--output={out}", "--tile_size=auto", "--max_memory=20GB",
+        "--checkpoint_every=5", "--lbfgs_memory=4"])
+    options = stylize.options_from_flags(fv)
+    assert (options["tile_size"], options["max_memory"], options["lbfgs_memory"]) == \
+        ("auto", "20GB", 4)
+    assert (options["checkpoint"], options["checkpoint_every"]) == (out + ".ckpt.npz", 5)
+    assert stylize.main(base_args + [f"--output={out}", "--tile_size=big"]) == 1
+    assert "tile_size must be None, 'auto' or a number" in capsys.readouterr().err
+    assert stylize.main(base_args + [f"--output={out}", "--tile_size=20",
+                                     "--style_loss=sliced_wasserstein"]) == 1
+    assert "cannot be tiled exactly" in capsys.readouterr().err
+    # A finished run removes its checkpoint; the output is there.
+    assert stylize.main(base_args + [f"--output={out}", "--checkpoint_every=1"]) == 0
+    assert os.path.exists(out) and not os.path.exists(out + ".ckpt.npz")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--tile_size=auto", "--max_memory=lots"], "max_memory must be a size such as 20GB"),
+    (["--tile_size=auto", "--max_memory=-3GB"], "max_memory must be a size such as 20GB"),
+    (["--tile_size=auto", "--max_memory=0GB"], "max_memory must be positive, got '0GB'"),
+    (["--max_memory=20GB"], "max_memory is the budget of tile_size='auto'"),
+    (["--tile_size=auto", "--max_memory=1MB"], "the full-size buffers do not fit"),
+    (["--tile_size=24"], "tile_size 24 must be a positive multiple of 16"),
+    (["--tile_size=-32"], "tile_size must be a positive integer"),
+])
+def test_bad_memory_budgets_are_one_line_errors(tmp_path, base_args, capsys, extra, message):
+    """Budgets and tile sizes are checked before the first step (a tile size off VGG's stride
+    of 16 at the only level larger than the tile too), with one line and nothing written."""
+    out = tmp_path / "out.png"
+    assert stylize.main(base_args + [f"--output={out}", "--checkpoint_every=1", *extra]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nst-stylize: error:") and message in err[0], err
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_interrupted_checkpointed_run_says_how_to_resume(tmp_path, base_args, monkeypatch,
+                                                            capsys):
+    from nst_tf import optimize
+
+    class CtrlC(optimize.Callback):
+        def on_step(self, step, image, loss, parts):
+            if step == 2:
+                raise KeyboardInterrupt
+
+    real = optimize.optimize_image
+    monkeypatch.setattr(optimize, "optimize_image",
+                        lambda *a, **k: real(*a, **dict(k, callbacks=[CtrlC()])))
+    from nst_tf import multiscale
+
+    monkeypatch.setattr(multiscale, "optimize_image", optimize.optimize_image)
+    out = str(tmp_path / "out.png")
+    args = base_args + [f"--output={out}", "--steps=4", "--checkpoint_every=1"]
+    assert stylize.main(args) == 130
+    err = capsys.readouterr().err
+    assert "interrupted after 2 steps" in err
+    assert f"run the same command again to resume from {out}.ckpt.npz" in err
+    assert os.path.exists(out + ".ckpt.npz")
+    monkeypatch.undo()
+    assert stylize.main(args) == 0  # resumes: steps 3 and 4, then removes the checkpoint
+    assert not os.path.exists(out + ".ckpt.npz")
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
+    """SIGKILL mid-run (no clean-up of any kind), then the same command again: it resumes from
+    the last checkpoint and writes exactly the file an uninterrupted run writes."""
+    import signal
+    import time
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    def command(out):
+        return [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
+                f"--content={test_image('content_sq.jpg')}",
+                f"--style={test_image('style/doesburg_sq.jpg')}", "--size=64",
+                "--steps=80", "--weights=random", "--noprogress", "--checkpoint_every=5",
+                f"--output={out}"]
+
+    out = tmp_path / "out.png"
+    checkpoint = tmp_path / "out.png.ckpt.npz"
+    process = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL  # killed mid-run, not finished
+    assert checkpoint.exists() and not out.exists()
+    resumed = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not checkpoint.exists()
+    straight = tmp_path / "straight.png"
+    done = subprocess.run(command(straight), env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(images.load_image(str(out)), images.load_image(str(straight)))

@@ -153,3 +153,33 @@ def test_adam_refuses_nan_without_moving():
     _, ok = step()
     assert not bool(ok)
     np.testing.assert_array_equal(opt.result().numpy(), [-1.0, 2.0])
+
+
+@pytest.mark.parametrize("make", [lambda x: LBFGS(x, memory=3), lambda x: Adam(x)])
+def test_reset_and_restore_continue_exactly(make):
+    """reset(x0) is a fresh optimizer; restore(state()) continues the saved run bit for bit."""
+    x0 = tf.constant([-1.2, 1.0, 0.5, -0.3])
+    reference = make(x0)
+    step = compiled_step(reference, rosenbrock)
+    for _ in range(8):
+        step()
+    saved = reference.state()
+    assert set(saved) == set(reference.variables)
+    for _ in range(6):
+        step()
+    # A second optimizer restored from the state after 8 steps takes the same 6 steps.
+    other = make(tf.zeros([4]))
+    other.restore(saved)
+    other_step = compiled_step(other, rosenbrock)
+    for _ in range(6):
+        other_step()
+    for name, variable in reference.variables.items():
+        np.testing.assert_array_equal(other.variables[name].numpy(), variable.numpy(), name)
+    # reset(x0) makes it a fresh optimizer again: the same first 8 steps as the reference.
+    other.reset(x0)
+    for _ in range(8):
+        other_step()
+    for name, value in saved.items():
+        np.testing.assert_array_equal(other.variables[name].numpy(), value, name)
+    with pytest.raises(ValueError, match="shape"):
+        make(tf.zeros([5])).restore(saved)

@@ -209,7 +209,10 @@ def test_targets_computed_once_and_compiles(extractor, pictures):
     obj = StyleObjective(Counting(), pictures["content"], [pictures["style_a"],
                                                            pictures["style_b"]],
                          content_layers=["conv2_1"], style_layers=["conv1_1", "conv2_1"])
+    assert calls == []  # targets are computed on first use (a tiled objective never needs them)
+    targets = obj.targets
     assert len(calls) == 3  # content + two styles, once each
+    assert obj.targets is not targets and len(calls) == 3  # the same tensors, not recomputed
     step = tf.function(lambda img: obj(img))
     x = tf.constant(pictures["image"])
     eager_total = obj(x)[0]
@@ -221,6 +224,20 @@ def test_targets_computed_once_and_compiles(extractor, pictures):
         tape.watch(x)
         total = step(x)[0]
     assert np.all(np.isfinite(tape.gradient(total, x).numpy()))
+
+
+def test_first_use_inside_a_tf_function(extractor, pictures):
+    """Targets first needed while a tf.function traces are computed eagerly (constants, not
+    tensors of that graph), so the compiled objective equals the eager one and keeps working."""
+    make = lambda: StyleObjective(extractor, pictures["content"], [pictures["style_a"]],  # noqa
+                                  content_layers=["conv2_1"], style_layers=["conv1_1", "conv3_1"])
+    x = tf.constant(pictures["image"])
+    compiled = make()
+    step = tf.function(lambda img: compiled(img)[0])
+    total = step(x)
+    assert rel_err(total, make()(x)[0]) <= 1e-6
+    assert rel_err(step(x * 0.5), make()(x * 0.5)[0]) <= 1e-6
+    assert all(not tf.is_symbolic_tensor(t) for t in tf.nest.flatten(compiled.targets))
 
 
 def test_default_weights_and_layers(pictures):

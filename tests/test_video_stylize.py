@@ -215,8 +215,11 @@ def test_gatys_video_uses_the_temporal_loss_and_warped_init(tmp_path, clip, styl
     seen.clear()
     steady = stylize_video(clip, str(tmp_path / "steady"), temporal_weight=1e3, **options)
     assert steady.frames == plain.frames == 3
-    assert seen[0]["extra_terms"] is None and seen[0]["init"] == "noise"
     noise = np.random.default_rng(0).random((1, 48, 64, 3)).astype(np.float32)
+    # The first frame has the same term with a zero mask (so every frame runs the same
+    # compiled step): it adds nothing.
+    assert seen[0]["init"] == "noise"
+    assert float(seen[0]["extra_terms"]((48, 64))["temporal"](tf.constant(noise))) == 0.0
     for k in (1, 2):
         init = seen[k]["init"]
         assert isinstance(init, np.ndarray) and init.shape == (48, 64, 3)
@@ -286,6 +289,29 @@ def test_script_runs_through_absl_global_flags(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.startswith("nst-video:")]
     assert out.returncode == 1 and len(lines) == 1 and "input not found" in lines[0]
     assert os.listdir(tmp_path) == []
+
+
+def test_gatys_frames_share_one_objective_and_compiled_step(style_path):
+    """After the first frame nothing is traced or rebuilt (the frame and the temporal term's
+    data are step inputs), and every frame comes out as a fresh stylizer would make it."""
+    from nst_tf.video.optimization import GatysStylizer
+
+    rng = np.random.default_rng(1)
+    frames = [rng.random((40, 52, 3)).astype(np.float32) for _ in range(3)]
+    mask = np.where(rng.random((40, 52)) < 0.8, 1.0, 0.0).astype(np.float32)
+    options = dict(steps=3, weights="random", temporal_weight=1e3)
+    shared = GatysStylizer(style_path, **options)
+    outputs, previous = [], []
+    for t, frame in enumerate(frames):
+        previous.append((outputs[-1], mask) if outputs else None)
+        outputs.append(shared(frame, previous[-1], first=t == 0)[0])
+    assert shared.cache.built == 1 and sum(shared.cache.steps.tracing_counts()) == 1
+    assert [t["traces"] for t in shared.timings] == [1, 1, 1]
+    assert [t["steps"] for t in shared.timings] == [6, 3, 3]
+    for t, frame in enumerate(frames):
+        fresh = GatysStylizer(style_path, **options)
+        np.testing.assert_allclose(fresh(frame, previous[t], first=t == 0)[0], outputs[t],
+                                   atol=1e-6)
 
 
 def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, network, capsys):

@@ -10,6 +10,18 @@ Defaults come from :data:`nst_tf.gatys.DEFAULTS`. ``--save_every=N`` writes ``ou
 beside ``--output``. Ctrl-C stops the run and still writes ``--output`` (atomically), then prints
 the flags that resume it: ``--init=out.png`` and, for a single-scale run, ``--steps=`` the steps
 left (without ``--scales``, so the run continues at full size; L-BFGS restarts its history).
+
+Large images and long runs::
+
+    nst-stylize --content=photo.jpg --style=starry.jpg --output=print.png --size=4096 \
+        --scales=1024,2048,4096 --steps=300,100,20 --tile_size=auto --max_memory=20GB \
+        --checkpoint_every=5
+
+``--tile_size=auto`` computes the levels that would not fit ``--max_memory`` by exact tiles
+(:mod:`nst_tf.tiling`; ``--tile_size=1024`` tiles every level larger than 1024 px).
+``--checkpoint_every=N`` saves the image and the optimizer state (L-BFGS history included) to
+``<output>.ckpt.npz`` (or ``--checkpoint``) every N steps; running the same command again after
+a crash, a kill or Ctrl-C resumes from it exactly. The file is removed once the output is saved.
 Errors print one line (``nst-stylize: error: ...``) and exit with status 1; an interrupted run
 exits with 130 after saving. ``main(argv)`` runs it from Python with fresh flags (see
 :mod:`nst_tf.cli.runner`).
@@ -81,6 +93,18 @@ def define_flags(f):
                       "AMX; not on every CPU); auto: bfloat16 where a one-time measurement "
                       "finds it faster.", flag_values=f)
     flags.DEFINE_boolean("progress", True, "Show a progress bar.", flag_values=f)
+    flags.DEFINE_integer("lbfgs_memory", _D["lbfgs_memory"], "L-BFGS history length (each pair "
+                         "holds two full-size images).", flag_values=f)
+    flags.DEFINE_string("tile_size", "none", "none | auto | N: compute the objective by exact "
+                        "tiles of N px (a multiple of the deepest layer's stride, 16 for VGG); "
+                        "auto tiles only the scales that would not fit --max_memory.",
+                        flag_values=f)
+    flags.DEFINE_string("max_memory", None, "Memory budget of --tile_size=auto, e.g. 20GB or "
+                        "16GiB (default: 80 % of the RAM).", flag_values=f)
+    flags.DEFINE_integer("checkpoint_every", 0, "Save the image and optimizer state every N "
+                         "steps (0: never); rerunning the same command resumes.", flag_values=f)
+    flags.DEFINE_string("checkpoint", None, "Checkpoint file (default: <output>.ckpt.npz when "
+                        "--checkpoint_every is set).", flag_values=f)
 
 
 _numbers = parse_numbers
@@ -105,7 +129,18 @@ def options_from_flags(f):
         jit_compile=f.jit_compile, steps_per_call=f.steps_per_call, precision=f.precision,
         progress=f.progress,
         save_every=f.save_every or None,
-        save_pattern=(root + "_{step:05d}" + ext) if f.save_every else None)
+        save_pattern=(root + "_{step:05d}" + ext) if f.save_every else None,
+        lbfgs_memory=f.lbfgs_memory, tile_size=f.tile_size, max_memory=f.max_memory,
+        checkpoint=checkpoint_path(f), checkpoint_every=f.checkpoint_every or None)
+
+
+def checkpoint_path(f):
+    """``--checkpoint``, or ``<output>.ckpt.npz`` when only ``--checkpoint_every`` is given."""
+    if f.checkpoint:
+        return f.checkpoint
+    if f.checkpoint_every and f.output:
+        return f.output + ".ckpt.npz"
+    return None
 
 
 def check_output_path(path):
@@ -133,6 +168,8 @@ def _stylize_and_save(f):
     check_output_path(f.output)
     result = gatys.run(f.content, f.style, style_weights, **options)
     images.save_image(f.output, result.image)
+    if options["checkpoint"] and not result.interrupted and os.path.exists(options["checkpoint"]):
+        os.remove(options["checkpoint"])  # the output is safe: the run is finished
     return result
 
 
@@ -153,8 +190,11 @@ def execute(f):
     if code:
         return code
     if result.interrupted:
-        print(f"{PROGRAM}: interrupted after {result.steps} steps; saved {f.output} "
-              f"(resume with {_resume_flags(f, result.steps)})", file=sys.stderr)
+        checkpoint = checkpoint_path(f)
+        how = (f"run the same command again to resume from {checkpoint}" if checkpoint
+               else f"resume with {_resume_flags(f, result.steps)}")
+        print(f"{PROGRAM}: interrupted after {result.steps} steps; saved {f.output} ({how})",
+              file=sys.stderr)
         return 130
     if f.progress:
         print(f"saved {f.output}")

@@ -22,7 +22,6 @@ Example:
 """
 
 import inspect
-import logging
 import numbers
 
 import numpy as np
@@ -33,7 +32,8 @@ from nst_tf.errors import ConfigError
 DEFAULT_TEMPORAL_WEIGHT = 1.3e7
 
 #: Gatys options that video runs set themselves.
-_VIDEO_OWNED = ("size", "progress", "callbacks", "save_every", "save_pattern")
+_VIDEO_OWNED = ("size", "progress", "callbacks", "save_every", "save_pattern", "checkpoint",
+                "checkpoint_every")
 
 
 class FeedForwardStylizer:
@@ -118,15 +118,23 @@ class GatysStylizer:
         self.style_weights = style_weights
         self.temporal_weight = float(temporal_weight)
         self.user_options = {k: v for k, v in options.items()}
-        self._extractor = None
+        self.cache = gatys.TransferCache()
+        #: One ``{"setup_s", "targets_s", "steps_s", "steps", "traces"}`` per frame: seconds
+        #: before the first step (loading, targets, tracing), of which computing the targets
+        #: (the frame's content features: one forward pass), seconds of the steps after the
+        #: first, and how often the compiled steps in use were traced.
+        self.timings = []
 
     def __call__(self, frame, previous=None, first=False):
         """Stylize one frame; ``previous`` = ``(warped previous output, reliability mask)`` or
-        None. Returns ``(image [H, W, 3], interrupted)``."""
+        None. Returns ``(image [H, W, 3], interrupted)``.
+
+        Every frame of a clip runs in the same objective and compiled step (kept in
+        :attr:`cache`): the frame becomes the new content target, the warped previous output
+        and its mask the temporal term's inputs (zero on the first frame), so only the first
+        frame pays for tracing."""
         from nst_tf import gatys
 
-        if self._extractor is None:
-            self._extractor = gatys.feature_extractor(self.options)
         options = dict(self.user_options, size=max(frame.shape[:2]), progress=False)
         if first:
             options["steps"] = self.first_steps
@@ -135,34 +143,72 @@ class GatysStylizer:
             warped, mask = previous
             weights = mask[..., None]
             options["init"] = weights * warped + (1.0 - weights) * frame
-            if self.temporal_weight > 0:
-                terms = _temporal_terms(warped, mask, self.temporal_weight)
-        logger = logging.getLogger("tensorflow")
-        level = logger.level
-        logger.setLevel(logging.ERROR)  # one objective per frame: TF's retracing warning is noise
-        try:
-            result = gatys.run(frame, self.styles, self.style_weights,
-                               extractor=self._extractor, extra_terms=terms, **options)
-        finally:
-            logger.setLevel(level)
+        if self.temporal_weight > 0:
+            warped, mask = previous if previous is not None else (frame, np.zeros(
+                frame.shape[:2], np.float32))
+            terms = _temporal_terms(warped, mask, self.temporal_weight)
+        clock = _FrameClock()
+        options["callbacks"] = [clock]
+        targets = self._target_seconds()
+        result = gatys.run(frame, self.styles, self.style_weights, cache=self.cache,
+                           extra_terms=terms, **options)
+        self.timings.append(dict(clock.summary(), targets_s=self._target_seconds() - targets,
+                                 traces=sum(self.cache.steps.tracing_counts())))
         return result.image, result.interrupted
+
+    def _target_seconds(self):
+        """Seconds the cached objectives spent computing targets so far."""
+        return sum(seconds for o in self.cache.objectives.values()
+                   for name, seconds in getattr(o, "seconds", {}).items()
+                   if name.endswith("targets"))
+
+
+class _FrameClock:
+    """Times one frame: set-up until the first step is done, minus one later step's time."""
+
+    def __init__(self):
+        import time
+
+        self.clock = time.perf_counter
+        self.start = self.clock()
+        self.marks = []
+
+    def on_begin(self, steps):
+        pass
+
+    def on_step(self, step, image, loss, parts):
+        self.marks.append((step, self.clock()))
+
+    def summary(self):
+        if not self.marks:
+            return {"setup_s": self.clock() - self.start, "steps_s": 0.0, "steps": 0}
+        (first_step, first), (last_step, last) = self.marks[0], self.marks[-1]
+        per_step = (last - first) / (last_step - first_step) if last_step > first_step else 0.0
+        return {"setup_s": first - self.start - per_step * first_step,
+                "steps_s": last - first, "steps": last_step}
+
+
+def _temporal(image, target, weights, weight):
+    """The temporal term of :func:`_temporal_terms` (module level: one compiled step serves
+    every frame, see :class:`nst_tf.objective.Term`)."""
+    from nst_tf.losses import temporal_loss
+
+    return weight * temporal_loss(image, target, weights)
 
 
 def _temporal_terms(warped, mask, weight):
-    """``f(shape) -> {"temporal": weight · temporal_loss(x, ω, c)}`` for gatys.run."""
+    """``f(shape) -> {"temporal": Term(weight · temporal_loss(x, ω, c))}`` for gatys.run."""
 
     def make(shape):
-        import tensorflow as tf
-
         from nst_tf import images
-        from nst_tf.losses import temporal_loss
+        from nst_tf.objective import Term
 
         target, weights = warped, mask
         if tuple(shape) != warped.shape[:2]:
             target = images.resize(warped, tuple(shape))
             weights = images.resize(mask[..., None], tuple(shape), method="bilinear")[..., 0]
-        target = tf.constant(target[None], tf.float32)
-        weights = tf.constant(weights[None], tf.float32)
-        return {"temporal": lambda image: weight * temporal_loss(image, target, weights)}
+        return {"temporal": Term(_temporal, target=np.asarray(target[None], np.float32),
+                                 weights=np.asarray(weights[None], np.float32),
+                                 weight=np.float32(weight))}
 
     return make

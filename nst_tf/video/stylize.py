@@ -347,7 +347,8 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
             raise ConfigError("style_weights and first_steps apply to method='gatys' only")
         stylizer = FeedForwardStylizer(model, style, batch_size, **options)
     else:
-        stylizer = GatysStylizer(style, style_weights, temporal_weight=temporal_weight,
+        stylizer = GatysStylizer(style, style_weights,
+                                 temporal_weight=temporal_weight if temporal else 0.0,
                                  first_steps=first_steps, **options)
         batch_size = 1
     estimator = None

@@ -1,0 +1,92 @@
+"""Checkpoints: a crashed or interrupted run resumes and ends exactly where an uninterrupted one
+does (L-BFGS history, multi-scale level, loss history), whole-image and tiled."""
+
+import os
+
+import numpy as np
+import pytest
+
+from nst_tf import gatys
+from nst_tf.errors import CheckpointError, ConfigError
+from nst_tf.io import OutputPathError
+
+LAYERS = ["conv1_1", "conv2_1", "conv3_1"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[0:50, 0:46] / 15.0
+    content = np.clip(np.stack([x / 3, y / 3, 0.5 + 0.3 * np.sin(x * y)], -1), 0, 1)
+    return content.astype(np.float32), (rng.random((30, 34, 3)) ** 2).astype(np.float32)
+
+
+OPTIONS = dict(scales=[32, 50], steps=[4, 6], weights=None, content_layers=["conv3_1"],
+               style_layers=LAYERS, style_weight=1e-4)
+
+
+class Stop:
+    """A callback that raises ``error`` at the ``at``-th step of the whole run."""
+
+    def __init__(self, at, error):
+        self.at, self.error, self.calls = at, error, 0
+
+    def on_step(self, step, image, loss, parts):
+        self.calls += 1
+        if self.calls == self.at:
+            raise self.error
+
+
+@pytest.mark.parametrize("tile_size", [None, 24])
+def test_a_crashed_run_resumes_exactly(tmp_path, images, tile_size):
+    content, style = images
+    options = dict(OPTIONS, tile_size=tile_size)
+    reference = gatys.run(content, style, **options)
+    path = str(tmp_path / "run.ckpt.npz")
+    # Crash at the 3rd step of the second scale (step 7 of 10): the last save was step 2.
+    with pytest.raises(RuntimeError, match="power cut"):
+        gatys.run(content, style, checkpoint=path, checkpoint_every=2,
+                  callbacks=[Stop(7, RuntimeError("power cut"))], **options)
+    assert os.path.exists(path)
+    resumed = gatys.run(content, style, checkpoint=path, checkpoint_every=2, **options)
+    np.testing.assert_array_equal(resumed.image, reference.image)
+    np.testing.assert_array_equal(resumed.losses, reference.losses)
+    assert resumed.steps == reference.steps == 10
+
+
+def test_ctrl_c_saves_and_a_finished_run_can_be_continued(tmp_path, images):
+    content, style = images
+    options = dict(OPTIONS, scales=None, size=40, steps=6)
+    reference = gatys.run(content, style, **options)
+    path = str(tmp_path / "run.npz")
+    stopped = gatys.run(content, style, checkpoint=path,
+                        callbacks=[Stop(4, KeyboardInterrupt())], **options)
+    assert stopped.interrupted and stopped.steps == 4
+    resumed = gatys.run(content, style, checkpoint=path, **options)
+    np.testing.assert_array_equal(resumed.image, reference.image)
+    # Finished: a rerun restores it without a step; more steps continue the same trajectory.
+    again = gatys.run(content, style, checkpoint=path, **options)
+    np.testing.assert_array_equal(again.image, reference.image)
+    longer = gatys.run(content, style, checkpoint=path, **dict(options, steps=8))
+    straight = gatys.run(content, style, **dict(options, steps=8))
+    np.testing.assert_array_equal(longer.image, straight.image)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path, images):
+    content, style = images
+    options = dict(OPTIONS, scales=None, size=32, steps=2)
+    path = str(tmp_path / "run.npz")
+    gatys.run(content, style, checkpoint=path, **options)
+    with pytest.raises(CheckpointError, match="different run.*delete it"):
+        gatys.run(content, style, checkpoint=path, **dict(options, style_weight=1.0))
+    with pytest.raises(CheckpointError, match="different run"):
+        gatys.run(content[::-1], style, checkpoint=path, **options)
+    with open(path, "wb") as f:
+        f.write(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot read the checkpoint"):
+        gatys.run(content, style, checkpoint=path, **options)
+    with pytest.raises(ConfigError, match="checkpoint_every needs checkpoint"):
+        gatys.run(content, style, checkpoint_every=3, **options)
+    with pytest.raises(OutputPathError, match="does not exist"):
+        gatys.run(content, style, checkpoint=str(tmp_path / "no" / "x.npz"), **options)
+    assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # nothing half-written left behind
