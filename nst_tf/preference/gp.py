@@ -336,25 +336,58 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
 
 
 def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_prior=None,
-                    starts=None, additive_dims=None):
-    """:func:`fit` on every (lengthscale, scale) of the grid; the one of highest evidence wins.
+                    starts=None, additive_dims=None, around=None):
+    """:func:`fit` on the (lengthscale, scale) grid; the one of highest evidence wins.
 
     ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence. ``starts``: an
     optional dict ``{(lengthscale, scale): alpha}`` of earlier modes; each fit starts from its
     own (a few Newton steps when one answer was added), and the dict is updated.
+
+    ``around``: optional grid points ``[(lengthscale, scale), ...]`` to climb from instead of
+    fitting every grid point: fit them, then from the best of them fit its neighbours (one grid
+    step in one hyperparameter, see :func:`grid_neighbours`), move to the best, and repeat until
+    the best is where the climb stands. This finds the grid's best whenever the evidence has
+    no second peak on the grid (or a start lies on the higher one).
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.eye(3)
+        >>> data = Choices([[0, 1], [0, 2], [1, 2]], [0, 0, 0])
+        >>> full = fit_by_evidence(X, data, (0.3, 1.0), (0.5, 1.0, 2.0))
+        >>> climbed = fit_by_evidence(X, data, (0.3, 1.0), (0.5, 1.0, 2.0), around=[(0.3, 0.5)])
+        >>> (climbed.lengthscale, climbed.scale) == (full.lengthscale, full.scale)
+        True
     """
-    best = None
-    for lengthscale in lengthscales:
-        for scale in scales:
-            start = None if starts is None else starts.get((lengthscale, scale))
-            posterior = fit(X, data, lengthscale, scale, additive, lapse, start=start,
+    scored = {}
+
+    def score(point):
+        if point not in scored:
+            start = None if starts is None else starts.get(point)
+            posterior = fit(X, data, *point, additive, lapse, start=start,
                             additive_dims=additive_dims)
             if starts is not None:
-                starts[(lengthscale, scale)] = posterior.alpha
-            score = posterior.log_evidence + (log_prior(lengthscale, scale) if log_prior else 0.0)
-            if best is None or score > best[0]:
-                best = (score, posterior)
-    return best[1]
+                starts[point] = posterior.alpha
+            scored[point] = (posterior.log_evidence
+                             + (log_prior(*point) if log_prior else 0.0), posterior)
+        return scored[point][0]
+
+    if around is None:
+        points = [(lengthscale, scale) for lengthscale in lengthscales for scale in scales]
+        return scored[max(points, key=score)][1]
+    here = max([tuple(point) for point in around], key=score)
+    while True:
+        best = max([here] + grid_neighbours(here, lengthscales, scales), key=score)
+        if best == here:
+            return scored[here][1]
+        here = best
+
+
+def grid_neighbours(point, lengthscales, scales):
+    """The grid points one step from ``point = (lengthscale, scale)`` in one hyperparameter."""
+    i, j = list(lengthscales).index(point[0]), list(scales).index(point[1])
+    steps = [(i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)]
+    return [(lengthscales[a], scales[b]) for a, b in steps
+            if 0 <= a < len(lengthscales) and 0 <= b < len(scales)]
 
 
 def expected_improvement(delta, sd):

@@ -53,8 +53,11 @@ SCALES = (0.5, 1.0, 2.0)
 ADDITIVE = 0.5
 #: Probability that an answer is a random pick (a slip), as Christiano et al. (2017) assume.
 LAPSE = 0.1
-#: The full evidence search runs on the first answers and then every this many answers; in
-#: between, the last hyperparameters are refitted from the previous mode (a few Newton steps).
+#: The full evidence search runs on the first :data:`SEARCH_UNTIL` answers; after that, every
+#: :data:`SEARCH_EVERY` answers a local search climbs the grid from the last hyperparameters
+#: and from one more grid point, taken in turn (so a second peak of the evidence is found within
+#: ``len(grid)`` searches), a third of the fits of a full search at 100 answers. In between,
+#: the last hyperparameters are refitted from the previous mode (a few Newton steps).
 SEARCH_EVERY = 5
 SEARCH_UNTIL = 10
 #: Query pool sizes per kind (see :meth:`PreferenceLearner.next_query`).
@@ -215,7 +218,8 @@ class PreferenceLearner:
             if self._hyper is None or n <= SEARCH_UNTIL or n % SEARCH_EVERY == 0:
                 post = gp.fit_by_evidence(X, data, LENGTHSCALES, SCALES, ADDITIVE, LAPSE,
                                           log_prior=_log_prior, starts=self._modes,
-                                          additive_dims=self.num_styles)
+                                          additive_dims=self.num_styles,
+                                          around=self._search_starts(n))
                 self._hyper = (post.lengthscale, post.scale)
             else:
                 post = gp.fit(X, data, *self._hyper, ADDITIVE, LAPSE,
@@ -223,6 +227,13 @@ class PreferenceLearner:
                 self._modes[self._hyper] = post.alpha
             self._posterior = post
         return self._posterior
+
+    def _search_starts(self, n):
+        """Grid points the evidence search climbs from after ``n`` answers; None: the full grid."""
+        if self._hyper is None or n <= SEARCH_UNTIL:
+            return None
+        grid = [(lengthscale, scale) for lengthscale in LENGTHSCALES for scale in SCALES]
+        return [self._hyper, grid[(n // SEARCH_EVERY) % len(grid)]]
 
     def predict(self, W):
         """Posterior mean and standard deviation [K] of the utility of the mixes ``W`` [K, N].
