@@ -126,7 +126,7 @@ def test_grid_climb_finds_the_brute_force_best_hyperparameters():
                                                                          abs=1e-5)
 
 
-def test_grid_climb_fits_a_third_of_the_grid_and_stops_at_a_local_best():
+def test_grid_climb_stops_at_a_local_best_without_fitting_the_whole_grid():
     X, options, chosen = _toy_problem(seed=2)
     data = gp.Choices(options, chosen)
     starts = {}
@@ -139,7 +139,9 @@ def test_grid_climb_fits_a_third_of_the_grid_and_stops_at_a_local_best():
     for point in neighbours:
         other = gp.fit(X, data, *point, additive=0.5, lapse=0.1)
         assert other.log_evidence <= climbed.log_evidence + 1e-9
-    assert gp.grid_neighbours((0.15, 0.5), (0.15, 0.25), (0.5, 1.0)) == [(0.25, 0.5), (0.15, 1.0)]
+    assert gp.grid_neighbours((0.15, 0.5), (0.15, 0.25), (0.5, 1.0)) == [
+        (0.15, 1.0), (0.25, 0.5), (0.25, 1.0)]
+    assert len(gp.grid_neighbours((0.25, 1.0), (0.15, 0.25, 0.4), (0.5, 1.0, 2.0))) == 8
 
 
 def test_learner_local_search_picks_what_the_full_search_picks():
@@ -158,7 +160,7 @@ def test_learner_local_search_picks_what_the_full_search_picks():
                                       module.ADDITIVE, module.LAPSE,
                                       log_prior=module._log_prior, additive_dims=8)
             assert (post.lengthscale, post.scale) == (full.lengthscale, full.scale)
-            assert post.log_evidence == pytest.approx(full.log_evidence, abs=1e-6)
+            assert post.log_evidence == pytest.approx(full.log_evidence, abs=1e-4)
 
 
 def test_a_pair_is_bradley_terry_and_a_tie_is_half_a_win():
@@ -478,7 +480,10 @@ def test_save_and_load_round_trip_every_kind_of_answer(tmp_path):
         [(W.tolist(), c) for W, c in learner.answers]
     np.testing.assert_array_equal(again.best(), learner.best())
     np.testing.assert_array_equal(again.next_query(4), learner.next_query(4))
-    np.testing.assert_allclose(again.predict(np.eye(6))[0], learner.predict(np.eye(6))[0])
+    # the loaded learner's fit starts from zero, the original's from its last modes: the same
+    # mode to Newton's tolerance (FIT_TOLERANCE: utilities to 1e-5)
+    np.testing.assert_allclose(again.predict(np.eye(6))[0], learner.predict(np.eye(6))[0],
+                               atol=1e-5)
 
 
 def test_a_learner_saved_before_k_option_questions_still_loads():

@@ -272,7 +272,7 @@ def _solve_lower(L, B):
 
 
 def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterations=50,
-        tolerance=1e-9, additive_dims=None):
+        tolerance=1e-9, additive_dims=None, f_tolerance=1e-7):
     """Laplace posterior of a preference GP for fixed hyperparameters.
 
     Args:
@@ -285,6 +285,10 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
         lapse: probability ε that an answer is a random pick (Christiano et al. 2017 assume
             10 %): one stray answer then cannot overturn many consistent ones.
         start: optional [≤ n] ``alpha`` to start Newton from (a previous fit; zero-padded).
+        tolerance, f_tolerance: Newton stops when the log posterior changes by less than
+            ``tolerance · (1 + |value|)`` and no utility by more than ``f_tolerance``. The
+            iteration converges linearly (the curvature is not the exact Hessian when
+            ``lapse > 0``), about one digit per step.
 
     Returns:
         a :class:`Posterior`.
@@ -325,7 +329,7 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
                 break
             step *= 0.5
         converged = (abs(new_value - value) < tolerance * (1 + abs(value))
-                     and np.max(np.abs(trial_f - f), initial=0.0) < 1e-7)
+                     and np.max(np.abs(trial_f - f), initial=0.0) < f_tolerance)
         alpha, f, value, likelihood = trial_alpha, trial_f, new_value, trial_likelihood
         if converged:
             break
@@ -336,18 +340,19 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
 
 
 def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_prior=None,
-                    starts=None, additive_dims=None, around=None):
+                    starts=None, additive_dims=None, around=None, **fit_options):
     """:func:`fit` on the (lengthscale, scale) grid; the one of highest evidence wins.
 
     ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence. ``starts``: an
     optional dict ``{(lengthscale, scale): alpha}`` of earlier modes; each fit starts from its
     own (a few Newton steps when one answer was added), and the dict is updated.
+    ``fit_options`` (e.g. ``tolerance``) go to every :func:`fit`.
 
     ``around``: optional grid points ``[(lengthscale, scale), ...]`` to climb from instead of
-    fitting every grid point: fit them, then from the best of them fit its neighbours (one grid
-    step in one hyperparameter, see :func:`grid_neighbours`), move to the best, and repeat until
-    the best is where the climb stands. This finds the grid's best whenever the evidence has
-    no second peak on the grid (or a start lies on the higher one).
+    fitting every grid point: fit them, then from the best of them fit its neighbours (see
+    :func:`grid_neighbours`), move to the best, and repeat until the best is where the climb
+    stands. This finds the grid's best whenever the evidence has no second peak on the grid
+    (or a start lies on the higher one).
 
     Example:
         >>> import numpy as np
@@ -364,7 +369,7 @@ def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_
         if point not in scored:
             start = None if starts is None else starts.get(point)
             posterior = fit(X, data, *point, additive, lapse, start=start,
-                            additive_dims=additive_dims)
+                            additive_dims=additive_dims, **fit_options)
             if starts is not None:
                 starts[point] = posterior.alpha
             scored[point] = (posterior.log_evidence
@@ -383,11 +388,13 @@ def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_
 
 
 def grid_neighbours(point, lengthscales, scales):
-    """The grid points one step from ``point = (lengthscale, scale)`` in one hyperparameter."""
+    """The grid points one step from ``point = (lengthscale, scale)`` in one or both
+    hyperparameters (diagonals too: the evidence often has a ridge along a longer lengthscale
+    with a larger scale, which steps in one hyperparameter alone go down from)."""
     i, j = list(lengthscales).index(point[0]), list(scales).index(point[1])
-    steps = [(i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)]
-    return [(lengthscales[a], scales[b]) for a, b in steps
-            if 0 <= a < len(lengthscales) and 0 <= b < len(scales)]
+    return [(lengthscales[a], scales[b])
+            for a in range(max(i - 1, 0), min(i + 2, len(lengthscales)))
+            for b in range(max(j - 1, 0), min(j + 2, len(scales))) if (a, b) != (i, j)]
 
 
 def expected_improvement(delta, sd):
