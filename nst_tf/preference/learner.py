@@ -53,12 +53,14 @@ SCALES = (0.5, 1.0, 2.0)
 ADDITIVE = 0.5
 #: Probability that an answer is a random pick (a slip), as Christiano et al. (2017) assume.
 LAPSE = 0.1
-#: The full evidence search runs on the first :data:`SEARCH_UNTIL` answers; after that, every
-#: :data:`SEARCH_EVERY` answers a local search climbs the grid from the last hyperparameters
-#: and from one more grid point, taken in turn (so a second peak of the evidence is found within
-#: ``len(grid)`` searches), a third of the fits of a full search at 100 answers. In between,
-#: the last hyperparameters are refitted from the previous mode (a few Newton steps).
+#: Every this many answers the hyperparameters are searched again: after the first
+#: :data:`SEARCH_UNTIL` answers a local search that climbs the grid from the last
+#: hyperparameters and from one more grid point, taken in turn (so a second peak of the
+#: evidence is found within ``len(grid)`` searches): the last point, its neighbours (up to 8)
+#: and that one, more only when the climb moves. In between, the last hyperparameters are
+#: refitted from the previous mode (a few Newton steps).
 SEARCH_EVERY = 5
+#: The evidence search fits every grid point on each of the first this many answers.
 SEARCH_UNTIL = 10
 #: Newton's stopping rule for the learner's fits (:func:`~nst_tf.preference.gp.fit`): log
 #: posterior to 1e-7 relative, utilities to 1e-5 (measured at 100 answers: evidence within
