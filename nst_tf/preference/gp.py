@@ -184,36 +184,42 @@ class _Likelihood:
 
 
 class _Curvature:
-    """``R`` of ``W = Rᵀ R``: rows ``√(ω p_s) (e_s − p_question)`` in option space.
+    """``R`` of ``W = Rᵀ R``, held as a dense [rows, n] matrix: every product with it is one
+    matrix product, and ``R K Rᵀ`` costs two.
 
-    ``R`` is held as a dense [m, n] matrix (slots × points): every product with it is then one
-    matrix product, and ``R K Rᵀ`` costs two (measured 3× faster than gathering ``K`` at the
-    slots and centering it on both sides).
+    A question's curvature ``ω (diag(p) − p pᵀ)`` has rank k − 1 (adding a constant to every
+    option changes nothing), so it needs only k − 1 rows: the first k − 1 rows of the QR of the
+    k rows ``√(ω p_s) (e_s − p)`` (their sum over options, with weights, is 0, so the last row of
+    the triangular factor is 0). The solves are then over ``Σ (k − 1)`` rows, not ``Σ k``.
     """
 
     def __init__(self, data, p, weight=1.0, n=None):
-        self.data, self.p, self.root = data, p, np.sqrt(weight * p)
         n = int(data.index.max(initial=-1)) + 1 if n is None else n
-        picks = np.zeros((len(data.index), n))
-        picks[np.arange(len(data.index)), data.index] = 1.0
-        self.R = self.root[:, None] * self.center(picks)
-
-    def center(self, M):
-        """``(I − P) M`` for slot-indexed rows ``M`` [m, ...]: subtract each question's p-mean."""
-        shape = (-1,) + (1,) * (M.ndim - 1)
-        mean = self.data.segment_sum(self.p.reshape(shape) * M)
-        return M - mean[self.data.question]
+        weight = np.broadcast_to(weight, p.shape)
+        sizes = np.diff(np.append(data.starts, len(p)))
+        blocks = []
+        for k in np.unique(sizes):          # questions of k options, all at once
+            slots = data.starts[sizes == k][:, None] + np.arange(k)           # [Qk, k]
+            P, root = p[slots], np.sqrt(weight[slots] * p[slots])
+            rows = root[:, :, None] * (np.eye(k) - P[:, None, :])             # [Qk, k, k]
+            U = np.linalg.qr(rows, mode="r")[:, :k - 1]                       # [Qk, k−1, k]
+            block = np.zeros((U.shape[0] * (k - 1), n))
+            row = np.arange(len(block)).reshape(-1, k - 1, 1)
+            np.add.at(block, (np.broadcast_to(row, U.shape),
+                              np.broadcast_to(data.index[slots][:, None, :], U.shape)), U)
+            blocks.append(block)
+        self.R = np.concatenate(blocks) if blocks else np.zeros((0, n))
 
     def apply(self, V):
-        """``R V`` for point-indexed ``V`` [n, ...] → [m, ...]."""
+        """``R V`` for point-indexed ``V`` [n, ...] → [rows, ...]."""
         return self.R @ V
 
     def apply_t(self, U):
-        """``Rᵀ U`` for slot-indexed ``U`` [m] → [n]."""
+        """``Rᵀ U`` for ``U`` [rows] → [n]."""
         return self.R.T @ U
 
     def sandwich(self, K):
-        """``R K Rᵀ`` for the point kernel ``K`` [n, n] → [m, m]."""
+        """``R K Rᵀ`` for the point kernel ``K`` [n, n] → [rows, rows]."""
         return (self.R @ K) @ self.R.T
 
 
