@@ -178,38 +178,49 @@ class _Likelihood:
         self.believed = data.segment_sum(yr)                                  # ω [Q]
         self.gradient_slots = yr - self.believed[data.question] * self.p
 
-    def curvature(self):
-        return _Curvature(self.data, self.p, self.believed[self.data.question])
+    def curvature(self, n):
+        """The curvature as a :class:`_Curvature` over ``n`` points."""
+        return _Curvature(self.data, self.p, self.believed[self.data.question], n)
 
 
 class _Curvature:
-    """``R`` of ``W = Rᵀ R``: rows ``√(ω p_s) (e_s − p_question)`` in option space."""
+    """``R`` of ``W = Rᵀ R``, held as a dense [rows, n] matrix: every product with it is one
+    matrix product, and ``R K Rᵀ`` costs two.
 
-    def __init__(self, data, p, weight=1.0):
-        self.data, self.p, self.root = data, p, np.sqrt(weight * p)
+    A question's curvature ``ω (diag(p) − p pᵀ)`` has rank k − 1 (adding a constant to every
+    option changes nothing), so it needs only k − 1 rows: the first k − 1 rows of the QR of the
+    k rows ``√(ω p_s) (e_s − p)`` (their sum over options, with weights, is 0, so the last row of
+    the triangular factor is 0). The solves are then over ``Σ (k − 1)`` rows, not ``Σ k``.
+    """
 
-    def center(self, M):
-        """``(I − P) M`` for slot-indexed rows ``M`` [m, ...]: subtract each question's p-mean."""
-        shape = (-1,) + (1,) * (M.ndim - 1)
-        mean = self.data.segment_sum(self.p.reshape(shape) * M)
-        return M - mean[self.data.question]
+    def __init__(self, data, p, weight=1.0, n=None):
+        n = int(data.index.max(initial=-1)) + 1 if n is None else n
+        weight = np.broadcast_to(weight, p.shape)
+        sizes = np.diff(np.append(data.starts, len(p)))
+        blocks = []
+        for k in np.unique(sizes):          # questions of k options, all at once
+            slots = data.starts[sizes == k][:, None] + np.arange(k)           # [Qk, k]
+            P, root = p[slots], np.sqrt(weight[slots] * p[slots])
+            rows = root[:, :, None] * (np.eye(k) - P[:, None, :])             # [Qk, k, k]
+            U = np.linalg.qr(rows, mode="r")[:, :k - 1]                       # [Qk, k−1, k]
+            block = np.zeros((U.shape[0] * (k - 1), n))
+            row = np.arange(len(block)).reshape(-1, k - 1, 1)
+            np.add.at(block, (np.broadcast_to(row, U.shape),
+                              np.broadcast_to(data.index[slots][:, None, :], U.shape)), U)
+            blocks.append(block)
+        self.R = np.concatenate(blocks) if blocks else np.zeros((0, n))
 
     def apply(self, V):
-        """``R V`` for point-indexed ``V`` [n, ...] → [m, ...]."""
-        rows = self.center(V[self.data.index])
-        return self.root.reshape((-1,) + (1,) * (V.ndim - 1)) * rows
+        """``R V`` for point-indexed ``V`` [n, ...] → [rows, ...]."""
+        return self.R @ V
 
-    def apply_t(self, U, n):
-        """``Rᵀ U`` for slot-indexed ``U`` [m] → [n]."""
-        u = self.root * U
-        scattered = u - self.p * self.data.segment_sum(u)[self.data.question]
-        return np.bincount(self.data.index, scattered, minlength=n)
+    def apply_t(self, U):
+        """``Rᵀ U`` for ``U`` [rows] → [n]."""
+        return self.R.T @ U
 
     def sandwich(self, K):
-        """``R K Rᵀ`` for the point kernel ``K`` [n, n] → [m, m]."""
-        G = K[np.ix_(self.data.index, self.data.index)]
-        G = self.center(self.center(G).T)
-        return self.root[:, None] * G * self.root[None, :]
+        """``R K Rᵀ`` for the point kernel ``K`` [n, n] → [rows, rows]."""
+        return (self.R @ K) @ self.R.T
 
 
 class Posterior:
@@ -251,6 +262,15 @@ class Posterior:
         return self.kernel.weighted_sum_and_gradient(Z, self.X, self.alpha)
 
 
+def _cholesky_b(curvature, K):
+    """Lower Cholesky factor of ``B = I + R K Rᵀ`` (eigenvalues ≥ 1: always succeeds)."""
+    from scipy.linalg import cholesky
+
+    B = curvature.sandwich(K)
+    B[np.diag_indices_from(B)] += 1.0
+    return cholesky(B, lower=True, overwrite_a=True, check_finite=False) if len(B) else B
+
+
 def _solve_lower(L, B):
     from scipy.linalg import solve_triangular
 
@@ -258,7 +278,7 @@ def _solve_lower(L, B):
 
 
 def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterations=50,
-        tolerance=1e-9, additive_dims=None):
+        tolerance=1e-9, additive_dims=None, f_tolerance=1e-7):
     """Laplace posterior of a preference GP for fixed hyperparameters.
 
     Args:
@@ -271,6 +291,10 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
         lapse: probability ε that an answer is a random pick (Christiano et al. 2017 assume
             10 %): one stray answer then cannot overturn many consistent ones.
         start: optional [≤ n] ``alpha`` to start Newton from (a previous fit; zero-padded).
+        tolerance, f_tolerance: Newton stops when the log posterior changes by less than
+            ``tolerance · (1 + |value|)`` and no utility by more than ``f_tolerance``. The
+            iteration converges linearly (the curvature is not the exact Hessian when
+            ``lapse > 0``), about one digit per step.
 
     Returns:
         a :class:`Posterior`.
@@ -296,13 +320,13 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
         if trial[0] > value:
             alpha, (value, f, likelihood) = warm, trial
     for _ in range(iterations):
-        curvature = likelihood.curvature()
+        curvature = likelihood.curvature(n)
         g = np.bincount(data.index, likelihood.gradient_slots, minlength=n)
-        b = curvature.apply_t(curvature.apply(f), n) + g       # W f + ∇ log-likelihood
-        chol = np.linalg.cholesky(np.eye(len(data.index)) + curvature.sandwich(K))
+        b = curvature.apply_t(curvature.apply(f)) + g          # W f + ∇ log-likelihood
+        chol = _cholesky_b(curvature, K)
         Kb = K @ b
         new_alpha = b - curvature.apply_t(cho_solve((chol, True), curvature.apply(Kb),
-                                                    check_finite=False), n)
+                                                    check_finite=False))
         step = 1.0
         while True:   # backtracking keeps the Newton iteration monotone
             trial_alpha = alpha + step * (new_alpha - alpha)
@@ -311,36 +335,72 @@ def fit(X, data, lengthscale, scale, additive=0.0, lapse=0.0, start=None, iterat
                 break
             step *= 0.5
         converged = (abs(new_value - value) < tolerance * (1 + abs(value))
-                     and np.max(np.abs(trial_f - f), initial=0.0) < 1e-7)
+                     and np.max(np.abs(trial_f - f), initial=0.0) < f_tolerance)
         alpha, f, value, likelihood = trial_alpha, trial_f, new_value, trial_likelihood
         if converged:
             break
-    curvature = likelihood.curvature()
-    chol = np.linalg.cholesky(np.eye(len(data.index)) + curvature.sandwich(K))
+    curvature = likelihood.curvature(n)
+    chol = _cholesky_b(curvature, K)
     log_evidence = value - np.sum(np.log(np.diag(chol)))
     return Posterior(X, data, kernel, f, alpha, log_evidence, chol, curvature)
 
 
 def fit_by_evidence(X, data, lengthscales, scales, additive=0.0, lapse=0.0, log_prior=None,
-                    starts=None, additive_dims=None):
-    """:func:`fit` on every (lengthscale, scale) of the grid; the one of highest evidence wins.
+                    starts=None, additive_dims=None, around=None, **fit_options):
+    """:func:`fit` on the (lengthscale, scale) grid; the one of highest evidence wins.
 
     ``log_prior(lengthscale, scale)`` optionally adds a log-prior to the evidence. ``starts``: an
     optional dict ``{(lengthscale, scale): alpha}`` of earlier modes; each fit starts from its
     own (a few Newton steps when one answer was added), and the dict is updated.
+    ``fit_options`` (e.g. ``tolerance``) go to every :func:`fit`.
+
+    ``around``: optional grid points ``[(lengthscale, scale), ...]`` to climb from instead of
+    fitting every grid point: fit them, then from the best of them fit its neighbours (see
+    :func:`grid_neighbours`), move to the best, and repeat until the best is where the climb
+    stands. This finds the grid's best whenever the evidence has no second peak on the grid
+    (or a start lies on the higher one).
+
+    Example:
+        >>> import numpy as np
+        >>> X = np.eye(3)
+        >>> data = Choices([[0, 1], [0, 2], [1, 2]], [0, 0, 0])
+        >>> full = fit_by_evidence(X, data, (0.3, 1.0), (0.5, 1.0, 2.0))
+        >>> climbed = fit_by_evidence(X, data, (0.3, 1.0), (0.5, 1.0, 2.0), around=[(0.3, 0.5)])
+        >>> (climbed.lengthscale, climbed.scale) == (full.lengthscale, full.scale)
+        True
     """
-    best = None
-    for lengthscale in lengthscales:
-        for scale in scales:
-            start = None if starts is None else starts.get((lengthscale, scale))
-            posterior = fit(X, data, lengthscale, scale, additive, lapse, start=start,
-                            additive_dims=additive_dims)
+    scored = {}
+
+    def score(point):
+        if point not in scored:
+            start = None if starts is None else starts.get(point)
+            posterior = fit(X, data, *point, additive, lapse, start=start,
+                            additive_dims=additive_dims, **fit_options)
             if starts is not None:
-                starts[(lengthscale, scale)] = posterior.alpha
-            score = posterior.log_evidence + (log_prior(lengthscale, scale) if log_prior else 0.0)
-            if best is None or score > best[0]:
-                best = (score, posterior)
-    return best[1]
+                starts[point] = posterior.alpha
+            scored[point] = (posterior.log_evidence
+                             + (log_prior(*point) if log_prior else 0.0), posterior)
+        return scored[point][0]
+
+    if around is None:
+        points = [(lengthscale, scale) for lengthscale in lengthscales for scale in scales]
+        return scored[max(points, key=score)][1]
+    here = max([tuple(point) for point in around], key=score)
+    while True:
+        best = max([here] + grid_neighbours(here, lengthscales, scales), key=score)
+        if best == here:
+            return scored[here][1]
+        here = best
+
+
+def grid_neighbours(point, lengthscales, scales):
+    """The grid points one step from ``point = (lengthscale, scale)`` in one or both
+    hyperparameters (diagonals too: the evidence often has a ridge along a longer lengthscale
+    with a larger scale, which steps in one hyperparameter alone go down from)."""
+    i, j = list(lengthscales).index(point[0]), list(scales).index(point[1])
+    return [(lengthscales[a], scales[b])
+            for a in range(max(i - 1, 0), min(i + 2, len(lengthscales)))
+            for b in range(max(j - 1, 0), min(j + 2, len(scales))) if (a, b) != (i, j)]
 
 
 def expected_improvement(delta, sd):
