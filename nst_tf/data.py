@@ -307,8 +307,8 @@ def content_dataset(sources, image_size=256, batch_size=4, *, shuffle=True, seed
         if format == "tfrecord":
             items = items.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
                                      num_parallel_calls=num_parallel_calls, deterministic=True)
-            if shuffle:
-                items = items.shuffle(shuffle_buffer, seed=(seed + 1) * 1_000_003 + epoch,
+            if shuffle:   # a fixed seed (tf.data takes no tensor): the epoch's file order varies
+                items = items.shuffle(shuffle_buffer, seed=(int(seed) + 1) * 1_000_003,
                                       reshuffle_each_iteration=False)
         return items
 
