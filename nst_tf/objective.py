@@ -340,15 +340,9 @@ class StyleObjective:
         """``{layer: features of the content image}`` (computed on first use, eagerly even
         when first used while a ``tf.function`` traces)."""
         if self._content_targets is None:
-            import tensorflow as tf
-
-            start = time.perf_counter()
-            with tf.init_scope():  # constants, not tensors of the graph being traced
-                targets = {}
-                if self.content_image is not None:
-                    targets = self.content_features(self.content_image)
-            self._content_targets = targets
-            self.seconds["content_targets"] += time.perf_counter() - start
+            self._content_targets = self._eager_targets(
+                "content_targets", lambda: {} if self.content_image is None
+                else self.content_features(self.content_image))
         return self._content_targets
 
     @content_targets.setter
@@ -360,23 +354,32 @@ class StyleObjective:
         """One ``{layer: statistics}`` per style image (computed on first use, eagerly even
         when first used while a ``tf.function`` traces)."""
         if self._style_targets is None:
-            import tensorflow as tf
-
-            start = time.perf_counter()
-            targets = []
-            with tf.init_scope():  # constants, not tensors of the graph being traced
-                for array in self.style_images:
-                    feats = self.extractor(array)
-                    targets.append(
-                        {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
-                         for l in self.style_layers})
-            self._style_targets = targets
-            self.seconds["style_targets"] += time.perf_counter() - start
+            self._style_targets = self._eager_targets(
+                "style_targets", lambda: [self._style_statistics(array)
+                                          for array in self.style_images])
         return self._style_targets
 
     @style_targets.setter
     def style_targets(self, value):
         self._style_targets = list(value)
+
+    def _eager_targets(self, name, compute):
+        """``compute()`` outside any ``tf.function`` being traced (so the targets are constants,
+        not tensors of that graph), its seconds added to ``self.seconds[name]``."""
+        import tensorflow as tf
+
+        start = time.perf_counter()
+        with tf.init_scope():
+            targets = compute()
+        self.seconds[name] += time.perf_counter() - start
+        return targets
+
+    def _style_statistics(self, array):
+        import tensorflow as tf
+
+        feats = self.extractor(array)
+        return {l: tf.nest.map_structure(tf.constant, self.style_loss.target(feats[l]))
+                for l in self.style_layers}
 
     def content_features(self, image):
         """``{content layer: features}`` of an image ``[1, H, W, 3]`` (one compiled forward pass
