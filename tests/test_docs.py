@@ -193,6 +193,7 @@ def test_broken_references_fail_the_build(tmp_path):
     assert warnings.count("WARNING:") == 11, warnings
 
 
+@pytest.mark.slow
 def test_exports_groups_must_hold_every_name_once(tmp_path):
     """The grouped ``{exports}`` list of the API index: a name left out, listed twice or not
     exported fails the build, each named."""

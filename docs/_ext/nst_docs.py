@@ -274,11 +274,11 @@ _TRAILING_SEPARATOR = re.compile(r"\s*[,;:]\s*(?:and\s*)?$")
 _LEADING_SEPARATOR = re.compile(r"^\s*[,;:]\s*")
 
 
-class test_citation(nodes.Inline, nodes.TextElement):  # noqa: N801 (docutils node naming)
+class test_citation(nodes.Inline, nodes.TextElement):  # docutils names nodes in lower case
     """A ``{test}`` citation; replaced by a numbered superscript when the page is resolved."""
 
 
-class cited_tests_list(nodes.General, nodes.Element):  # noqa: N801
+class cited_tests_list(nodes.General, nodes.Element):
     """Where ``{cited-tests}`` puts the list of every cited test."""
 
 
