@@ -54,5 +54,6 @@ html_theme = "alabaster"
 html_title = "nst-tf"
 html_theme_options = {"description": "Neural style transfer for TensorFlow / Keras 3",
                       "fixed_sidebar": True, "sidebar_collapse": True,
-                      "page_width": "1180px", "sidebar_width": "240px"}
-html_static_path = []
+                      "page_width": "1240px", "sidebar_width": "240px"}
+html_static_path = ["_static"]
+html_css_files = ["nst.css"]   # 100-column code fits the text column; citation numbers

@@ -5,10 +5,14 @@
   docstring that is not valid reStructuredText or a cited test that no longer exists fails here.
 * A page with one of each such problem fails the build, and every problem is named.
 * Every module of the packages is in the API reference.
+* A cited test renders as a numbered link (not as its name in the prose), each page lists its
+  cited tests, and the tests page lists them all with links back.
+* The quickstart on the first page runs from the clone, with the files it names.
 """
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
@@ -52,6 +56,89 @@ def test_docs_build_without_warnings(tmp_path):
         (html / "api" / "index.html").read_text(encoding="utf-8")
     cli = (html / "cli.html").read_text(encoding="utf-8")
     assert "--which_styles" in cli and "--export_magenta" in cli
+    # The API index opens with the entry points, linked to their definitions, then the groups.
+    api = (html / "api" / "index.html").read_text(encoding="utf-8")
+    groups = re.findall(r'<p class="rubric">([^<]+)</p>\s*<ul class="simple">(.*?)</ul>', api, re.S)
+    assert groups[0][0] == "Entry points" and len(groups) > 5, groups
+    entry = re.findall(r'href="[^"]+" title="([^"]+)"><code[^>]*><span class="pre">(\w+)</span>',
+                       groups[0][1])
+    assert [name for _, name in entry] == ["stylize", "transfer", "synthesize", "train"]
+    assert all(target.endswith("." + name) for target, name in entry), entry
+    # Cited tests are numbers in the prose, listed at the end of the page and on the tests page.
+    index = (html / "index.html").read_text(encoding="utf-8")
+    prose = index.split('id="tests-cited-on-this-page"')[0]
+    assert "test_network_objects_resolve_to_their_family" not in _text(prose)
+    cite = re.search(r'<sup class="test-cite"><a class="reference internal" href="#test-cite-(\d+)"'
+                     r' id="test-cited-(\d+)" title="tests/test_families.py::'
+                     r'test_network_objects_resolve_to_their_family">(\d+)</a></sup>', index)
+    assert cite and len(set(cite.groups())) == 1, "the citation is not a numbered link"
+    tests = (html / "tests.html").read_text(encoding="utf-8")
+    assert f'href="index.html#test-cited-{cite.group(1)}"' in tests
+    assert 'id="test-tests-test-families-py-test-network-objects-resolve-to-their-family"' in tests
+
+
+def _text(html):
+    """The visible text of an HTML fragment (tags dropped, attributes with them)."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+CITATIONS_PAGE = """# Citations
+
+A claim (T_A). Two claims (T_A, T_B); a claim with more (see above, T_C). A list: (T_B;
+more words). In a sentence: checked by T_A and T_C.
+
+```{toctree}
+tests
+```
+"""
+
+TESTS_PAGE = """# Tests
+
+```{cited-tests}
+```
+"""
+
+
+@pytest.mark.slow
+def test_cited_tests_are_numbered_and_listed(tmp_path):
+    """The real configuration on a page of citations: each group of citations becomes one
+    superscript of numbers (brackets and separators that held only citations go), the page ends
+    with its numbered list, and the tests page lists each test and links back to its citation."""
+    source = tmp_path / "src"
+    source.mkdir()
+    page = CITATIONS_PAGE
+    for key, test in (("T_A", "tests/test_families.py::test_errors_name_the_problem"),
+                      ("T_B", "tests/test_docs.py::test_cited_tests_are_numbered_and_listed"),
+                      ("T_C", "tests/test_docs.py")):
+        page = page.replace(key, "{test}`" + test + "`")
+    (source / "index.md").write_text(page, encoding="utf-8")
+    (source / "tests.md").write_text(TESTS_PAGE, encoding="utf-8")
+    done, warnings = build(str(source), str(tmp_path / "out"))
+    assert warnings == "" and done.returncode == 0, warnings + done.stderr[-2000:]
+    html = tmp_path / "out" / "html"
+    body, cited = (html / "index.html").read_text(encoding="utf-8").split(
+        'id="tests-cited-on-this-page"')
+    text = " ".join(_text(body).split())
+    for expected in ("A claim1.", "Two claims1,2; a claim with more (see above)3.",
+                     "A list:2 (more words).", "In a sentence: checked by1,3."):
+        assert expected in text, text
+    assert "tests/test_" not in _text(body)
+    listed = re.findall(r'<li id="test-cite-(\d)"><p><a class="reference internal" '
+                        r'href="tests.html#([^"]+)"><code[^>]*><span class="pre">([^<]+)</span>',
+                        cited)
+    assert [(n, ref) for n, _, ref in listed] == [
+        ("1", "tests/test_families.py::test_errors_name_the_problem"),
+        ("2", "tests/test_docs.py::test_cited_tests_are_numbered_and_listed"),
+        ("3", "tests/test_docs.py")]
+    # The tests page: by file, the command that runs it, the docstring's first line, and for
+    # each test a link to where it is first cited.
+    tests = (html / "tests.html").read_text(encoding="utf-8")
+    assert all(f'id="{anchor}"' in tests for _, anchor, _ in listed)
+    assert "python -m pytest tests/test_docs.py" in _text(tests)
+    assert "each group of citations becomes one superscript" in " ".join(_text(tests).split())
+    for n in ("1", "2", "3"):
+        assert f'href="index.html#test-cited-{n}"' in tests
+        assert f'id="test-cited-{n}"' in body
 
 
 BROKEN_PAGE = """# Broken
@@ -107,6 +194,22 @@ def test_broken_references_fail_the_build(tmp_path):
     assert warnings.count("WARNING:") == 11, warnings
 
 
+@pytest.mark.slow
+def test_exports_groups_must_hold_every_name_once(tmp_path):
+    """The grouped ``{exports}`` list of the API index: a name left out, listed twice or not
+    exported fails the build, each named."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "index.md").write_text(
+        "# Groups\n\n```{exports} nst_tf\nErrors: NSTError NSTError no_such_name\n```\n",
+        encoding="utf-8")
+    done, warnings = build(str(source), str(tmp_path / "out"))
+    assert done.returncode != 0
+    for problem in ("NSTError is listed 2 times", "no_such_name is not in nst_tf.__all__",
+                    "stylize is in no group"):
+        assert problem in warnings, warnings
+
+
 def _modules():
     """Every public module of the packages, from the files (``a/b.py`` -> ``a.b``)."""
     found = set()
@@ -146,3 +249,39 @@ def test_readme_points_to_the_docs_and_their_build():
     for command in commands:
         words = command.split()
         assert "-W" in words and "-n" in words and "docs" in words, command
+
+
+def _quickstart():
+    """The commands of the first page's quickstart."""
+    with open(os.path.join(DOCS, "index.md"), encoding="utf-8") as f:
+        section = f.read().split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)\n```", section, re.S)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_from_the_clone(tmp_path):
+    """Three lines: the install, the README's main command (run by
+    ``test_readme.py::test_main_command_runs_from_the_clone``) and a Python line, which runs here
+    as written in a folder holding the repository's ``examples/``, with random weights and a tiny
+    size and step count (nothing can be downloaded here)."""
+    install, command, python = _quickstart()
+    assert install == "pip install -e ."
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert f"&& {command}\n" in readme, "the quickstart's command is not the README's main command"
+    argv = shlex.split(python)
+    assert argv[:2] == ["python", "-c"]
+    named = re.findall(r"'(examples/[^']+)'", argv[2]) + \
+        [a.split("=", 1)[1] for a in shlex.split(command) if a.startswith(("--content=", "--style="))]
+    assert len(named) == 5
+    for path in named:
+        assert os.path.isfile(os.path.join(ROOT, path)), f"{path} is not in the repository"
+    code, n = re.subn(r"size=\d+, steps=\d+", "size=48, steps=2, weights='random'", argv[2])
+    assert n == 1, argv[2]
+    os.symlink(os.path.join(ROOT, "examples"), tmp_path / "examples")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = re.search(r"save_image\('([^']+)'", code).group(1)
+    assert (tmp_path / output).stat().st_size > 0
