@@ -174,12 +174,16 @@ def _cache_root():
     return os.path.join(keras_home(), CACHE_SUBDIR)
 
 
-#: Limits a checkpoint tarball must keep before anything is extracted: the released model
-#: holds 3 files and unpacks to about 90 MB (a training checkpoint with VGG and optimizer
-#: slots to under 1 GB), compressed at most a few times.
+# Limits a checkpoint tarball must keep before anything is extracted: the released model holds
+# 3 files and unpacks to about 90 MB (a training checkpoint with VGG and optimizer slots to
+# under 1 GB), compressed at most a few times.
+
+#: Most members (files and folders) a checkpoint tarball may hold.
 MAX_TARBALL_MEMBERS = 1000
+#: Most bytes a checkpoint tarball may unpack to.
 MAX_TARBALL_BYTES = 2 * 2 ** 30
-MAX_TARBALL_RATIO = 50        # unpacked bytes per byte of the tarball (a "zip bomb": ~1000)
+#: Most unpacked bytes per byte of the tarball (a "zip bomb" of zeros reaches ~1000).
+MAX_TARBALL_RATIO = 50
 
 
 def check_tarball(archive, path):
