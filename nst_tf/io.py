@@ -76,6 +76,23 @@ def inside(path, folder):
         path = parent
 
 
+def check_not_replacing(output, kept, flag="--output", why="this run needs it"):
+    """Raise :class:`OutputPathError` when writing ``output`` would overwrite or delete
+    ``kept``: the same file once resolved, or a folder holding it (an output folder replaces
+    whatever is there).
+
+    Example:
+        >>> check_not_replacing("exports/model", "runs/cin", "--export_saved_model")
+        >>> check_not_replacing("runs", "runs/cin", "--export_saved_model")
+        Traceback (most recent call last):
+        ...
+        nst_tf.io.OutputPathError: --export_saved_model=runs would replace runs/cin (this run needs it); choose another --export_saved_model
+    """
+    if inside(kept, output):
+        raise OutputPathError(f"{flag}={output} would replace {kept} ({why}); choose another "
+                              f"{flag}")
+
+
 _TOKEN_BYTES = 4   # the random part of a temporary name: 8 hex digits
 
 
