@@ -24,6 +24,7 @@ Example:
     >>> net = load_arbitrary_network("arbitrary")  # the release, cached  # doctest: +SKIP
 """
 
+import contextlib
 import dataclasses
 import glob
 import hashlib
@@ -173,16 +174,66 @@ def _cache_root():
     return os.path.join(keras_home(), CACHE_SUBDIR)
 
 
+# Limits a checkpoint tarball must keep before anything is extracted: the released model holds
+# 3 files and unpacks to about 90 MB (a training checkpoint with VGG and optimizer slots to
+# under 1 GB), compressed at most a few times.
+
+#: Most members (files and folders) a checkpoint tarball may hold.
+MAX_TARBALL_MEMBERS = 1000
+#: Most bytes a checkpoint tarball may unpack to.
+MAX_TARBALL_BYTES = 2 * 2 ** 30
+#: Most unpacked bytes per byte of the tarball (a "zip bomb" of zeros reaches ~1000).
+MAX_TARBALL_RATIO = 50
+
+
+def check_tarball(archive, path):
+    """Refuse a tarball before extracting anything: every member must be a regular file or a
+    folder with a relative name that stays inside the target (no ``..``, no absolute path, no
+    links, devices or pipes), and all of them together must unpack to at most
+    :data:`MAX_TARBALL_BYTES` and :data:`MAX_TARBALL_RATIO` times the tarball's size. Members
+    are read one header at a time, so a bomb is refused after decompressing only the
+    allowance.
+
+    Raises:
+        CheckpointError: the first member or the total that breaks a rule, by name.
+    """
+    budget = min(MAX_TARBALL_BYTES, MAX_TARBALL_RATIO * os.path.getsize(path) + 2 ** 20)
+    total = 0
+    for count, member in enumerate(archive, 1):
+        name = member.name
+        parts = name.replace("\\", "/").split("/")
+        if not name or os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts \
+                or ":" in parts[0]:
+            raise CheckpointError(f"refusing checkpoint tarball {path}: member {name!r} is not "
+                                  "a relative path inside the archive")
+        if not (member.isreg() or member.isdir()):
+            kind = ("a symbolic link" if member.issym() else "a hard link" if member.islnk()
+                    else "a named pipe" if member.isfifo()
+                    else "a device" if member.ischr() or member.isblk()
+                    else "not a regular file")
+            raise CheckpointError(f"refusing checkpoint tarball {path}: member {name!r} is "
+                                  f"{kind}")
+        total += member.size
+        if total > budget or count > MAX_TARBALL_MEMBERS:
+            raise CheckpointError(
+                f"refusing checkpoint tarball {path}: it unpacks to more than "
+                f"{budget / 1e6:.0f} MB or holds more than {MAX_TARBALL_MEMBERS} members "
+                f"(the file is {os.path.getsize(path) / 1e6:.1f} MB; a checkpoint unpacks to "
+                f"at most {MAX_TARBALL_RATIO} times its tarball)")
+
+
 def extract_tarball(path, target=None):
     """Extract a checkpoint tarball once and return the checkpoint prefix inside it.
 
     ``target`` defaults to a folder in the Keras cache named after the tarball, its size and
-    modification time (a changed tarball is extracted again). Only regular files and folders are
-    extracted (``tarfile``'s ``data`` filter: no links out, no absolute paths); the folder
-    appears complete or not at all.
+    modification time (a changed tarball is extracted again). The members are checked first
+    (:func:`check_tarball`: names, types, total size), and only regular files and folders are
+    extracted (``tarfile``'s ``data`` filter too). The folder appears complete, holding one
+    arbitrary-style checkpoint, or not at all: a refused tarball leaves nothing in the cache.
 
     Raises:
-        CheckpointError: missing, truncated or corrupt tarball, or one holding no checkpoint.
+        CheckpointError: missing, truncated, corrupt or unsafe tarball, or one holding no
+            arbitrary-style checkpoint.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -193,15 +244,43 @@ def extract_tarball(path, target=None):
         stem = os.path.basename(path).split(".tar")[0].split(".tgz")[0]
         target = os.path.join(_cache_root(), "extracted",
                               f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:10]}")
-    if not os.path.isdir(target):
-        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-        try:
-            with atomic_directory(target) as tmp, tarfile.open(path) as archive:
-                archive.extractall(tmp, filter="data")
-        except (tarfile.TarError, EOFError, OSError, ValueError) as e:
-            raise CheckpointError(f"cannot extract checkpoint tarball {path}: "
-                                  f"{type(e).__name__}: {e}") from None
-    return _prefix_in(target, source=path)
+    if os.path.isdir(target):
+        return _prefix_in(target, source=path)
+    try:
+        with tarfile.open(path) as archive:
+            check_tarball(archive, path)
+            parent = os.path.dirname(os.path.abspath(target))
+            made = _make_folders(parent)
+            try:
+                with atomic_directory(target) as tmp:
+                    archive.extractall(tmp, filter="data")
+                    prefix = _prefix_in(tmp, source=path)
+                    try:
+                        infer_arbitrary_config(model_shapes(checkpoint_shapes(prefix)))
+                    except CheckpointError as e:
+                        raise CheckpointError(f"{path}: {e}") from None
+            except BaseException:
+                for folder in reversed(made):   # the cache as it was: no empty folders left
+                    with contextlib.suppress(OSError):
+                        os.rmdir(folder)
+                raise
+    except CheckpointError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"cannot extract checkpoint tarball {path}: "
+                              f"{type(e).__name__}: {e}") from None
+    return os.path.join(target, os.path.relpath(prefix, tmp))
+
+
+def _make_folders(folder):
+    """Create ``folder`` and its missing parents; returns those created, outermost first."""
+    missing = []
+    while folder and not os.path.isdir(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if missing:
+        os.makedirs(missing[0])
+    return missing[::-1]
 
 
 def _prefix_in(folder, source):

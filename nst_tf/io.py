@@ -16,6 +16,7 @@ Example:
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -39,9 +40,92 @@ def check_output_dir(path):
     return folder
 
 
+def same_file(a, b):
+    """True when the paths ``a`` and ``b`` name one file or folder: equal once resolved
+    (symlinks, ``..``, relative or absolute) or, when both exist, one inode (hard links,
+    case-insensitive file systems).
+
+    Example:
+        >>> same_file("out.png", os.path.join(".", "sub", "..", "out.png"))
+        True
+    """
+    a, b = os.fspath(a), os.fspath(b)
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:   # one of them does not exist (yet): only the names can agree
+        return False
+
+
+def inside(path, folder):
+    """True when ``path`` is ``folder`` or lies somewhere under it (resolved paths; a folder
+    output that replaces ``folder`` would delete ``path``).
+
+    Example:
+        >>> inside("runs/a/ckpt-5.index", "runs"), inside("runs2/x", "runs")
+        (True, False)
+    """
+    path, folder = os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder))
+    while True:
+        if path == folder or same_file(path, folder):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+
+
+def check_not_replacing(output, kept, flag="--output", why="this run needs it"):
+    """Raise :class:`OutputPathError` when writing ``output`` would overwrite or delete
+    ``kept``: the same file once resolved, or a folder holding it (an output folder replaces
+    whatever is there).
+
+    Example:
+        >>> check_not_replacing("exports/model", "runs/cin", "--export_saved_model")
+        >>> check_not_replacing("runs", "runs/cin", "--export_saved_model")
+        Traceback (most recent call last):
+        ...
+        nst_tf.io.OutputPathError: --export_saved_model=runs would replace runs/cin (this run needs it); choose another --export_saved_model
+    """
+    if inside(kept, output):
+        raise OutputPathError(f"{flag}={output} would replace {kept} ({why}); choose another "
+                              f"{flag}")
+
+
+_TOKEN_BYTES = 4   # the random part of a temporary name: 8 hex digits
+
+
 def _temporary_name(path, suffix):
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{secrets.token_hex(4)}{suffix}")
+    return os.path.join(folder, f".{name}.{secrets.token_hex(_TOKEN_BYTES)}{suffix}")
+
+
+def remove_stale_temporaries(path, suffix=".tmp"):
+    """Delete the temporary files that :func:`atomic_write` (or :func:`atomic_path` with
+    ``suffix``) left beside ``path`` when the process writing it was killed (``kill -9``, a
+    crash, a power cut); returns the names removed. Only the temporaries of ``path`` itself are
+    touched, so call it where no other process is writing ``path`` at the same time (a run
+    starting on its own checkpoint).
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> _ = open(os.path.join(folder, ".run.npz.0123abcd.tmp"), "wb")
+        >>> remove_stale_temporaries(os.path.join(folder, "run.npz"))
+        ['.run.npz.0123abcd.tmp']
+    """
+    folder, name = os.path.split(os.path.abspath(os.fspath(path)))
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
+                         rf"{re.escape(suffix)}")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(entry.path)
+                    removed.append(entry.name)
+    return sorted(removed)
 
 
 def _create(path, suffix, make):

@@ -71,20 +71,37 @@ class _State:
         return {name: variable.numpy() for name, variable in self.variables.items()}
 
     def restore(self, state):
-        """Load :meth:`state` output; names, shapes and dtypes must match.
+        """Load :meth:`state` output; names, shapes and dtypes must match and the counters be
+        in range (the counters are checked before anything is assigned; the big arrays are
+        read and assigned one at a time).
 
         Raises:
-            ValueError: a missing variable or one of another shape (a state saved for another
-            image size or history length).
+            ValueError: a missing variable, one of another shape or dtype (a state saved for
+            another image size or history length), or a counter out of range.
         """
+        missing = [name for name in self.variables if name not in state]
+        if missing:
+            raise ValueError(f"the saved optimizer state has no {', '.join(map(repr, missing))}")
+        for name, (low, high) in self._count_ranges().items():
+            value = self._checked(state, name)
+            if not low <= int(value) <= high:
+                raise ValueError(f"the saved {name!r} is {int(value)}, outside [{low}, {high}]")
         for name, variable in self.variables.items():
-            if name not in state:
-                raise ValueError(f"the saved optimizer state has no {name!r}")
-            value = state[name]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise ValueError(f"the saved {name!r} has shape {tuple(value.shape)}, this "
-                                 f"optimizer's has {tuple(variable.shape)}")
-            variable.assign(tf.cast(value, variable.dtype))
+            variable.assign(self._checked(state, name))
+
+    def _checked(self, state, name):
+        value, variable = state[name], self.variables[name]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"the saved {name!r} has shape {tuple(value.shape)}, this "
+                             f"optimizer's has {tuple(variable.shape)}")
+        if value.dtype != variable.dtype.as_numpy_dtype:
+            raise ValueError(f"the saved {name!r} has dtype {value.dtype}, this optimizer's "
+                             f"has {variable.dtype.name}")
+        return value
+
+    def _count_ranges(self):
+        """``{counter name: (lowest, highest)}`` of the integer variables."""
+        return {}
 
 
 class LBFGS(_State):
@@ -140,6 +157,11 @@ class LBFGS(_State):
     def _initial_values(self, x0):
         return {"trial": x0, "loss": tf.constant(float("inf"), self.dtype),
                 "gamma": tf.ones([], self.dtype)}
+
+    def _count_ranges(self):
+        many = 2 ** 31 - 1
+        return {"num_pairs": (0, self.memory), "head": (0, self.memory - 1),
+                "evaluations": (0, many), "accepted": (0, many), "rejections": (0, many)}
 
     # --- state helpers ---------------------------------------------------------------------
 
@@ -269,6 +291,9 @@ class Adam(_State):
 
     def _initial_values(self, x0):
         return {"trial": x0}
+
+    def _count_ranges(self):
+        return {"iterations": (0, 2 ** 31 - 1), "evaluations": (0, 2 ** 31 - 1)}
 
     def result(self):
         """The current point."""

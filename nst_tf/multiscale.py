@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from nst_tf import images
-from nst_tf.errors import ConfigError
+from nst_tf.errors import CheckpointError, ConfigError
 from nst_tf.optimize import OptimizeResult, optimize_image
 
 
@@ -97,6 +97,9 @@ def run(sizes, make_level, first_init, *, steps, level_callbacks=None, checkpoin
     """
     per_level = steps_per_level(steps, len(sizes))
     start = checkpoint.start_level if checkpoint is not None else 0
+    if start >= len(sizes):
+        raise CheckpointError(f"the checkpoint {checkpoint.path} stopped at scale {start + 1}; "
+                              f"this run has {len(sizes)}: delete it to start afresh")
     results, image, offset = [], None, 0
     for level, (size, level_steps) in enumerate(zip(sizes, per_level)):
         saved = checkpoint.level(level) if checkpoint is not None else None
@@ -107,7 +110,7 @@ def run(sizes, make_level, first_init, *, steps, level_callbacks=None, checkpoin
             offset += len(losses)
             continue
         objective, shape = make_level(level, size)
-        resumed = saved.saved_image() if saved is not None else None
+        resumed = saved.saved_image(shape) if saved is not None else None
         if resumed is not None:
             init = resumed[0]                       # overwritten by the restored state anyway
         elif image is None:

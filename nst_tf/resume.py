@@ -26,6 +26,7 @@ Example:
     True
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,9 +35,9 @@ import zipfile
 import numpy as np
 
 from nst_tf.errors import CheckpointError, ConfigError
-from nst_tf.io import atomic_write, check_output_dir
+from nst_tf.io import atomic_write, check_output_dir, remove_stale_temporaries
 
-__all__ = ["RunCheckpoint", "fingerprint"]
+__all__ = ["RunCheckpoint", "fingerprint", "read_checkpoint"]
 
 FORMAT = 1
 
@@ -50,6 +51,110 @@ def fingerprint(arrays, options):
         digest.update(memoryview(array).cast("B"))
     digest.update(json.dumps(options, sort_keys=True, default=repr).encode())
     return digest.hexdigest()
+
+
+class _Damaged(Exception):
+    """One problem of a checkpoint file (turned into a one-line CheckpointError)."""
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _array_header(archive, info):
+    """``(shape, dtype)`` of one ``.npy`` member, from its header only (no data read)."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _Damaged(f"{info.filename} is a .npy of version {version}")
+    kinds = "U" if info.filename == "meta.npy" else "biuf"
+    if dtype.hasobject or dtype.kind not in kinds:
+        raise _Damaged(f"{info.filename} holds {dtype} values, not numbers")
+    return tuple(shape), dtype
+
+
+def _small_array(archive, name):
+    with archive.open(name + ".npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _check_meta(archive, headers):
+    shape, dtype = headers.get("meta", (None, None))
+    if shape != () or dtype.kind != "U":
+        raise _Damaged("meta is not one string")
+    try:
+        meta = json.loads(str(_small_array(archive, "meta")))
+    except json.JSONDecodeError:
+        raise _Damaged("meta is not JSON") from None
+    if not isinstance(meta, dict):
+        raise _Damaged(f"meta is a {type(meta).__name__}, not an object")
+    if meta.get("format") != FORMAT:
+        raise _Damaged(f"format {meta.get('format')!r} is not this version's ({FORMAT})")
+    if not isinstance(meta.get("fingerprint"), str):
+        raise _Damaged("the fingerprint is not a string")
+    for key in ("level", "steps"):
+        if not _is_count(meta.get(key)):
+            raise _Damaged(f"{key} is {meta.get(key)!r}, not a count")
+    if meta["level"] >= len(headers):
+        raise _Damaged(f"level {meta['level']} has no losses")
+    return meta
+
+
+def read_checkpoint(path):
+    """Check a checkpoint file entry by entry and return its summary: ``{"fingerprint",
+    "level", "steps", "losses": [one list per level], "state": {name: (shape, dtype)}}``.
+
+    Every entry is a ``.npy`` array read with ``allow_pickle=False``, and only after its header
+    says it holds numbers (``meta``: one JSON string): ``meta`` holds the format, the
+    fingerprint and the level and steps as counts; ``losses_0`` … ``losses_<level>`` are float
+    vectors, the last one ``steps`` long; the ``state_*`` variables hold numbers, ``trial``
+    (the image) among them as ``[1, H, W, C]``. Their shapes and values are checked against the
+    optimizer when a level restores them.
+
+    Raises:
+        CheckpointError: one line naming the first problem (not an ``.npz`` file, a truncated
+            or damaged one, an entry of the wrong kind, type or shape).
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            raise _Damaged("it is not an .npz file")
+        with zipfile.ZipFile(path) as archive:
+            headers = {}
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise _Damaged(f"it holds {info.filename!r}, which is not an array")
+                headers[info.filename[:-len(".npy")]] = _array_header(archive, info)
+            meta = _check_meta(archive, headers)
+            levels = [f"losses_{k}" for k in range(meta["level"] + 1)]
+            state = {name[len("state_"):]: header for name, header in headers.items()
+                     if name.startswith("state_")}
+            unknown = sorted(set(headers) - {"meta", *levels, *(f"state_{n}" for n in state)})
+            if unknown:
+                raise _Damaged(f"unexpected entries {', '.join(unknown)}")
+            losses = []
+            for name in levels:
+                shape, dtype = headers.get(name, (None, None))
+                if shape is None or len(shape) != 1 or dtype.kind != "f":
+                    raise _Damaged(f"{name} is {'missing' if shape is None else 'not a vector'}")
+                losses.append(_small_array(archive, name).tolist())
+            if len(losses[-1]) != meta["steps"]:
+                raise _Damaged(f"{meta['steps']} steps but {len(losses[-1])} losses")
+            trial = state.get("trial", (None, None))[0]
+            if trial is None or len(trial) != 4 or trial[0] != 1:
+                raise _Damaged(f"the image (state_trial) has shape {trial}, not [1, H, W, C]")
+    except _Damaged as e:
+        raise CheckpointError(f"cannot read the checkpoint {path}: {e}; delete it to start "
+                              "afresh") from None
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+            zipfile.LargeZipFile) as e:
+        raise CheckpointError(f"cannot read the checkpoint {path}: it is damaged "
+                              f"({type(e).__name__}: {e}); delete it to start afresh") from None
+    return {"fingerprint": meta["fingerprint"], "level": meta["level"], "steps": meta["steps"],
+            "losses": losses, "state": state}
 
 
 def _write_array(archive, name, array):
@@ -79,33 +184,38 @@ class RunCheckpoint:
         self.every = None if every is None else int(every)
         self.fingerprint = str(fingerprint)
         self.losses = {}  # level -> losses of finished levels (and the current one)
+        # A run killed while writing its checkpoint leaves the temporary file (as large as the
+        # checkpoint); this run owns the path, so the leftovers of earlier ones go.
+        self.removed_temporaries = remove_stale_temporaries(self.path)
         self.saved = self._read() if os.path.exists(self.path) else None
         if self.saved is not None:
             for level in range(self.saved["level"] + 1):
                 self.losses[level] = list(self.saved["losses"][level])
 
     def _read(self):
+        """The saved level, steps and losses, after checking every entry of the file (its
+        arrays' headers: no object arrays, nothing unpickled; see :func:`read_checkpoint`)."""
+        saved = read_checkpoint(self.path)
+        if saved["fingerprint"] != self.fingerprint:
+            raise CheckpointError(
+                f"the checkpoint {self.path} was written by a different run (other "
+                "images or options); delete it to start afresh, or choose another "
+                "checkpoint path")
+        return saved
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """The saved variables, read lazily (one array at a time: L-BFGS histories are big); a
+        file damaged since it was checked is a CheckpointError."""
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-                if meta.get("format") != FORMAT:
-                    raise CheckpointError(f"{self.path} is not a checkpoint of this version")
-                if meta["fingerprint"] != self.fingerprint:
-                    raise CheckpointError(
-                        f"the checkpoint {self.path} was written by a different run (other "
-                        "images or options); delete it to start afresh, or choose another "
-                        "checkpoint path")
-                losses = [data[f"losses_{k}"].tolist() for k in range(meta["level"] + 1)]
+            with _Prefixed(np.load(self.path, allow_pickle=False), "state_") as state:
+                yield state
         except CheckpointError:
             raise
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-            raise CheckpointError(f"cannot read the checkpoint {self.path}: {e}; delete it to "
-                                  "start afresh") from None
-        return {"level": meta["level"], "steps": meta["steps"], "losses": losses}
-
-    def _state(self):
-        """The saved variables, read lazily (one array at a time: L-BFGS histories are big)."""
-        return _Prefixed(np.load(self.path, allow_pickle=False), "state_")
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise CheckpointError(f"cannot read the checkpoint {self.path}: it is damaged "
+                                  f"({type(e).__name__}: {e}); delete it to start "
+                                  "afresh") from None
 
     @property
     def start_level(self):
@@ -150,11 +260,20 @@ class _LevelCheckpoint:
         saved = self.run.saved
         return saved if saved is not None and saved["level"] == self.index else None
 
-    def saved_image(self):
-        """The image the saved optimizer was at (``trial``), or None."""
+    def saved_image(self, size=None):
+        """The image the saved optimizer was at (``trial``, ``[1, H, W, C]``), or None.
+
+        Raises:
+            CheckpointError: ``size`` (``(H, W)`` of this level) differs from the saved image's.
+        """
         if self._saved() is None:
             return None
-        with self.run._state() as state:
+        shape = self.run.saved["state"]["trial"][0]
+        if size is not None and tuple(shape[1:3]) != tuple(size):
+            raise CheckpointError(f"the checkpoint {self.run.path} does not fit this run: its "
+                                  f"image is {shape[1]}x{shape[2]}, this scale's "
+                                  f"{size[0]}x{size[1]}; delete it to start afresh")
+        with self.run._reading() as state:
             return state["trial"]
 
     def restore(self, optimizer):
@@ -162,12 +281,12 @@ class _LevelCheckpoint:
         saved = self._saved()
         if saved is None:
             return 0, []
-        try:
-            with self.run._state() as state:
+        with self.run._reading() as state:
+            try:
                 optimizer.restore(state)
-        except (ValueError, KeyError, OSError) as e:
-            raise CheckpointError(f"the checkpoint {self.run.path} does not fit this run: "
-                                  f"{e}") from None
+            except ValueError as e:   # names, shapes, dtypes, counters out of range
+                raise CheckpointError(f"the checkpoint {self.run.path} does not fit this run: "
+                                      f"{e}; delete it to start afresh") from None
         return saved["steps"], list(saved["losses"][self.index])
 
     def save(self, optimizer, steps, losses):

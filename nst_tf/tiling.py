@@ -214,29 +214,35 @@ def _tile_geometry(extractor, layers):
 
 # --- memory ---------------------------------------------------------------------------------
 
-_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-          "kib": 2 ** 10, "mib": 2 ** 20, "gib": 2 ** 30, "tib": 2 ** 40}
+#: Memory units (case-insensitive): decimal ``KB`` … ``PB`` (powers of 1000) and binary
+#: ``KiB`` … ``PiB`` (powers of 1024); no unit or ``B`` is bytes.
+_UNITS = {"": 1, "b": 1,
+          **{f"{p}b": 1000 ** k for k, p in enumerate("kmgtp", 1)},
+          **{f"{p}ib": 1024 ** k for k, p in enumerate("kmgtp", 1)}}
 
 
 def parse_memory(value):
-    """Bytes from ``20e9``, ``"20GB"`` (10⁹), ``"20GiB"`` (2³⁰), ``"512 MB"``...
+    """Bytes from ``20e9``, ``"20GB"`` (10⁹), ``"20GiB"`` (2³⁰), ``"512 MB"``, ``"1.5tb"``...
+    (units: B, KB, MB, GB, TB, PB and KiB … PiB, in any case).
 
-    >>> parse_memory("20GB"), parse_memory("1.5 GiB"), parse_memory(1000)
-    (20000000000.0, 1610612736.0, 1000.0)
+    >>> parse_memory("20GB"), parse_memory("1.5 GiB"), parse_memory(1000), parse_memory("2pb")
+    (20000000000.0, 1610612736.0, 1000.0, 2000000000000000.0)
 
     Raises:
-        ConfigError: not a positive size.
+        ConfigError: not a size, not a finite number of bytes (``1e400GB``), or not positive.
     """
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         number, unit = float(value), ""
     else:
         match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-zA-Z]*)\s*", str(value))
         if not match or match.group(2).lower() not in _UNITS:
-            raise ConfigError(f"max_memory must be a size such as 20GB, 16GiB or 512MB, "
-                              f"got {value!r}")
+            raise ConfigError(f"max_memory must be a size such as 20GB, 16GiB or 512MB (units "
+                              f"B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB), got {value!r}")
         number, unit = float(match.group(1)), match.group(2).lower()
     size = number * _UNITS[unit]
-    if not math.isfinite(size) or size <= 0:
+    if not math.isfinite(size):
+        raise ConfigError(f"max_memory {value!r} is not a finite number of bytes")
+    if size <= 0:
         raise ConfigError(f"max_memory must be positive, got {value!r}")
     return size
 

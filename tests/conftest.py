@@ -63,3 +63,16 @@ class FakeClock:
 def fake_clock():
     """A :class:`FakeClock` for code that takes ``clock=`` (timing without sleeping)."""
     return FakeClock()
+
+
+def console(program):
+    """The command line of the console script ``program`` (``"nst-stylize"``) as a user types
+    it: the script installed beside this Python (``pip install -e .`` puts it there), else
+    ``python scripts/<name>.py``. Run it with ``PYTHONPATH`` inherited, so it imports this tree."""
+    import sys
+
+    installed = os.path.join(os.path.dirname(sys.executable), program)
+    if os.path.exists(installed):
+        return [installed]
+    name = program[len("nst-"):].replace("-", "_")
+    return [sys.executable, os.path.join(ROOT, "scripts", f"{name}.py")]

@@ -9,68 +9,21 @@ extra; ``playwright install`` (a browser download) is never used. The server is 
 
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-import urllib.request
 
 import numpy as np
 import pytest
 
-from tests.pastiche_helpers import random_pastiche
+from tests.prefer_server import Server, write_session_files
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def session_files(tmp_path_factory):
-    from magenta_compat.checkpoint import write_checkpoint
-    from nst_tf import images
-
-    folder = tmp_path_factory.mktemp("prefer")
-    checkpoint = write_checkpoint(random_pastiche(4, alpha=0.25, seed=1),
-                                  str(folder / "model.ckpt"))
-    content = str(folder / "photo.png")
-    y, x = np.mgrid[0:40, 0:48] / 40.0
-    images.save_image(content, np.stack([x / 1.2, y, (x + y) / 2.2], -1).astype(np.float32))
-    return {"checkpoint": checkpoint, "content": content, "folder": folder}
-
-
-class Server:
-    def __init__(self, files, db, question):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "nst_tf.cli.prefer", f"--content={files['content']}",
-             f"--model={files['checkpoint']}", f"--db={db}", f"--port={self.port}",
-             "--size=48", *([f"--question={question}"] if question else [])], env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError("nst-prefer exited: " + self.process.stdout.read())
-            try:
-                urllib.request.urlopen(self.url + "/api/state", timeout=30)
-                return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("nst-prefer did not start within 90 s")
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=20)
+    return write_session_files(tmp_path_factory.mktemp("prefer"))
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ module (:func:`nst_tf.models.arbitrary.hub.export_hub_module`), or as two TFLite
 :func:`nst_tf.export.export_arbitrary_tflite`.
 """
 
+import os
+
 from absl import flags
 
 from nst_tf.cli.runner import call_reporting_errors, entry_points
@@ -57,10 +59,15 @@ def _arbitrary_model(checkpoint):
 
 def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None,
            style_image_size=256):
-    """Load ``checkpoint`` and export it to ``output``; returns the path(s) written."""
+    """Load ``checkpoint`` and export it to ``output``; returns the path(s) written. An
+    ``output`` that is the checkpoint or a folder holding it is refused (it would replace it)."""
     from nst_tf import export as exporting
+    from nst_tf.io import check_not_replacing
     from nst_tf.models.pastiche.family import load_model
 
+    for source in (checkpoint, f"{checkpoint}.index"):   # a file or folder, or a V2 prefix
+        if os.path.exists(source):
+            check_not_replacing(output, source, "--output", "it is the --checkpoint exported")
     if format is None:
         format = "tflite" if str(output).lower().endswith(".tflite") else "saved_model"
     arbitrary = _arbitrary_model(checkpoint)

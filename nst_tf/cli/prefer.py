@@ -14,9 +14,17 @@ Three commands::
         "annotator": ..., "time": ...}
     nst-prefer best --db=prefs.sqlite --output=best.png
         render the best mix learned so far and print its weights
+    nst-prefer backup --db=prefs.sqlite --output=backup.sqlite
+        copy the whole session into one self-contained SQLite file (safe while the page is
+        being served, and after a crash or ``kill -9``)
 
-``export`` and ``best`` only read the database (SQLite ``mode=ro``) and refuse a file that is
-not a session database.
+``export``, ``best`` and ``backup`` only read the database (SQLite ``mode=ro``), refuse a file
+that is not a session database, and refuse an ``--output`` that is the database or one of its
+SQLite files (``-wal``, ``-shm``, ``-journal``). The server keeps the database in SQLite's WAL
+mode: answers reach ``prefs.sqlite`` itself soon after each commit, and all of them when the
+server stops (Ctrl-C or SIGTERM); after a crash the newest ones may sit in ``prefs.sqlite-wal``
+only, so copy a session with ``backup`` (or copy the ``-wal`` file with it), never the
+``.sqlite`` file alone.
 
 The web page needs the ``ui`` extra (``pip install nst-tf[ui]``: Flask). Errors are one line on
 stderr with exit code 1.
@@ -26,6 +34,7 @@ import csv
 import io
 import json
 import os
+import signal
 import sys
 
 from absl import flags
@@ -63,6 +72,18 @@ def _renderer(content, model, size):
         return nst_tf.stylize(image, weights, model=network, crop=True)
 
     return render, num_styles_of(network)
+
+
+def _refuse_own_files(db, output):
+    """An ``--output`` that is the database or one of SQLite's files beside it (resolved paths,
+    links included) would destroy the session: refuse it."""
+    from nst_tf.io import OutputPathError, same_file
+
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if same_file(output, db + suffix):
+            what = "the database" if not suffix else f"the database's {suffix[1:]} file"
+            raise OutputPathError(f"--output={output} is {what} {db}{suffix}: writing it would "
+                                  "destroy the session; choose another --output")
 
 
 def _session_settings(store, content, model):
@@ -124,11 +145,21 @@ def execute_serve(fv):
     if code:
         return code
     print(f"{PROGRAM}: serving on http://{fv.host}:{fv.port}/", file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, _stop)   # `kill`: stop like Ctrl-C, closing the database
+    session = app.extensions["nst_session"]
     try:
         app.run(host=fv.host, port=fv.port, threaded=True, use_reloader=False)
     except OSError as e:
         return call_reporting_errors(PROGRAM, _raise, e)[1]
+    finally:
+        session.close()
+        session.store.close()   # moves the write-ahead log into the .sqlite file
+    print(f"{PROGRAM}: stopped; every answer is in {fv.db}", file=sys.stderr)
     return 0
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _raise(error):
@@ -163,6 +194,8 @@ def export_text(db, fmt):
 def _export(db, fmt, output):
     from nst_tf.io import atomic_write
 
+    if output is not None:
+        _refuse_own_files(db, output)
     text = export_text(db, fmt)
     if output is None:
         sys.stdout.write(text)
@@ -193,6 +226,7 @@ def best_mix(db, output, content=None, model=None):
     from nst_tf.preference.learner import PreferenceLearner
 
     check_output_dir(output)
+    _refuse_own_files(db, output)
     store = _open_store(db, readonly=True)
     try:
         content, model = _session_settings(store, content, model)
@@ -218,10 +252,37 @@ def execute_best(fv):
     return code
 
 
+# ------------------------------------------------------------------ backup
+def define_backup_flags(fv):
+    flags.DEFINE_string("db", None, "SQLite file of the session.", flag_values=fv)
+    flags.DEFINE_string("output", None, "The copy to write (one self-contained SQLite file).",
+                        flag_values=fv)
+    flags.mark_flags_as_required(["db", "output"], flag_values=fv)
+
+
+def backup(db, output):
+    """Copy the session in ``db`` (answers in its write-ahead log included) to ``output``."""
+    _refuse_own_files(db, output)
+    store = _open_store(db, readonly=True)
+    try:
+        store.backup(output)
+        return len(store.answers(include_undone=True))
+    finally:
+        store.close()
+
+
+def execute_backup(fv):
+    count, code = call_reporting_errors(f"{PROGRAM} backup", backup, fv.db, fv.output)
+    if not code:
+        print(f"saved {fv.output} ({count} answers)")
+    return code
+
+
 _COMMANDS = {
     "serve": entry_points(PROGRAM, define_serve_flags, execute_serve),
     "export": entry_points(f"{PROGRAM} export", define_export_flags, execute_export),
     "best": entry_points(f"{PROGRAM} best", define_best_flags, execute_best),
+    "backup": entry_points(f"{PROGRAM} backup", define_backup_flags, execute_backup),
 }
 
 

@@ -116,6 +116,24 @@ def define_tiling_flags(flag_values):
     flags.DEFINE_integer("thumbnail_size", 1024,
                          "Longest side of the thumbnail of --statistics=thumbnail.",
                          flag_values=flag_values)
+    flags.register_multi_flags_validator(["tile_size", "statistics", "thumbnail_size"],
+                                         _check_tiling_flags, flag_values=flag_values)
+
+
+def _check_tiling_flags(values):
+    """``--statistics`` and ``--thumbnail_size`` mean nothing without ``--tile_size``: refuse
+    them rather than ignore them (the whole image at once is what ``exact`` reproduces)."""
+    if values["tile_size"] is None:
+        given = [f"--{name}={values[name]}" for name, default in
+                 (("statistics", "thumbnail"), ("thumbnail_size", 1024))
+                 if values[name] != default]
+        if given:
+            one = len(given) == 1
+            raise flags.ValidationError(
+                f"{' and '.join(given)} only {'applies' if one else 'apply'} with --tile_size "
+                "(stylizing by patches); without it the whole image is stylized at once, "
+                f"exactly: add --tile_size=N or drop {'it' if one else 'them'}")
+    return True
 
 
 def tiling_options(flag_values):

@@ -155,6 +155,28 @@ def check_output_path(path):
     check_output_dir(path)
 
 
+def check_checkpoint_path(checkpoint, output, save_pattern=None):
+    """Refuse a checkpoint that is the output or one of the ``--save_every`` images (the same
+    file once resolved: symlinks, hard links, ``..``): a finished run deletes its checkpoint,
+    which would delete that image."""
+    import re
+
+    from nst_tf.io import OutputPathError, same_file
+
+    if not checkpoint:
+        return
+    if same_file(checkpoint, output):
+        raise OutputPathError(f"--checkpoint={checkpoint} is the output {output}: a finished run "
+                              "deletes its checkpoint; choose another --checkpoint (the default "
+                              f"is {output}.ckpt.npz)")
+    if save_pattern:
+        root, ext = save_pattern.split("{step:05d}")
+        real = os.path.realpath(checkpoint)
+        if re.fullmatch(re.escape(os.path.realpath(root)) + r"[0-9]{5,}" + re.escape(ext), real):
+            raise OutputPathError(f"--checkpoint={checkpoint} is one of the --save_every images; "
+                                  "choose another --checkpoint")
+
+
 def _stylize_and_save(f):
     from nst_tf import gatys, images
     from nst_tf.errors import ConfigError
@@ -166,6 +188,7 @@ def _stylize_and_save(f):
     style_weights = _numbers(f.style_weights, "style_weights", float) \
         if f.style_weights else None
     check_output_path(f.output)
+    check_checkpoint_path(options["checkpoint"], f.output, options["save_pattern"])
     result = gatys.run(f.content, f.style, style_weights, **options)
     images.save_image(f.output, result.image)
     if options["checkpoint"] and not result.interrupted and os.path.exists(options["checkpoint"]):

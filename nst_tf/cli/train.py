@@ -35,7 +35,9 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
 * ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
-  ``--export_keras`` (every mode) write the trained network at the end.
+  ``--export_keras`` (every mode) write the trained network at the end. An export that is the
+  ``--train_dir`` or a folder holding it, or a Magenta export into the train_dir (its
+  ``checkpoint`` file would replace the run's), is refused before training.
 * ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
   (docs: "Training on several machines"). The strategy is created before anything else;
   the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
@@ -47,6 +49,8 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 
 ``scripts/train.py`` runs the same ``run()``.
 """
+
+import os
 
 from absl import flags
 
@@ -212,11 +216,31 @@ def mode_options(flag_values):
     return options
 
 
+def check_exports_keep_the_train_dir(flag_values):
+    """Refuse, before training, an export that would destroy the run it exports: a SavedModel
+    or ``.keras`` path that is the train_dir or holds it, or a Magenta checkpoint in the
+    train_dir (its ``checkpoint`` state file would replace the one the run resumes from)."""
+    from nst_tf.errors import ConfigError
+    from nst_tf.io import check_not_replacing, same_file
+
+    fv = flag_values
+    for name in ("export_saved_model", "export_keras"):
+        if fv[name].value:
+            check_not_replacing(fv[name].value, fv.train_dir, f"--{name}",
+                                "the --train_dir of this run, with its checkpoints")
+    if fv.export_magenta and same_file(os.path.dirname(os.path.abspath(fv.export_magenta)),
+                                       fv.train_dir):
+        raise ConfigError(f"--export_magenta={fv.export_magenta} is in --train_dir="
+                          f"{fv.train_dir}: its 'checkpoint' file would replace the one this run "
+                          "resumes from; export to another folder")
+
+
 def train_and_export(flag_values):
     """Train with the parsed flags, then export; returns ``(network, exported paths)``."""
     from nst_tf import export, training
 
     fv = flag_values
+    check_exports_keep_the_train_dir(fv)
     options = mode_options(fv)
     # Before any TensorFlow op (VGG, images): MultiWorkerMirroredStrategy needs that.
     options["strategy"] = training.make_strategy(options.get("strategy", "default"),

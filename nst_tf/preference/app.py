@@ -142,6 +142,7 @@ def create_app(session):
     """A Flask app serving ``session`` (a :class:`~nst_tf.preference.session.PreferenceSession`)."""
     app = Flask("nst_tf.preference")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.extensions["nst_session"] = session    # for whoever runs the app, to close it
     kind = session.kind
     vote_fields = VOTE_FIELDS[kind.name]
 

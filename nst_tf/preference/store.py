@@ -38,6 +38,7 @@ import urllib.parse
 import uuid
 
 from nst_tf.errors import NSTError
+from nst_tf.io import atomic_path
 from nst_tf.preference.questions import KINDS, SKIP, ChoiceError, kind_named
 
 _SCHEMA = """
@@ -137,6 +138,9 @@ class PreferenceStore:
             self._check_tables(tables)
             if not readonly:
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # Copy each commit from the write-ahead log into the main file at once (votes
+                # come at human speed), so the .sqlite file itself soon holds every answer.
+                self._db.execute("PRAGMA wal_autocheckpoint=1")
                 self._db.executescript(_SCHEMA)
             self.kind = self._resolve_kind(kind, tables)
         except sqlite3.DatabaseError as e:
@@ -174,7 +178,37 @@ class PreferenceStore:
         return kind
 
     def close(self):
-        self._db.close()
+        """Close the file; a read-write store first moves every answer from the write-ahead log
+        (``<db>-wal``) into the database file, which then holds the whole session alone."""
+        with self._lock:
+            if not self.readonly:
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def backup(self, path):
+        """Copy the whole session into ``path``: one self-contained SQLite file (no ``-wal``),
+        written atomically with SQLite's online backup, which reads through the write-ahead log.
+        Safe while a server is writing the database and after one was killed (``kill -9``
+        leaves the latest answers in ``<db>-wal`` only).
+
+        Example:
+            >>> import tempfile
+            >>> folder = tempfile.mkdtemp()
+            >>> store = PreferenceStore(os.path.join(folder, "p.sqlite"), kind="pair")
+            >>> question = store.add_question([[1.0, 0.0], [0.0, 1.0]], order="ab")
+            >>> _ = store.answer(question, "right", client_id="c1", annotator="me")
+            >>> store.backup(os.path.join(folder, "copy.sqlite"))
+            >>> copy = PreferenceStore(os.path.join(folder, "copy.sqlite"), readonly=True)
+            >>> [row["choice"] for row in copy.answers()]
+            ['right']
+        """
+        with self._lock, atomic_path(path, suffix=".sqlite") as tmp:
+            target = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                self._db.backup(target)
+                target.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                target.close()
 
     # ------------------------------------------------------------ settings
     def get_meta(self, key, default=None):

@@ -90,7 +90,12 @@ def _load_cached(handle, stamp):
 
 
 def load_hub(handle):
-    """A :class:`HubModel` for a TF-Hub handle (URL) or a local SavedModel folder (cached)."""
+    """A :class:`HubModel` for a TF-Hub handle (URL) or a local SavedModel folder (cached).
+
+    Load only SavedModels you trust: a SavedModel is a TensorFlow program whose graph runs as it
+    is (its operations can read and write files), and unlike a checkpoint it cannot be checked
+    before it runs.
+    """
     if not handle:
         raise ConfigError("model='hub:' needs a handle or a folder after 'hub:'")
     stamp = None
