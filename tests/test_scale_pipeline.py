@@ -316,6 +316,7 @@ def test_a_failing_batch_fails_only_the_image_at_fault():
 
 # --- A second runner: Dask --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_dask_runner_gives_the_direct_runners_bytes_manifest_and_dead_letters(tree, adain_run,
                                                                               tmp_path):
     # The command as typed, with --runner=dask, on a local Dask cluster (a scheduler on
