@@ -276,6 +276,22 @@ def test_command_line_errors_are_one_line(tree, tmp_path, capsys):
         (["p", "--a=1"], ["--runner=X", "--", "y"])
 
 
+def test_runner_names(tree, tmp_path, capsys):
+    from nst_tf.scale.beam import runner_args
+
+    dask = "apache_beam.runners.dask.dask_runner.DaskRunner"
+    assert runner_args(["--runner=dask", "--x=1"]) == [f"--runner={dask}", "--x=1"]
+    assert runner_args(["--runner", "DaskRunner"]) == ["--runner", dask]
+    assert runner_args(["--runner=DirectRunner"]) == ["--runner=DirectRunner"]
+    code = cli.main(["nst-stylize-dataset", f"--content={tree[0]}", f"--styles={tree[1]}",
+                     f"--output={tmp_path / 'out'}", f"--model={ADAIN}", "--",
+                     "--runner=NoSuchRunner"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "Unexpected pipeline runner: NoSuchRunner" in err and "(or dask" in err
+    assert not os.path.exists(tmp_path / "out")               # refused before anything is written
+
+
 def test_threads_per_local_worker_process():
     two = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
     assert cli.default_threads(two, cpus=8) == 4 and cli.default_threads(two, cpus=2) == 1

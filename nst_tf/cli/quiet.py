@@ -8,6 +8,10 @@ count as INFO. :func:`filter_native_log` puts a filter on the process's
 standard-error file descriptor: lines in absl's native format below the chosen level are dropped,
 everything else (Python tracebacks, our own messages, warnings) passes through unchanged.
 
+A program whose worker processes share its standard error can also have a Ctrl-C silence it
+(:func:`silence_on_interrupt`, :func:`silence`) and still print its own last line
+(:func:`say`): the workers' tracebacks do not reach the user.
+
 The level follows ``TF_CPP_MIN_LOG_LEVEL`` when the user set it (0 shows everything, 1 hides
 INFO, 2 also WARNING, 3 also ERROR); otherwise it is 2. absl's ``--verbosity`` (``-v``) of 0 or
 more shows INFO again.
@@ -137,18 +141,25 @@ def filter_native_log(level=None):
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
-    signals, _wakeup = os.pipe()
-    os.set_blocking(_wakeup, False)
+    signals = None
+    if os.name == "posix":  # select() on pipes: not on Windows
+        signals, _wakeup = os.pipe()
+        os.set_blocking(_wakeup, False)
+
+    def wait_for_data():
+        """Wait until standard error has data; meanwhile a Ctrl-C silences it."""
+        while signals is not None:
+            ready = select.select([read_end, signals], [], [])[0]
+            if signals in ready and signal.SIGINT in os.read(signals, 512):
+                silence()
+            if read_end in ready:
+                return
 
     def pump():
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
             pending, dropped = b"", False
             while True:
-                ready = select.select([read_end, signals], [], [])[0]
-                if signals in ready and signal.SIGINT in os.read(signals, 512):
-                    silence()
-                if read_end not in ready:
-                    continue
+                wait_for_data()
                 chunk = pipe.read(65536)
                 if not chunk:
                     break

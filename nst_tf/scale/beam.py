@@ -460,7 +460,7 @@ def _pipeline(pipeline_args):
         raise ConfigError(f"the runner cannot be loaded ({one_line(e)}); the Dask runner needs "
                           "pip install 'nst-tf[dask]'") from None
     except ValueError as e:  # an unknown runner name
-        raise ConfigError(one_line(e)) from None
+        raise ConfigError(f"{' '.join(str(e).split())} (or dask, for the DaskRunner)") from None
 
 
 def _wait(result, say, poll_seconds):
