@@ -114,6 +114,7 @@ def test_a_content_file_linked_into_the_output_folder_is_a_failed_row(tmp_path, 
 
 # --- Item 4: reruns with other settings; outputs that do not decode ------------------------------
 
+@pytest.mark.slow
 def test_rerun_with_other_settings_is_refused(tmp_path):
     photos, art, output = tmp_path / "photos", tmp_path / "art", str(tmp_path / "out")
     for i, rel in enumerate(("a.png", "sub/b.png", "c.png")):
@@ -174,6 +175,7 @@ def test_outputs_that_do_not_decode_are_made_again(tmp_path, johnson):
 
 # --- Item 5: named pipes and other non-regular files ------------------------------------------------
 
+@pytest.mark.slow
 def test_named_pipes_and_devices_are_failed_rows_not_a_hang(tmp_path):
     photos, art, output = tmp_path / "photos", tmp_path / "art", tmp_path / "out"
     save(str(photos / "a.png"))
@@ -282,6 +284,7 @@ def test_unusable_output_folders_and_style_weights_are_one_line(tmp_path, johnso
     assert not os.path.exists(tmp_path / "out2")
 
 
+@pytest.mark.slow
 def test_folder_names_with_glob_characters_are_taken_literally(tmp_path, johnson):
     # "set[1]" exists: it is the content folder, not a pattern matching "set1" (nor "set]1]",
     # which its quoted form matches too); the output folder "out[1]" is listed literally too,
@@ -329,6 +332,7 @@ def test_ctrl_c_with_worker_processes_prints_one_line(tmp_path, johnson):
 
 # --- Issue 24, item 7: the docs' globstar ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_globstar_pattern_includes_files_directly_in_the_folder(tmp_path, johnson):
     for rel in ("top.jpg", "a/b.jpg", "a/c/d.jpg", "a/c/skip.png"):
         save(str(tmp_path / "photos" / rel), seed=len(rel))
