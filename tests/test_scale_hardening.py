@@ -218,9 +218,11 @@ def huge_png(path, width, height):
 
 @pytest.mark.slow
 def test_a_huge_image_is_a_failed_row_read_from_its_header(tmp_path):
-    # An 8000x8000 PNG of 186 KB decodes to 192 MB (768 MB as float32) and, uncapped, killed
-    # the whole run with a segmentation fault under a 6 GB address-space limit (measured on
-    # the development machine, where the same run with the cap needs less than 2.5 GB).
+    # An 8000x8000 PNG of 186 KB decodes to 192 MB (768 MB as float32). Uncapped, under this
+    # 6 GB address-space limit, the run ended in a segmentation fault with TensorFlow's default
+    # threads (no image made), or, with the one thread used here, gave the image a failed row
+    # from deep in TensorFlow (ResourceExhaustedError); with the cap it needs under 2.5 GB
+    # (measured on the development machine).
     photos, art, output = tmp_path / "photos", tmp_path / "art", tmp_path / "out"
     for i in range(3):
         save(str(photos / f"a{i}.png"), seed=i)
