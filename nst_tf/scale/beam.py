@@ -95,10 +95,16 @@ def _split(items, label):
 
 
 def _match(pbegin, label, patterns):
-    """The files matching any of ``patterns`` (a file matched twice comes twice)."""
-    return (pbegin
-            | f"{label}Patterns" >> beam.Create(list(patterns))
-            | f"Match{label}" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW))
+    """The files matching any of ``patterns``, each once."""
+    matched = (pbegin
+               | f"{label}Patterns" >> beam.Create(list(patterns))
+               | f"Match{label}" >> fileio.MatchAll(fileio.EmptyMatchTreatment.ALLOW))
+    if len(patterns) == 1:
+        return matched
+    return (matched                                     # the variants of a "**/" may overlap
+            | f"{label}ByPath" >> beam.Map(lambda metadata: (metadata.path, metadata))
+            | f"{label}Once" >> beam.GroupByKey()
+            | f"{label}First" >> beam.Map(lambda found: next(iter(found[1]))))
 
 
 def _data_file(root, path):
@@ -204,10 +210,8 @@ class Triage(beam.DoFn):
 
     def process(self, item):
         name, found = item
-        # One file matched by two of the patterns is one job. No job: a file in the output
-        # folder that no input maps to (left alone).
-        jobs = sorted({job.content: job for job in found["job"]}.values(),
-                      key=lambda job: job.content)
+        # No job: a file in the output folder that no input maps to (left alone).
+        jobs = sorted(found["job"], key=lambda job: job.content)
         for job in jobs[1:]:
             yield job.row(f"its output {name} is also the output of {jobs[0].content}")
         if jobs:
