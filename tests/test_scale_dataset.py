@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -55,6 +56,33 @@ def test_names():
         dataset.output_name("a.jpg", "gif")
     assert dataset.is_hidden("a/.DS_Store") and dataset.is_hidden(".tmp/a.png")
     assert not dataset.is_hidden("a/b.c/d.png")
+
+
+def test_globstar_also_matches_no_folder():
+    # A shell's (and Python's glob's) "**/" matches zero or more folders; Beam's "**" needs
+    # one character at least, so each "**/" is also tried without it.
+    assert dataset.pattern_variants("photos/**/*.jpg") == ["photos/**/*.jpg", "photos/*.jpg"]
+    assert sorted(dataset.pattern_variants("a/**/b/**/*.png")) == sorted([
+        "a/**/b/**/*.png", "a/b/**/*.png", "a/**/b/*.png", "a/b/*.png"])
+    assert dataset.pattern_variants("gs://b/x/**") == ["gs://b/x/**"]
+    assert dataset.pattern_variants("x/*.jpg") == ["x/*.jpg"]
+
+
+def test_escape_quotes_glob_characters_for_beam():
+    import warnings
+
+    from apache_beam.io.filesystem import FileSystem
+
+    assert dataset.escape("/d/set[1]/a*b?.jpg") == "/d/set[][]1]/a[*]b[?].jpg"
+    # Beam's own pattern translation then matches the name literally (and "]" for "[", which
+    # callers drop with `below`), without Python's nested-set FutureWarning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        match = re.compile(FileSystem.translate_pattern(dataset.escape("/d/set[1]") + "/**")).match
+    assert match("/d/set[1]/x.png") and not match("/d/set1/x.png")
+    assert dataset.below("/d/set[1]", "/d/set[1]/x.png")
+    assert not dataset.below("/d/set[1]", "/d/set]1]/x.png")
+    assert not dataset.below("/d/set", "/d/settings/x.png")
 
 
 @pytest.mark.parametrize("value,expected", [

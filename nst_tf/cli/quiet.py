@@ -8,6 +8,10 @@ count as INFO. :func:`filter_native_log` puts a filter on the process's
 standard-error file descriptor: lines in absl's native format below the chosen level are dropped,
 everything else (Python tracebacks, our own messages, warnings) passes through unchanged.
 
+A program whose worker processes share its standard error can also have a Ctrl-C silence it
+(:func:`silence_on_interrupt`, :func:`silence`) and still print its own last line
+(:func:`say`): the workers' tracebacks do not reach the user.
+
 The level follows ``TF_CPP_MIN_LOG_LEVEL`` when the user set it (0 shows everything, 1 hides
 INFO, 2 also WARNING, 3 also ERROR); otherwise it is 2. absl's ``--verbosity`` (``-v``) of 0 or
 more shows INFO again.
@@ -28,6 +32,8 @@ Example:
 import atexit
 import os
 import re
+import select
+import signal
 import sys
 import threading
 
@@ -48,12 +54,43 @@ _NO_GPU = (b"failed call to cuInit", b"Unable to register cu", b"Could not find 
 
 _installed = False
 _also_dropped = []   # predicates(line bytes) -> bool added by programs (drop_lines)
+_silenced = False    # silence(): drop everything
+_original = None     # the real standard error, once the filter is installed
+_wakeup = None       # write end of the pipe that tells the filter a signal arrived
 
 
 def drop_lines(predicate):
     """Also drop the lines for which ``predicate(line: bytes)`` is true (e.g. a library's own
     log format); takes effect where :func:`filter_native_log` is installed (level > 0)."""
     _also_dropped.append(predicate)
+
+
+def silence():
+    """Drop everything written to standard error from now on: by this process, its threads
+    and the worker processes that share its standard error (their tracebacks when Ctrl-C
+    reaches them all). :func:`say` still reaches the real standard error. Takes effect where
+    :func:`filter_native_log` is installed."""
+    global _silenced
+    _silenced = True
+
+
+def silence_on_interrupt():
+    """Make Ctrl-C :func:`silence` standard error the moment the signal arrives (through
+    ``signal.set_wakeup_fd``), not when Python's handler gets to run in the main thread, which
+    may be waiting inside a C call meanwhile while the worker processes print. Main thread
+    only, where the filter is installed; returns the function that undoes it."""
+    if _wakeup is None or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.set_wakeup_fd(_wakeup, warn_on_full_buffer=False)
+    return lambda: signal.set_wakeup_fd(previous)
+
+
+def say(text):
+    """Print the line ``text`` on the real standard error, past :func:`silence`."""
+    if _original is None:
+        print(text, file=sys.stderr, flush=True)
+    else:
+        os.write(_original, (text.rstrip("\n") + "\n").encode())
 
 
 def native_log_level(environ=None, argv=None):
@@ -93,22 +130,36 @@ def filter_native_log(level=None):
     Call once, before TensorFlow is imported. A no-op at level 0. Lines other than native log
     lines pass through in order; the filter is flushed at exit.
     """
-    global _installed
+    global _installed, _original, _wakeup
     level = native_log_level() if level is None else level
     if _installed or level <= 0:
         return
     _installed = True
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))  # for TF's own older checks
     sys.stderr.flush()
-    original = os.dup(2)
+    original = _original = os.dup(2)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
+    signals = None
+    if os.name == "posix":  # select() on pipes: not on Windows
+        signals, _wakeup = os.pipe()
+        os.set_blocking(_wakeup, False)
+
+    def wait_for_data():
+        """Wait until standard error has data; meanwhile a Ctrl-C silences it."""
+        while signals is not None:
+            ready = select.select([read_end, signals], [], [])[0]
+            if signals in ready and signal.SIGINT in os.read(signals, 512):
+                silence()
+            if read_end in ready:
+                return
 
     def pump():
         with os.fdopen(read_end, "rb", buffering=0) as pipe:
             pending, dropped = b"", False
             while True:
+                wait_for_data()
                 chunk = pipe.read(65536)
                 if not chunk:
                     break
@@ -122,9 +173,9 @@ def filter_native_log(level=None):
                     elif not (dropped and line.startswith(_CONTINUATION)):
                         dropped = False
                         kept.append(line + b"\n")
-                if kept:
+                if kept and not _silenced:
                     os.write(original, b"".join(kept))
-            if pending and not is_native_log_line(pending, level):
+            if pending and not _silenced and not is_native_log_line(pending, level):
                 os.write(original, pending)
 
     thread = threading.Thread(target=pump, name="native-log-filter", daemon=True)

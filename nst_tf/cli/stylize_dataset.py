@@ -6,33 +6,42 @@
     nst-stylize-dataset --content=photos --styles=art --output=out --model=arbitrary \\
         --strength=0.5,1 -- --runner=DirectRunner --direct_num_workers=2 \\
         --direct_running_mode=multi_processing
+    nst-stylize-dataset --content=photos --styles=art --output=out --model=adain -- --runner=dask
 
-* The output mirrors the content tree (``OUTPUT/<relative path>.png``) and
-  ``OUTPUT/manifest.jsonl`` has one line per input file; a rerun skips what exists.
+* The output mirrors the content tree (``OUTPUT/<relative path>.png``),
+  ``OUTPUT/manifest.jsonl`` has one line per input file and ``OUTPUT/run.json`` the settings; a
+  rerun with the same settings skips what exists (and decodes), one with other settings is
+  refused.
 * Each image's style and strength are a function of ``--seed`` and its relative path.
 * Everything after ``--`` goes to Beam's ``PipelineOptions`` (runner, workers, Dataflow
-  project, ...); without ``--runner`` Beam runs locally (DirectRunner).
+  project, ...); without ``--runner`` Beam runs locally (DirectRunner); ``--runner=dask`` is
+  Beam's DaskRunner (extra ``dask``; a local cluster, or ``--dask_client_address=HOST:8786``).
 * Workers print their progress; Dataflow, Flink and Spark jobs are polled for Beam's counters.
   The last line is the summary; failed images are listed with their reason (the run still
   exits 0: they are in the manifest). Errors in the request are one line and exit code 1;
   Ctrl-C exits 130, and the same command later finishes the job.
 """
 
+import contextlib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 
 from absl import flags
 
 from nst_tf.cli import quiet
 from nst_tf.cli.runner import call_reporting_errors, main_with_fresh_flags, run_app
 from nst_tf.errors import ConfigError
+from nst_tf.scale.plan import DEFAULT_MAX_PIXELS
 
 PROGRAM = "nst-stylize-dataset"
-# Beam's local worker processes log to the shared stderr in Python's default format
-# ("INFO:apache_beam...:", "WARNING:root:...") before their log level applies.
-_BEAM_LOG = re.compile(rb"^(DEBUG|INFO|WARNING):(apache_beam[\w.]*|__main__|root):")
+# Beam's local worker processes (and Dask's) log to the shared stderr in Python's default
+# format ("INFO:apache_beam...:", "WARNING:root:...") before their log level applies.
+_BEAM_LOG = re.compile(rb"^(DEBUG|INFO|WARNING):(apache_beam[\w.]*|distributed[\w.]*|__main__|"
+                       rb"root):")
 #: Worker log level for local runs unless the Beam options give one (hides Beam's INFO lines).
 LOCAL_LOG_LEVEL = "--default_sdk_harness_log_level=WARNING"
 
@@ -69,6 +78,10 @@ def define_flags(flag_values=flags.FLAGS):
                          "run with N worker processes, cores / N; else one per core).", **fv)
     flags.DEFINE_float("progress_seconds", 10.0, "Seconds between progress lines (0: none).",
                        **fv)
+    flags.DEFINE_integer("max_pixels", DEFAULT_MAX_PIXELS, "Content and style images with more "
+                         "pixels (width x height, read from the file's header) are failed rows "
+                         "(styles: left out), never decoded (0: no cap but PIL's own, 179 "
+                         "million).", **fv)
     flags.mark_flags_as_required(["content", "output"], **fv)
 
 
@@ -119,25 +132,50 @@ def run_dataset(flag_values, beam_args):
                            style_size=fv.style_size, recipe=fv.recipe, format=fv.format,
                            batch_size=fv.batch_size,
                            threads=fv.threads or default_threads(beam_args),
-                           progress_seconds=fv.progress_seconds,
+                           progress_seconds=fv.progress_seconds, max_pixels=fv.max_pixels,
                            pipeline_args=_beam_args(beam_args))
 
 
+@contextlib.contextmanager
+def _quiet_interrupt():
+    """On Ctrl-C, silence standard error before raising KeyboardInterrupt: the local worker
+    processes get the signal too and would print their tracebacks (about 120 lines with two
+    DirectRunner workers), as would Beam's threads here; the one line comes through
+    :func:`nst_tf.cli.quiet.say`."""
+    def interrupted(signum, frame):
+        quiet.silence()
+        threading.excepthook = lambda args: None
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupted)
+    undo = quiet.silence_on_interrupt()
+    try:
+        yield
+    finally:
+        undo()
+        signal.signal(signal.SIGINT, previous)
+
+
 def execute(flag_values, beam_args=()):
-    """Run with parsed flags; print the summary. Returns the exit code (0 or 1)."""
+    """Run with parsed flags; print the summary. Returns the exit code (0, 1, or 130)."""
     logging.getLogger().setLevel(logging.ERROR)   # Beam warns on the root logger
     # Beam logs a failing bundle's traceback before raising it: the exception says it once.
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     quiet.drop_lines(_BEAM_LOG.match)
     try:
-        summary, code = call_reporting_errors(PROGRAM, run_dataset, flag_values,
-                                              list(beam_args))
+        with _quiet_interrupt():
+            summary, code = call_reporting_errors(PROGRAM, run_dataset, flag_values,
+                                                  list(beam_args))
     except (KeyboardInterrupt, RuntimeError) as e:
         # Beam's local runner re-raises a worker's KeyboardInterrupt as a RuntimeError.
         if isinstance(e, RuntimeError) and not str(e).startswith("KeyboardInterrupt"):
             raise
-        print(f"{PROGRAM}: interrupted; the images written so far stay, and the same command "
-              "finishes the rest", file=sys.stderr)
+        quiet.say(f"{PROGRAM}: interrupted; the images written so far stay, and the same "
+                  "command finishes the rest")
         return 130
     if summary is not None:
         from nst_tf.scale.beam import print_summary

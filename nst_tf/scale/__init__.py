@@ -3,8 +3,10 @@
 * :func:`stylize_dataset` — one call: every image below a folder (or matching a glob), local or
   on ``gs://`` / ``s3://``, stylized into a mirrored output tree, with ``manifest.jsonl``;
   ``nst-stylize-dataset`` is its command line.
-* :class:`StylizeDataset` — the same as a Beam ``PTransform`` for your own pipelines;
-  :class:`StylizeModelHandler` — the ``RunInference`` model handler it uses (any nst_tf model).
+* :class:`StylizeDataset` — the same as a Beam ``PTransform`` for your own pipelines.
+* :mod:`~nst_tf.scale.plan` — the checked settings; :mod:`~nst_tf.scale.output` — the output
+  folder's record of them (``run.json``) and what counts as done; :mod:`~nst_tf.scale.model` —
+  the model on a worker.
 * :mod:`~nst_tf.scale.dataset` — the pure parts: the style/strength choice as a function of
   ``(seed, relative path)``, output names, recipes (``stylized-imagenet``), manifest rows;
   :mod:`~nst_tf.scale.preprocess` — the recipes' resizing and cropping.
@@ -23,12 +25,11 @@ from nst_tf import _lazy
 
 _EXPORTS = {
     "stylize_dataset": "beam", "StylizeDataset": "beam", "run_plan": "beam",
-    "StylizeModelHandler": "handler",
     "make_plan": "plan", "DatasetPlan": "plan",
     "choose": "dataset", "output_name": "dataset", "RECIPES": "dataset",
     "DatasetRecipe": "dataset", "ManifestRow": "dataset", "Summary": "dataset",
 }
-_SUBMODULES = {"beam", "handler", "plan", "dataset", "preprocess"}
+_SUBMODULES = {"beam", "model", "output", "plan", "dataset", "preprocess"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -82,9 +82,56 @@ def recipe(name):
 
 # --- Names ---------------------------------------------------------------------------------------
 
+def join(folder, relpath):
+    """``folder/relpath`` with ``/`` (local and object-store paths alike)."""
+    return folder.rstrip("/") + "/" + relpath
+
+
 def is_pattern(source):
     """True when ``source`` holds glob characters (``*``, ``?``, ``[``)."""
     return bool(_MAGIC.search(source))
+
+
+def escape(path):
+    """``path`` with its glob characters quoted (``*`` → ``[*]``, ``?`` → ``[?]``, ``[`` →
+    ``[][]``), so that a folder named ``set[1]`` is matched literally. Beam's patterns have no
+    other way to quote; ``[][]`` (the set of ``]`` and ``[``, where ``[[]`` would make Python
+    warn of a nested set) also matches a ``]`` there, and callers keep only the paths below
+    their root (:func:`below`).
+
+    Example:
+        >>> escape("/data/set[1]") + "/**"
+        '/data/set[][]1]/**'
+    """
+    return _MAGIC.sub(lambda m: "[][]" if m.group(0) == "[" else f"[{m.group(0)}]", path)
+
+
+def below(root, path):
+    """True when ``path`` is inside the folder ``root`` (``/`` separators)."""
+    root = root.replace("\\", "/").rstrip("/")
+    return not root or path.replace("\\", "/").startswith(root + "/")
+
+
+def pattern_variants(pattern):
+    """The patterns Beam must match for ``pattern`` to mean what a shell's ``**`` means.
+
+    Beam's ``**`` matches any characters, so ``photos/**/*.jpg`` needs a folder between
+    ``photos/`` and the file name; in a shell (and Python's ``glob``) ``**/`` also matches no
+    folder at all. Each ``**/`` is therefore tried with and without it. The patterns may match
+    a file more than once; callers drop the repeats.
+
+    Example:
+        >>> pattern_variants("photos/**/*.jpg")
+        ['photos/**/*.jpg', 'photos/*.jpg']
+    """
+    variants = [pattern]
+    while True:
+        more = [v[:i] + v[i + 3:] for v in variants
+                for i in range(len(v)) if v.startswith("**/", i)]
+        more = [v for v in dict.fromkeys(more) if v not in variants]
+        if not more:
+            return variants
+        variants += more
 
 
 def pattern_root(pattern):
@@ -105,10 +152,10 @@ def relative_path(root, path):
         >>> relative_path("/data/train", "/data/train/cat/1.jpg")
         'cat/1.jpg'
     """
+    if not below(root, path):
+        raise ValueError(f"{path} is not inside {root}")
     root = root.replace("\\", "/").rstrip("/")
     path = path.replace("\\", "/")
-    if root and not path.startswith(root + "/"):
-        raise ValueError(f"{path} is not inside {root}")
     return path[len(root) + 1:] if root else path.lstrip("/")
 
 

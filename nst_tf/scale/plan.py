@@ -9,8 +9,10 @@ wrong with the request is a :class:`~nst_tf.errors.ConfigError` here, before a w
 
 Paths may be local or any filesystem Beam knows (``gs://``, ``s3://``, ``hdfs://``): a folder
 means every file below it (files and folders whose names start with ``.`` are skipped), a glob
-(``*``, ``?``, ``[``; ``**`` crosses folders) what it matches, with relative paths taken from the
-folder above its first glob character.
+(``*``, ``?``, ``[``; ``**`` crosses folders, and ``**/`` also matches no folder, as in a shell)
+what it matches, with relative paths taken from the folder above its first glob character. A
+file or folder that exists under the name given is taken as named, glob characters and all
+(``set[1]/``).
 
 Example:
     >>> plan = make_plan("photos/", "out/", model="adain", styles="paintings/",
@@ -27,9 +29,13 @@ import os
 
 from nst_tf.errors import ConfigError
 from nst_tf.scale import dataset
+from nst_tf.scale.dataset import join
 
 #: Keyword options the pipeline itself passes (never taken from the user's options).
 _RESERVED = ("strength", "crop")
+#: Images with more pixels than this are failed rows, refused from their header before they are
+#: decoded (an 8000x8000 PNG of 186 KB decodes to 768 MB of float32).
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +43,7 @@ class DatasetPlan:
     """What every worker needs to know about a run (see :func:`make_plan`)."""
 
     content_root: str
-    content_pattern: str
+    content_pattern: str              # Beam patterns: see content_patterns
     output: str
     model: str
     family: str
@@ -59,16 +65,28 @@ class DatasetPlan:
     batch_size: int = 8
     threads: int = None               # TensorFlow threads per worker process (None: default)
     progress_seconds: float = 10.0
+    max_pixels: int = DEFAULT_MAX_PIXELS   # None: no cap of ours (PIL's own stays)
 
     @property
     def manifest(self):
         """Path of ``manifest.jsonl``."""
         return join(self.output, dataset.MANIFEST)
 
+    @property
+    def content_patterns(self):
+        """The Beam patterns whose matches are the content files
+        (:func:`~nst_tf.scale.dataset.pattern_variants`)."""
+        return dataset.pattern_variants(self.content_pattern)
 
-def join(folder, relpath):
-    """``folder/relpath`` with ``/`` (local and object-store paths alike)."""
-    return folder.rstrip("/") + "/" + relpath
+    @property
+    def style_patterns(self):
+        """The Beam patterns whose matches are the style files (style-image models)."""
+        return dataset.pattern_variants(self.style_pattern) if self.style_pattern else []
+
+    @property
+    def output_pattern(self):
+        """The Beam pattern of every file below the output folder."""
+        return dataset.escape(self.output) + "/**"
 
 
 def _is_remote(path):
@@ -82,8 +100,32 @@ def _normalize(path):
     return os.path.abspath(os.path.expanduser(path))
 
 
+def _existing(source):
+    """``(root, pattern)`` of a file or folder that exists under exactly the name ``source``,
+    glob characters and all; None when there is none."""
+    from apache_beam.io.filesystems import FileSystems
+
+    base = source.rstrip("/") or "/"
+    literal = dataset.escape(base)
+    if not _is_remote(source):
+        if os.path.isdir(source):
+            return base, literal.rstrip("/") + "/**"
+        if os.path.exists(source):  # a file, or something else that the pipeline refuses
+            return os.path.dirname(base), literal
+        return None
+    try:
+        if not source.endswith("/") and FileSystems.match([literal], [1])[0].metadata_list:
+            return base.rsplit("/", 1)[0], literal
+        if FileSystems.match([literal + "/**"], [1])[0].metadata_list:
+            return base, literal + "/**"
+    except Exception:  # noqa: BLE001  an unknown scheme...: said by source_pattern's listing
+        pass
+    return None
+
+
 def source_pattern(source, what):
-    """``(root, pattern)`` of a folder, a glob pattern or a single file, local or remote.
+    """``(root, pattern)`` of a folder, a glob pattern or a single file, local or remote; a file
+    or folder that exists under the name given is taken literally, even with glob characters.
 
     Raises:
         ConfigError: nothing matches.
@@ -93,28 +135,53 @@ def source_pattern(source, what):
     if not source or not str(source).strip():
         raise ConfigError(f"no {what} given")
     source = _normalize(str(source).strip())
-    if dataset.is_pattern(source):
+    existing = _existing(source)
+    if existing is not None:
+        root, pattern = existing
+    elif dataset.is_pattern(source):
         root, pattern = dataset.pattern_root(source), source
-    elif (not _is_remote(source) and os.path.isdir(source)) or source.endswith("/"):
-        root = source.rstrip("/")
-        pattern = root + "/**"
-    elif not _is_remote(source) and os.path.isfile(source):
-        root, pattern = os.path.dirname(source), source
-    elif _is_remote(source):  # an object, or a "folder" (a prefix)
-        found = FileSystems.match([source], [1])[0].metadata_list
-        if found and found[0].path == source:
-            root, pattern = source.rsplit("/", 1)[0], source
-        else:
-            root, pattern = source, source + "/**"
+    elif _is_remote(source):
+        root, pattern = source.rstrip("/"), dataset.escape(source.rstrip("/")) + "/**"
     else:
         raise ConfigError(f"{what} not found: {source} (no such file, folder or pattern)")
     try:
-        found = FileSystems.match([pattern], [1])[0].metadata_list
+        found = any(FileSystems.match([p], [1])[0].metadata_list
+                    for p in dataset.pattern_variants(pattern))
     except Exception as e:  # noqa: BLE001  unknown scheme, missing credentials, ...
         raise ConfigError(f"cannot list {what} {pattern}: {dataset.one_line(e)}") from None
     if not found:
         raise ConfigError(f"no {what} files match {pattern}")
     return root, pattern
+
+
+def resolved(path):
+    """``path`` with symbolic links resolved (local paths; others unchanged)."""
+    return path.rstrip("/") if _is_remote(path) else os.path.realpath(path)
+
+
+def inside(path, folder):
+    """True when ``path`` is ``folder`` or below it (resolved paths, see :func:`resolved`)."""
+    path, folder = resolved(path), resolved(folder)
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _check_apart(output, folder, what):
+    """ConfigError when the output folder and an input folder overlap (compared resolved, so
+    a symbolic link into the input tree is seen)."""
+    if not folder:
+        return
+    if inside(output, folder):
+        raise ConfigError(f"the output folder {output} is inside the {what} folder {folder}"
+                          f"{_via(output)}: the outputs would land among the inputs and a rerun "
+                          "would read them")
+    if inside(folder, output):
+        raise ConfigError(f"the {what} folder {folder}{_via(folder)} is inside the output "
+                          f"folder {output}: give an output folder apart from the inputs")
+
+
+def _via(path):
+    real = resolved(path)
+    return "" if real == path.rstrip("/") else f" (through a link: {real})"
 
 
 def _option_names(family):
@@ -165,8 +232,13 @@ def _index_styles(family, network, styles, style_weights, model):
         raise ConfigError("give styles (indices to choose from) or style_weights (one mixture "
                           "for every image), not both")
     if style_weights is not None:
-        mixture = ast.literal_eval(style_weights) if isinstance(style_weights, str) \
-            else style_weights
+        mixture = style_weights
+        if isinstance(style_weights, str):
+            try:
+                mixture = ast.literal_eval(style_weights.strip())
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+                raise ConfigError(f"style_weights {style_weights!r} is not a mixture "
+                                  f"{{index: weight, ...}} ({dataset.one_line(e)})") from None
         if not isinstance(mixture, dict):
             raise ConfigError(f"style_weights must be a mixture {{index: weight, ...}}, got "
                               f"{style_weights!r}")
@@ -189,18 +261,18 @@ def _index_styles(family, network, styles, style_weights, model):
     return tuple(pool), None
 
 
-def _positive(value, name):
+def _positive(value, name, zero="keep"):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ConfigError(f"{name} must be a non-negative integer (0: keep), got {value!r}")
+        raise ConfigError(f"{name} must be a non-negative integer (0: {zero}), got {value!r}")
     return int(value) or None
 
 
 def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None,
               content_size=None, crop_size=None, style_size=None, recipe=None, format=None,
               batch_size=8, style_weights=None, threads=None, progress_seconds=10.0,
-              **options):
+              max_pixels=DEFAULT_MAX_PIXELS, **options):
     """Check a dataset request and return its :class:`DatasetPlan`.
 
     Args:
@@ -225,9 +297,13 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
             processes on one machine (``--direct_num_workers``, Dataflow's one SDK process per
             vCPU) run best with cores / processes each.
         progress_seconds: how often workers print progress (0: never).
+        max_pixels: content and style images with more pixels (width × height, read from the
+            file's header) are failed rows / left out, never decoded (0 or None: no cap but
+            PIL's own, 179 million).
         **options: the family's options (``jit_compile``, ``fast``, ...).
     """
-    from nst_tf.scale.handler import load_stylizer
+    from nst_tf.scale.model import load_stylizer
+    from nst_tf.scale.output import check_output_folder
 
     base = dataset.recipe(recipe) if recipe else dataset.DatasetRecipe("none")
     model = model if model is not None else base.model
@@ -256,13 +332,13 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise ConfigError(f"seed must be an integer, got {seed!r}")
-    threads = _positive(threads, "threads")
+    threads = _positive(threads, "threads", zero="one per core")
+    max_pixels = _positive(max_pixels, "max_pixels", zero="no cap")
 
     content_root, content_pattern = source_pattern(content, "content")
     output = _normalize(output).rstrip("/")
-    if output == content_root or output.startswith(content_root + "/"):
-        raise ConfigError(f"the output folder {output} is inside the content folder "
-                          f"{content_root}: a rerun would read its own outputs")
+    _check_apart(output, content_root, "content")
+    check_output_folder(output)
 
     stylizer = load_stylizer(model)
     family, network = stylizer.family, stylizer.network
@@ -274,6 +350,7 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
         if style_weights is not None:
             raise ConfigError("style_weights applies to multi-style networks only")
         fields["style_root"], fields["style_pattern"] = source_pattern(styles, "style image")
+        _check_apart(output, fields["style_root"], "style image")
         fields["min_style_size"] = base.min_style_size
         fields["style_size"] = style_size if square_styles else None
     elif family.style_input == "index":
@@ -295,4 +372,5 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
                        content_size=content_size, crop_size=crop_size,
                        prepare_options=prepare, stylize_options=stylize, format=format,
                        batch_size=int(batch_size), threads=threads,
-                       progress_seconds=float(progress_seconds), **fields)
+                       progress_seconds=float(progress_seconds), max_pixels=max_pixels,
+                       **fields)
