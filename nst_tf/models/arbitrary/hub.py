@@ -42,6 +42,8 @@ class HubModel:
     ``stylize_from_embedding`` (modules written by :func:`export_hub_module`).
     """
 
+    square_style = False   # styles are resized as Magenta's Inception model takes them
+
     def __init__(self, handle, module):
         self.handle, self.module = handle, module
         self.name = f"hub:{handle}"
