@@ -93,3 +93,33 @@ def run(model, feeds):
     """Outputs of ``model`` (path, ``ModelProto`` or session) for ``{input: array}``."""
     sess = model if hasattr(model, "run") else session(model)
     return sess.run(None, {k: np.ascontiguousarray(v, np.float32) for k, v in feeds.items()})
+
+
+def pair_folder(folder, names=(PREDICT, TRANSFORM)):
+    """``folder`` (created) holding links to the wheel's two ONNX files under ``names``: what a
+    user who downloaded them has. Returns the folder as a string."""
+    os.makedirs(folder, exist_ok=True)
+    for source, name in zip((PREDICT, TRANSFORM), names):
+        os.symlink(onnx_path(source), os.path.join(folder, name))
+    return str(folder)
+
+
+def dequantized_convs(path):
+    """``[(kernel, bias)]`` of every ``Conv`` of the ONNX file in file order, as ONNX Runtime's
+    own ``DequantizeLinear`` computes them (the weights' dequantized tensors are made graph
+    outputs and the graph is run on zeros): ONNX's layout, kernel ``[O, I/groups, kh, kw]``."""
+    import onnx
+
+    model = onnx.load(path)
+    graph = model.graph
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    wanted = [name for node in convs for name in node.input[1:3]]
+    for name in dict.fromkeys(wanted):
+        graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                               None))
+    feeds = {value.name: np.zeros([d.dim_value for d in value.type.tensor_type.shape.dim],
+                                  np.float32) for value in graph.input}
+    sess = session(model)
+    names = [output.name for output in sess.get_outputs()]
+    values = dict(zip(names, sess.run(None, feeds)))
+    return [(values[node.input[1]], values[node.input[2]]) for node in convs]
