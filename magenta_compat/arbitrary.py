@@ -65,7 +65,8 @@ class TrunkNames:
     probe_depth: int
 
 
-#: Magenta's names of each style trunk, by :data:`nst_tf.networks.PREDICTORS` name.
+#: Magenta's names of each style trunk, by
+#: :data:`~nst_tf.models.arbitrary.network.PREDICTORS` name.
 TRUNKS = {
     "inception_v3": TrunkNames("InceptionV3", "Conv",
                                "InceptionV3/Mixed_6e/Branch_0/Conv2d_0a_1x1/weights", 192),

@@ -53,7 +53,8 @@ class ModelGraph:
     Attributes:
         path: the file.
         format: ``"TF Lite"`` or ``"ONNX"`` (for messages).
-        inputs, outputs: ``[(tensor name, shape tuple)]`` (None for an unknown dimension).
+        inputs, outputs: ``[(tensor name, shape tuple)]`` (None for an unknown dimension, or
+            instead of the tuple when the file gives no shape).
         nodes: the operations in execution order.
     """
 
@@ -64,10 +65,13 @@ class ModelGraph:
     nodes: list
 
     def describe(self):
-        """``"a TF Lite model: [1, 256, 256, 3] -> [1, 1, 1, 100]"`` (inputs and outputs)."""
+        """``"a TF Lite model: [1, 256, 256, 3] -> [1, 1, 1, 100]"`` (inputs and outputs; ``?``
+        for a shape the file does not give)."""
         def shapes(items):
-            return ", ".join(str(list(shape)) for _, shape in items) or "nothing"
-        return f"a {self.format} model: {shapes(self.inputs)} -> {shapes(self.outputs)}"
+            return ", ".join("?" if shape is None else str(list(shape))
+                             for _, shape in items) or "nothing"
+        article = "an" if self.format[0] in "AEIOU" else "a"
+        return f"{article} {self.format} model: {shapes(self.inputs)} -> {shapes(self.outputs)}"
 
     def convs(self):
         return [node for node in self.nodes if node.is_conv]

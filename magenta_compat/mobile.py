@@ -12,8 +12,8 @@ any file names: every file is recognised by its bytes (TF Lite's identifier, ONN
 and its role by its inputs (:func:`role_of`):
 
 * **style prediction**: one image input ``[1, 256, 256, 3]`` → ``[1, 1, 1, 100]``. Its convs in
-  execution order are the 52 of MobileNetV2 (:func:`~nst_tf.models.arbitrary.mobilenet.
-  mobilenet_convs`) and the bottleneck.
+  execution order are the 52 of MobileNetV2
+  (:func:`~nst_tf.models.arbitrary.mobilenet.mobilenet_convs`) and the bottleneck.
 * **style transfer**: a content image ``[1, H, W, 3]`` and the embedding → image. Convs fed by
   the image are the transformer's 16, in order; convs fed by the embedding alone are the 26
   style projections, whose site is the transformer conv whose norm they feed and whose role is
@@ -42,7 +42,10 @@ import numpy as np
 from magenta_compat.graph import PASS_THROUGH
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
 
-PREDICTION, TRANSFER = "style prediction", "style transfer"
+#: The role of the file that maps a style image to its embedding.
+PREDICTION = "style prediction"
+#: The role of the file that maps a content image and an embedding to the stylized image.
+TRANSFER = "style transfer"
 
 #: What each file must be, for messages.
 EXPECTED = {
@@ -99,11 +102,11 @@ def is_model_folder(path):
 
 
 def _image_input(shape):
-    return len(shape) == 4 and shape[-1] == 3 and all(d is None or d > 1 for d in shape[1:3])
+    return shape is not None and len(shape) == 4 and shape[-1] == 3 and all(d is None or d > 1 for d in shape[1:3])
 
 
 def _embedding_input(shape):
-    return len(shape) >= 2 and all(d in (None, 1) for d in shape[1:-1]) and \
+    return shape is not None and len(shape) >= 2 and all(d in (None, 1) for d in shape[1:-1]) and \
         shape[-1] not in (None, 3)
 
 

@@ -14,7 +14,7 @@ Example:
     >>> from magenta_compat.onnx_reader import read_onnx            # doctest: +SKIP
     >>> graph = read_onnx("arbitrary_transform.onnx")               # doctest: +SKIP
     >>> graph.describe()                                            # doctest: +SKIP
-    'a ONNX model: [1, 384, 384, 3], [1, 1, 1, 100] -> [1, 384, 384, 3]'
+    'an ONNX model: [1, 384, 384, 3], [1, 1, 1, 100] -> [1, 384, 384, 3]'
 """
 
 import numpy as np
@@ -100,8 +100,10 @@ def _gemm(node, constants, attrs):
 
 
 def _shape(value_info):
-    dims = value_info.type.tensor_type.shape.dim
-    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    kind = value_info.type.tensor_type
+    if not kind.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in kind.shape.dim)
 
 
 def read_onnx(path):

@@ -8,9 +8,10 @@ Magenta's checkpoint format.
 
 ``--model`` (or its older name ``--checkpoint``) is anything :func:`nst_tf.stylize` takes: a
 preset, a checkpoint, a ``.keras`` file, or a folder holding Magenta's mobile model as TF Lite /
-ONNX files. ``--format``: ``saved_model``, ``tflite``, ``keras`` (:func:`nst_tf.export.
-export_keras`) or ``magenta`` (:func:`nst_tf.export.export_magenta_checkpoint`: a checkpoint
-prefix Magenta's scripts restore); by default it follows the ``--output`` extension
+ONNX files. ``--format``: ``saved_model``, ``tflite``, ``keras``
+(:func:`nst_tf.export.export_keras`) or ``magenta``
+(:func:`nst_tf.export.export_magenta_checkpoint`: a checkpoint prefix Magenta's scripts
+restore); by default it follows the ``--output`` extension
 (``.tflite``, ``.keras``, else a SavedModel folder).
 
 Multi-style SavedModel / TFLite exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and
