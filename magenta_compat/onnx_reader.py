@@ -24,16 +24,21 @@ from nst_tf.errors import CheckpointError
 
 #: The first byte of an ONNX ``ModelProto``: field 1 (``ir_version``), varint.
 MAGIC = b"\x08"
+#: Tags of the ``ModelProto`` fields that follow ``ir_version`` (producer name and version,
+#: domain, model version, doc string, graph, opset imports, metadata).
+_NEXT_FIELDS = frozenset(b"\x12\x1a\x22\x28\x32\x3a\x42\x72")
 
 
 def looks_like_onnx(path):
-    """True when the file starts like an ONNX model (checked properly by :func:`read_onnx`)."""
+    """True when the file starts like an ONNX model: ``ir_version`` (3 to 30), then another
+    field of a ``ModelProto`` (checked properly by :func:`read_onnx`)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
+            head = f.read(3)
     except OSError:
         return False
-    return head[:1] == MAGIC and len(head) == 2 and 3 <= head[1] <= 30
+    return len(head) == 3 and head[:1] == MAGIC and 3 <= head[1] <= 30 and \
+        head[2] in _NEXT_FIELDS
 
 
 def _onnx():

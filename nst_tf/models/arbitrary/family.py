@@ -11,12 +11,14 @@ the transformer turns a content image and an embedding into the stylized image. 
 
 Preprocessing is Magenta's (``arbitrary_image_stylization_with_weights``): the style image is
 resized (bilinear, TF1 ``resize_bilinear`` arithmetic, no crop) so that its shorter side is
-``style_size`` = 256; the content image is used as is unless ``size`` is given (then its shorter
+``style_size`` = 256 (the mobile model then takes its centre square, as published); the content image is used as is unless ``size`` is given (then its shorter
 side is resized the same way). ``strength`` is Magenta's identity interpolation: the embedding
 ``s·e_style + (1 - s)·e_content``, where ``e_content`` is the content image's own embedding
 (computed with the style preprocessing); ``s = 1`` is full style, ``s = 0`` about the identity.
 
-Models: ``"arbitrary"`` (the released checkpoint, downloaded once), a checkpoint prefix, folder or
+Models: ``"arbitrary"`` (the released checkpoint, downloaded once), ``"arbitrary-mobile"`` (the
+published mobile model's fp16 TF Lite pair, downloaded once), a folder holding the mobile model's
+TF Lite or ONNX files (:mod:`magenta_compat.mobile`), a checkpoint prefix, folder or
 ``.tar.gz``, the train_dir of ``nst-train --mode=arbitrary`` (its latest checkpoint), a
 ``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
 ``"hub:<handle or folder>"``: a TF-Hub module with the signature of
@@ -411,7 +413,8 @@ def _output_embeddings(runner, sources, weights, strength, batch, style_size):
 
 class ArbitraryFamily(Family):
     """:func:`nst_tf.stylize` adapter for arbitrary-style models: ``style`` is one or more style
-    images; preset ``"arbitrary"``; ``"hub:<handle>"`` loads a TF-Hub module."""
+    images; presets ``"arbitrary"`` and ``"arbitrary-mobile"``; ``"hub:<handle>"`` loads a
+    TF-Hub module; a folder of TF Lite / ONNX files is the mobile model."""
 
     name = "arbitrary"
     presets = ("arbitrary", "arbitrary-mobile")
