@@ -6,8 +6,12 @@
 * :mod:`magenta_compat.pretrained`: the released "varied" (32 styles) and "monet" (10) checkpoints.
 * :mod:`magenta_compat.pastiche`: :func:`load_pastiche_network` from a path or a preset name.
 * :mod:`magenta_compat.which_styles`: Magenta's ``--which_styles`` syntax.
-* :mod:`magenta_compat.arbitrary`: the ``arbitrary_image_stylization`` checkpoint (Ghiasi et al.
-  2017, preset ``"arbitrary"``) into :func:`nst_tf.networks.arbitrary_network`, and back.
+* :mod:`magenta_compat.arbitrary`: the ``arbitrary_image_stylization`` checkpoints (Ghiasi et al.
+  2017, preset ``"arbitrary"``; the mobile model's too) into
+  :func:`nst_tf.networks.arbitrary_network`, and back.
+* :mod:`magenta_compat.mobile`: the mobile model's published TF Lite / ONNX pair (preset
+  ``"arbitrary-mobile"``), read by content through :mod:`magenta_compat.tflite_reader` and
+  :mod:`magenta_compat.onnx_reader` into :mod:`magenta_compat.graph`'s neutral form.
 
 Example:
     >>> import magenta_compat
@@ -29,8 +33,10 @@ _EXPORTS = {
     "PRESETS": "pretrained",
     "load_arbitrary_network": "arbitrary",
     "write_arbitrary_checkpoint": "arbitrary",
+    "load_mobile_network": "mobile",
 }
-_SUBMODULES = {"checkpoint", "pretrained", "pastiche", "which_styles", "arbitrary"}
+_SUBMODULES = {"checkpoint", "pretrained", "pastiche", "which_styles", "arbitrary", "mobile",
+               "graph", "tflite_reader", "onnx_reader"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -12,6 +12,14 @@ The released model (Ghiasi et al. 2017) is the tarball
   (``Conv``) and gamma (``Conv_1``) projections of the 13 style-norm sites;
 * ``transformer/...``: the transformer's conv kernels and its contract batch norms.
 
+The mobile model (``arbitrary_image_stylization_build_mobilenet_model``: ``_train_mobile`` and
+``_distill_mobilenet`` write such checkpoints, ``_convert_tflite`` reads them) has 339 variables:
+``MobilenetV2/<layer>/{weights or depthwise_weights, BatchNorm/{gamma, beta, moving_mean,
+moving_variance}}`` (52 convs, 260 variables) and the bottleneck ``mobilenet_conv/Conv/{weights
+[1,1,1280,100], biases}`` instead of the Inception trunk and ``Conv/``; the rest is the same
+(at ``alpha=0.25``). :data:`TRUNKS` says where each trunk lives; the trunk is read from the names
+(its published files are TF Lite: :mod:`magenta_compat.mobile`).
+
 :func:`load_arbitrary_network` takes the preset name ``"arbitrary"`` (downloaded once), a
 checkpoint prefix, a folder, or the ``.tar.gz`` itself, and checks every name and shape first
 (missing, unexpected and mis-shaped names are listed with both shapes).
@@ -39,13 +47,41 @@ from magenta_compat.checkpoint import (_is_slot, checkpoint_shapes, read_checkpo
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
 from nst_tf.io import atomic_directory, keras_home
 
+@dataclasses.dataclass(frozen=True)
+class TrunkNames:
+    """Where one style trunk's variables live in Magenta's checkpoints.
+
+    Attributes:
+        scope: the trunk's top scope (``"InceptionV3"``, ``"MobilenetV2"``).
+        bottleneck: the scope of the 1x1 conv to the embedding (``"Conv"`` in
+            ``build_model``, ``"mobilenet_conv/Conv"`` in ``build_mobilenet_model``).
+        probe: a variable of the trunk whose last dimension over ``probe_depth`` is the depth
+            multiplier.
+        probe_depth: that width at depth multiplier 1.
+    """
+
+    scope: str
+    bottleneck: str
+    probe: str
+    probe_depth: int
+
+
+#: Magenta's names of each style trunk, by
+#: :data:`~nst_tf.models.arbitrary.network.PREDICTORS` name.
+TRUNKS = {
+    "inception_v3": TrunkNames("InceptionV3", "Conv",
+                               "InceptionV3/Mixed_6e/Branch_0/Conv2d_0a_1x1/weights", 192),
+    "mobilenet_v2": TrunkNames("MobilenetV2", "mobilenet_conv/Conv",
+                               "MobilenetV2/Conv_1/weights", 1280),
+}
+
 #: Top-level scopes of the model's variables; other names (``global_step``, ``vgg_16/*``,
 #: optimizer slots) are ignored when loading.
-SCOPES = ("InceptionV3/", "Conv/", "style_params/", "transformer/")
+SCOPES = tuple(sorted({f"{t.scope}/" for t in TRUNKS.values()} |
+                      {f"{t.bottleneck.split('/')[0]}/" for t in TRUNKS.values()})) + (
+    "style_params/", "transformer/")
 
 _CONV3 = "transformer/contract/conv3/weights"
-_MIXED_6E = "InceptionV3/Mixed_6e/Branch_0/Conv2d_0a_1x1/weights"
-_BOTTLENECK = "Conv/biases"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,22 +112,20 @@ PRESETS = {
 # ------------------------------------------------------------------------------ names and slots
 
 def variable_slots(network):
-    """``{Magenta variable name: Keras variable}`` for the 359 variables of ``network``."""
-    from nst_tf.networks import (STYLE_NORM_SCOPES, inception_convs, inception_keras_name,
-                                 keras_name, style_predictor_of, transformer_of)
+    """``{Magenta variable name: Keras variable}`` for every variable of ``network`` (359 with
+    the Inception trunk, 339 with the MobileNetV2 one)."""
+    from nst_tf.networks import (STYLE_NORM_SCOPES, arbitrary_config, keras_name,
+                                 style_predictor_of, transformer_of)
 
     try:
         predictor, transformer = style_predictor_of(network), transformer_of(network)
+        kind = arbitrary_config(network)["predictor"]
     except ValueError as e:
         raise CheckpointError(str(e)) from None
-    slots = {}
-    for spec in inception_convs():
-        name = inception_keras_name(spec.scope)
-        prefix = f"InceptionV3/{spec.scope}"
-        slots[f"{prefix}/weights"] = predictor.get_layer(name).kernel
-        _batch_norm_slots(slots, prefix, predictor.get_layer(f"{name}_bn"))
-    bottleneck = predictor.get_layer("bottleneck")
-    slots["Conv/weights"], slots["Conv/biases"] = bottleneck.kernel, bottleneck.bias
+    slots = _trunk_slots(predictor, kind)
+    bottleneck, names = predictor.get_layer("bottleneck"), TRUNKS[kind]
+    slots[f"{names.bottleneck}/weights"] = bottleneck.kernel
+    slots[f"{names.bottleneck}/biases"] = bottleneck.bias
     for scope in ("contract/conv1", "contract/conv2", "contract/conv3"):
         slots[f"transformer/{scope}/weights"] = transformer.get_layer(keras_name(scope)).kernel
         _batch_norm_slots(slots, f"transformer/{scope}",
@@ -107,7 +141,28 @@ def variable_slots(network):
     return slots
 
 
+def _trunk_slots(predictor, kind):
+    """Magenta's names of the style trunk's convs and batch norms (``kind``: a
+    :data:`TRUNKS` name)."""
+    from nst_tf.models.arbitrary.inception import inception_convs, inception_keras_name
+    from nst_tf.models.arbitrary.mobilenet import mobilenet_convs, mobilenet_keras_name
+
+    convs, keras_name = {"inception_v3": (inception_convs, inception_keras_name),
+                         "mobilenet_v2": (mobilenet_convs, mobilenet_keras_name)}[kind]
+    slots = {}
+    for spec in convs():
+        name = keras_name(spec.scope)
+        prefix = f"{TRUNKS[kind].scope}/{spec.scope}"
+        kernel = "depthwise_weights" if getattr(spec, "kind", "conv") == "depthwise" else \
+            "weights"
+        slots[f"{prefix}/{kernel}"] = predictor.get_layer(name).kernel
+        _batch_norm_slots(slots, prefix, predictor.get_layer(f"{name}_bn"))
+    return slots
+
+
 def _batch_norm_slots(slots, prefix, layer):
+    if layer.scale:
+        slots[f"{prefix}/BatchNorm/gamma"] = layer.gamma
     slots[f"{prefix}/BatchNorm/beta"] = layer.beta
     slots[f"{prefix}/BatchNorm/moving_mean"] = layer.moving_mean
     slots[f"{prefix}/BatchNorm/moving_variance"] = layer.moving_variance
@@ -124,24 +179,38 @@ def model_shapes(shapes):
             if n.startswith(SCOPES) and not _is_slot(n, shapes)}
 
 
+def trunk_of_checkpoint(shapes):
+    """The :data:`TRUNKS` name whose bottleneck ``shapes`` holds, or None."""
+    for name, trunk in TRUNKS.items():
+        if f"{trunk.bottleneck}/biases" in shapes:
+            return name
+    return None
+
+
 def is_arbitrary_checkpoint(shapes):
-    """True when a checkpoint's ``{name: shape}`` holds Magenta's arbitrary-style model (its
-    bottleneck and predicted style parameters), not a pastiche network."""
-    return _BOTTLENECK in shapes and any(n.startswith("style_params/transformer/")
-                                         for n in shapes)
+    """True when a checkpoint's ``{name: shape}`` holds one of Magenta's arbitrary-style models
+    (a bottleneck and predicted style parameters), not a pastiche network."""
+    return trunk_of_checkpoint(shapes) is not None and any(
+        n.startswith("style_params/transformer/") for n in shapes)
 
 
 def infer_arbitrary_config(shapes):
-    """``{"embedding_size", "alpha", "depth_multiplier"}`` read from checkpoint shapes."""
-    missing = [n for n in (_BOTTLENECK, _CONV3, _MIXED_6E) if n not in shapes]
+    """``{"embedding_size", "alpha", "depth_multiplier", "predictor"}`` read from checkpoint
+    shapes (the arguments of :func:`~nst_tf.networks.arbitrary_network`)."""
+    kind = trunk_of_checkpoint(shapes)
+    names = TRUNKS.get(kind)
+    needed = ([f"{names.bottleneck}/biases", _CONV3, names.probe] if names else
+              [" or ".join(f"{t.bottleneck}/biases" for t in TRUNKS.values())])
+    missing = [n for n in needed if n not in shapes]
     if missing:
         sample = ", ".join(sorted(shapes)[:5]) or "none"
         raise CheckpointError(f"not a Magenta arbitrary_image_stylization checkpoint: "
                               f"{', '.join(missing)} missing ({len(shapes)} tensors; first: "
                               f"{sample})")
-    return {"embedding_size": int(shapes[_BOTTLENECK][0]),
+    return {"embedding_size": int(shapes[f"{names.bottleneck}/biases"][0]),
             "alpha": shapes[_CONV3][-1] / 128.0,
-            "depth_multiplier": shapes[_MIXED_6E][-1] / 192.0}
+            "depth_multiplier": shapes[names.probe][-1] / names.probe_depth,
+            "predictor": kind}
 
 
 def check_fit(shapes, network, source="checkpoint"):
@@ -380,8 +449,7 @@ def load_arbitrary_network(path_or_name="arbitrary", fast=False):
     shapes = checkpoint_shapes(resolved)
     model = model_shapes(shapes)
     config = infer_arbitrary_config(model)
-    network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
-                                depth_multiplier=config["depth_multiplier"], fast=fast)
+    network = arbitrary_network(**config, fast=fast)
     check_fit(shapes, network, source=f"checkpoint {resolved}")
     values = read_checkpoint(resolved, names=model)
     for name, variable in variable_slots(network).items():
@@ -395,7 +463,8 @@ def load_arbitrary_network(path_or_name="arbitrary", fast=False):
 
 def write_arbitrary_checkpoint(network, path, version="V2", global_step=None,
                                update_state=True):
-    """Save an arbitrary-style network under Magenta's 359 names; returns the path written.
+    """Save an arbitrary-style network under Magenta's names (359, or 339 for the mobile
+    model); returns the path written.
 
     Magenta's graph (``build_model`` + ``tf.train.Saver``) restores the result. See
     :func:`magenta_compat.checkpoint.write_tensors` for ``path``, ``version`` (``"V2"`` bundle,

@@ -171,7 +171,10 @@ def export_keras(network, path):
     if not path.endswith(".keras"):
         raise ConfigError(f"a Keras model file must end in .keras, got {path!r}")
     if is_conditional(network):
-        network = as_weights_network(network)
+        try:
+            network = as_weights_network(network)
+        except ValueError:    # two inputs but not a pastiche network (arbitrary-style, AdaIN)
+            pass
     with atomic_path(path, suffix=".keras") as tmp:
         network.save(tmp)
     return path

@@ -9,7 +9,8 @@
   generator.
 * :mod:`nst_tf.models.arbitrary.network`: Magenta's arbitrary-style network (Ghiasi et al.
   2017): an InceptionV3 style prediction network (image → 100-d embedding,
-  :mod:`nst_tf.models.arbitrary.inception`) and a transformer conditioned by the embedding.
+  :mod:`nst_tf.models.arbitrary.inception`) — or the mobile model's MobileNetV2
+  (:mod:`nst_tf.models.arbitrary.mobilenet`) — and a transformer conditioned by the embedding.
 
 Layers shared between families live in :mod:`nst_tf.layers`. The family modules never import
 this one (it imports them).

@@ -59,7 +59,7 @@ def photo(height=30, width=41, seed=0):
 
 def test_config_and_round_trip_through_keras_file(net, tmp_path):
     assert arbitrary_config(net) == {"embedding_size": 100, "alpha": 0.25,
-                                     "depth_multiplier": 0.25}
+                                     "depth_multiplier": 0.25, "predictor": "inception_v3"}
     path = str(tmp_path / "arb.keras")
     net.save(path)
     content, style = photo(), photo(64, 70, 1)

@@ -90,5 +90,5 @@ def test_nst_export_onto_its_checkpoint(tmp_path, monkeypatch, capsys, checkpoin
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"nst-export: error: --output={output} would "
                                                    "replace "), lines
-    assert "it is the --checkpoint exported" in lines[0]
+    assert "it is the model exported" in lines[0]
     assert tree(tmp_path) == before

@@ -1,16 +1,25 @@
-"""``nst-export``: export a multi-style network to a SavedModel folder or a TFLite file.
+"""``nst-export``: convert a model to a SavedModel folder, a TFLite file, a ``.keras`` file or
+Magenta's checkpoint format.
 
-    nst-export --checkpoint=varied --output=varied_savedmodel
-    nst-export --checkpoint=model.ckpt --output=model.tflite --image_size=384 --quantize=dynamic
+    nst-export --model=varied --output=varied_savedmodel
+    nst-export --model=model.ckpt --output=model.tflite --image_size=384 --quantize=dynamic
+    nst-export --model=mobile_model/ --format=keras --output=mobile.keras
+    nst-export --model=arbitrary-mobile --format=magenta --output=mobile_ckpt/model.ckpt
 
-Both exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weights`` float32
-``[N]`` (Magenta's TFLite-export interface) and return ``stylized_image``; see
-:mod:`nst_tf.export`. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
-else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` runs the same
-``run()``.
+``--model`` (or its older name ``--checkpoint``) is anything :func:`nst_tf.stylize` takes: a
+preset, a checkpoint, a ``.keras`` file, or a folder holding Magenta's mobile model as TF Lite /
+ONNX files. ``--format``: ``saved_model``, ``tflite``, ``keras``
+(:func:`nst_tf.export.export_keras`) or ``magenta``
+(:func:`nst_tf.export.export_magenta_checkpoint`: a checkpoint prefix Magenta's scripts
+restore); by default it follows the ``--output`` extension
+(``.tflite``, ``.keras``, else a SavedModel folder).
 
-Arbitrary-style models (``--checkpoint=arbitrary``, Magenta's ``arbitrary_style_transfer``
-checkpoint, folder or ``.tar.gz``) export as a SavedModel with the interface of Magenta's TF-Hub
+Multi-style SavedModel / TFLite exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and
+``style_weights`` float32 ``[N]`` (Magenta's TFLite-export interface) and return
+``stylized_image``; see :mod:`nst_tf.export`. ``scripts/export.py`` runs the same ``run()``.
+
+Arbitrary-style models (``arbitrary``, ``arbitrary-mobile``, Magenta's checkpoints, folders,
+``.tar.gz``) export as a SavedModel with the interface of Magenta's TF-Hub
 module (:func:`nst_tf.models.arbitrary.hub.export_hub_module`), or as two TFLite files
 ``<output>_prediction.tflite`` (style ``[1, S, S, 3]`` → embedding) and
 ``<output>_transfer.tflite`` (content + embedding → image); see
@@ -21,22 +30,26 @@ import os
 
 from absl import flags
 
-from nst_tf.cli.runner import call_reporting_errors, entry_points
+from nst_tf.cli.runner import call_reporting_errors, entry_points, print_error
 
 PROGRAM = "nst-export"
 
 
 def define_flags(flag_values=flags.FLAGS):
     """Define the flags on ``flag_values`` (the global ``FLAGS`` for the console script)."""
-    flags.DEFINE_string("checkpoint", None,
-                        "Magenta checkpoint (file, V2 prefix or folder) or a preset name "
-                        "('varied', 'monet').", flag_values=flag_values)
+    flags.DEFINE_string("model", None,
+                        "The model: a preset name ('varied', 'monet', 'arbitrary', "
+                        "'arbitrary-mobile'), a Magenta checkpoint (file, V2 prefix or folder), "
+                        "a .keras file, or a folder holding Magenta's mobile model as TF Lite / "
+                        "ONNX files.", flag_values=flag_values)
+    flags.DEFINE_string("checkpoint", None, "Older name of --model.", flag_values=flag_values)
     flags.DEFINE_integer("num_styles", None, "Optional check of the checkpoint's number of styles.",
                          flag_values=flag_values)
-    flags.DEFINE_string("output", None, "SavedModel folder or .tflite file to write.",
-                        flag_values=flag_values)
-    flags.DEFINE_enum("format", None, ["saved_model", "tflite"],
-                      "Export format; default: tflite for a .tflite output, else saved_model.",
+    flags.DEFINE_string("output", None, "SavedModel folder, .tflite or .keras file, or "
+                        "Magenta checkpoint prefix to write.", flag_values=flag_values)
+    flags.DEFINE_enum("format", None, list(FORMATS),
+                      "Export format; default: tflite for a .tflite output, keras for a .keras "
+                      "output, else saved_model. magenta: Magenta's checkpoint format.",
                       flag_values=flag_values)
     flags.DEFINE_integer("image_size", 384, "TFLite only: the fixed (square) input size.",
                          flag_values=flag_values)
@@ -46,7 +59,11 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_integer("style_image_size", 256,
                          "TFLite export of an arbitrary-style model: the fixed (square) style "
                          "input size.", flag_values=flag_values)
-    flags.mark_flags_as_required(["checkpoint", "output"], flag_values=flag_values)
+    flags.mark_flags_as_required(["output"], flag_values=flag_values)
+
+
+#: ``--format`` values and the output extension that implies each (None: only by name).
+FORMATS = {"saved_model": None, "tflite": ".tflite", "keras": ".keras", "magenta": None}
 
 
 def _arbitrary_model(checkpoint):
@@ -57,39 +74,60 @@ def _arbitrary_model(checkpoint):
     return network if family.name == "arbitrary" else None
 
 
+def _tflite(network, output, arbitrary, image_size, quantize, style_image_size):
+    from nst_tf import export as exporting
+
+    quantize = None if quantize == "none" else quantize
+    if arbitrary:
+        return exporting.export_arbitrary_tflite(network, output, image_size=image_size,
+                                                 style_size=style_image_size, quantize=quantize)
+    return exporting.export_tflite(network, output, image_size=image_size, quantize=quantize)
+
+
+def _writers():
+    """``{format: write(network, output, arbitrary, **options)}``."""
+    from nst_tf import export as exporting
+
+    return {"saved_model": lambda net, out, arbitrary, **_: exporting.export_saved_model(net, out),
+            "keras": lambda net, out, arbitrary, **_: exporting.export_keras(net, out),
+            "magenta": lambda net, out, arbitrary, **_: exporting.export_magenta_checkpoint(
+                net, out),
+            "tflite": _tflite}
+
+
 def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None,
            style_image_size=256):
-    """Load ``checkpoint`` and export it to ``output``; returns the path(s) written. An
-    ``output`` that is the checkpoint or a folder holding it is refused (it would replace it)."""
-    from nst_tf import export as exporting
+    """Load the model ``checkpoint`` (anything ``--model`` takes) and export it to ``output``
+    as ``format``; returns the path(s) written. An ``output`` that is the checkpoint or a folder
+    holding it is refused (it would replace it)."""
     from nst_tf.io import check_not_replacing
     from nst_tf.models.pastiche.family import load_model
 
     for source in (checkpoint, f"{checkpoint}.index"):   # a file or folder, or a V2 prefix
         if os.path.exists(source):
-            check_not_replacing(output, source, "--output", "it is the --checkpoint exported")
+            check_not_replacing(output, source, "--output", "it is the model exported")
     if format is None:
-        format = "tflite" if str(output).lower().endswith(".tflite") else "saved_model"
-    arbitrary = _arbitrary_model(checkpoint)
-    if arbitrary is not None:
-        if format == "tflite":
-            return exporting.export_arbitrary_tflite(
-                arbitrary, output, image_size=image_size, style_size=style_image_size,
-                quantize=None if quantize == "none" else quantize)
-        return exporting.export_saved_model(arbitrary, output)
-    network = load_model(checkpoint, num_styles=num_styles)
-    if format == "tflite":
-        return exporting.export_tflite(network, output, image_size=image_size,
-                                       quantize=None if quantize == "none" else quantize)
-    return exporting.export_saved_model(network, output)
+        format = next((name for name, ext in FORMATS.items()
+                       if ext and str(output).lower().endswith(ext)), "saved_model")
+    network = _arbitrary_model(checkpoint)
+    arbitrary = network is not None
+    if not arbitrary:
+        network = load_model(checkpoint, num_styles=num_styles)
+    return _writers()[format](network, output, arbitrary, image_size=image_size,
+                              quantize=quantize, style_image_size=style_image_size)
 
 
 def execute(flag_values):
     """Run with parsed flags; print the written path. Returns the exit code (0 or 1)."""
+    if (flag_values.model is None) == (flag_values.checkpoint is None):
+        print_error(PROGRAM, "give the model to export with --model (or its older name "
+                             "--checkpoint), once")
+        return 1
     path, code = call_reporting_errors(
-        PROGRAM, export, flag_values.checkpoint, flag_values.output, format=flag_values.format,
-        image_size=flag_values.image_size, quantize=flag_values.quantize,
-        num_styles=flag_values.num_styles, style_image_size=flag_values.style_image_size)
+        PROGRAM, export, flag_values.model or flag_values.checkpoint, flag_values.output,
+        format=flag_values.format, image_size=flag_values.image_size,
+        quantize=flag_values.quantize, num_styles=flag_values.num_styles,
+        style_image_size=flag_values.style_image_size)
     if code == 0:
         for written in [path] if isinstance(path, str) else path:
             print(written)

@@ -11,12 +11,14 @@ the transformer turns a content image and an embedding into the stylized image. 
 
 Preprocessing is Magenta's (``arbitrary_image_stylization_with_weights``): the style image is
 resized (bilinear, TF1 ``resize_bilinear`` arithmetic, no crop) so that its shorter side is
-``style_size`` = 256; the content image is used as is unless ``size`` is given (then its shorter
+``style_size`` = 256 (the mobile model then takes its centre square, as published); the content image is used as is unless ``size`` is given (then its shorter
 side is resized the same way). ``strength`` is Magenta's identity interpolation: the embedding
 ``s·e_style + (1 - s)·e_content``, where ``e_content`` is the content image's own embedding
 (computed with the style preprocessing); ``s = 1`` is full style, ``s = 0`` about the identity.
 
-Models: ``"arbitrary"`` (the released checkpoint, downloaded once), a checkpoint prefix, folder or
+Models: ``"arbitrary"`` (the released checkpoint, downloaded once), ``"arbitrary-mobile"`` (the
+published mobile model's fp16 TF Lite pair, downloaded once), a folder holding the mobile model's
+TF Lite or ONNX files (:mod:`magenta_compat.mobile`), a checkpoint prefix, folder or
 ``.tar.gz``, the train_dir of ``nst-train --mode=arbitrary`` (its latest checkpoint), a
 ``.keras`` file, a network from :func:`nst_tf.networks.arbitrary_network`, or
 ``"hub:<handle or folder>"``: a TF-Hub module with the signature of
@@ -61,13 +63,15 @@ class _KerasRunner:
     def __init__(self, network, jit, fast):
         import tensorflow as tf
 
-        from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
-                                                     transformer_of)
+        from nst_tf.models.arbitrary.network import (arbitrary_config, predictor_kind,
+                                                     style_predictor_of, transformer_of)
 
         self.network = network
         self.key = ("keras", id(network))
         predictor, transformer = style_predictor_of(network), transformer_of(network)
-        self.embedding_size = size = arbitrary_config(network)["embedding_size"]
+        config = arbitrary_config(network)
+        self.embedding_size = size = config["embedding_size"]
+        self.square_style = predictor_kind(config["predictor"]).square_style
         image = tf.TensorSpec([None, None, None, 3], tf.float32)
         self._embed = tf.function(lambda x: predictor(x, training=False),
                                   input_signature=[image], jit_compile=jit)
@@ -146,7 +150,8 @@ def _load_train_dir_cached(path, latest):
 
     config = read_run_config(path)
     network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
-                                depth_multiplier=config["depth_multiplier"])
+                                depth_multiplier=config["depth_multiplier"],
+                                predictor=config.get("predictor", "inception_v3"))
     restore_network(path, network)
     return network
 
@@ -159,10 +164,38 @@ def load_train_dir(path):
     return _load_train_dir_cached(os.path.realpath(path), tf.train.latest_checkpoint(path))
 
 
+@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
+def _load_mobile_cached(folder, stamps):
+    del stamps  # cache key only: changed files are loaded again
+    from magenta_compat.mobile import load_mobile_network
+
+    return load_mobile_network(folder)
+
+
+def load_mobile_folder(folder):
+    """The network of a folder holding Magenta's mobile model as TF Lite / ONNX files
+    (:func:`magenta_compat.mobile.load_mobile_network`); cached until a file changes."""
+    from magenta_compat.mobile import model_files
+
+    folder = os.path.realpath(folder)
+    stamps = tuple((path, os.stat(path).st_mtime_ns, os.stat(path).st_size)
+                   for path in model_files(folder))
+    return _load_mobile_cached(folder, stamps)
+
+
+def is_mobile_folder(path):
+    """True for a folder holding TF Lite or ONNX files (Magenta's mobile model, by content)."""
+    from magenta_compat.mobile import is_model_folder
+
+    return is_model_folder(path)
+
+
 def load_model(model="arbitrary"):
-    """An arbitrary-style model from a preset name, a checkpoint (prefix, folder, ``.tar.gz``),
-    a ``nst-train --mode=arbitrary`` train_dir, a ``.keras`` file, ``"hub:<handle>"``, or a
-    network (returned as is). Cached."""
+    """An arbitrary-style model from a preset name (``"arbitrary"``, ``"arbitrary-mobile"``), a
+    checkpoint (prefix, folder, ``.tar.gz``), a ``nst-train --mode=arbitrary`` train_dir, a
+    folder holding the mobile model's TF Lite / ONNX pair, a ``.keras`` file,
+    ``"hub:<handle>"``, or a network (returned as is). Cached."""
+    from magenta_compat import mobile
     from nst_tf.models.arbitrary.network import is_arbitrary_network
 
     if isinstance(model, os.PathLike):
@@ -172,10 +205,14 @@ def load_model(model="arbitrary"):
             from nst_tf.models.arbitrary.hub import load_hub
 
             return load_hub(model[len("hub:"):])
-        if model.endswith(".keras"):
+        if model in mobile.PRESETS and not os.path.exists(model):
+            network = load_mobile_folder(mobile.resolve(model))
+        elif model.endswith(".keras"):
             network = load_keras_file(model)
         elif is_train_dir(model):
             network = load_train_dir(model)
+        elif is_mobile_folder(model):
+            network = load_mobile_folder(model)
         else:
             from magenta_compat.arbitrary import checkpoint_prefix
 
@@ -211,7 +248,7 @@ def _embeddings_of(runner, sources, style_size):
         index, source, image, what = entries[0]
         if image is None:
             image, what = load_style(source, index)
-        prepared = preprocess_style(image, style_size, what=what)
+        prepared = preprocess_style(image, style_size, what=what, square=runner.square_style)
         embedding = np.asarray(runner.embed(prepared[None]), np.float32).reshape(-1)
         _embeddings[key] = embedding
         while len(_embeddings) > _EMBEDDING_CACHE_SIZE:
@@ -333,7 +370,8 @@ def stylize(content, style, model="arbitrary", *, style_weights=None, strength=1
     if getattr(runner, "embed", None) is None:
         if needs_embedding:
             _require_embeddings(runner, "style_weights / strength < 1")
-        outputs = [runner.full(batch, preprocess_style(load_style(s, i)[0], style_size))
+        outputs = [runner.full(batch, preprocess_style(load_style(s, i)[0], style_size,
+                                                       square=runner.square_style))
                    for i, s in enumerate(sources)]
     else:
         outputs = [_run_transformer(runner, batch, emb, batch_size) for emb in
@@ -375,10 +413,11 @@ def _output_embeddings(runner, sources, weights, strength, batch, style_size):
 
 class ArbitraryFamily(Family):
     """:func:`nst_tf.stylize` adapter for arbitrary-style models: ``style`` is one or more style
-    images; preset ``"arbitrary"``; ``"hub:<handle>"`` loads a TF-Hub module."""
+    images; presets ``"arbitrary"`` and ``"arbitrary-mobile"``; ``"hub:<handle>"`` loads a
+    TF-Hub module; a folder of TF Lite / ONNX files is the mobile model."""
 
     name = "arbitrary"
-    presets = ("arbitrary",)
+    presets = ("arbitrary", "arbitrary-mobile")
     prefix = "hub:"
 
     def owns_network(self, network):
@@ -395,7 +434,8 @@ class ArbitraryFamily(Family):
     def owns_path(self, path):
         from magenta_compat.arbitrary import is_tarball
 
-        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path)
+        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path) or \
+            is_mobile_folder(path)
 
     def load(self, model):
         return load_model(model)
@@ -474,7 +514,8 @@ class ArbitraryFamily(Family):
         """The style's embedding ``[E]`` (Magenta's preprocessing), float32."""
         runner = runner_for(network, jit_compile)
         _require_embeddings(runner, "a prepared style")
-        image = preprocess_style(style_array(style), check_style_size(style_size))
+        image = preprocess_style(style_array(style), check_style_size(style_size),
+                                 square=runner.square_style)
         return np.asarray(runner.embed(image[None]), np.float32).reshape(-1)
 
     def stylize_batch(self, network, batch, styles, strengths=None, *, style_size=256,

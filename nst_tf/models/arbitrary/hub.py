@@ -11,8 +11,9 @@ with ``content`` ``[B, H, W, 3]`` and ``style`` ``[B or 1, h, w, 3]`` float32 in
 ``serving_default`` signature takes ``placeholder`` (content) and ``placeholder_1`` (style) and
 returns ``output_0``. Magenta's module does not expose the style embedding, so ``style_weights``
 and ``strength < 1`` need a module exported by :func:`export_hub_module`, which has the same
-interface plus ``style_embedding(style) -> [B, 100]`` and
-``stylize_from_embedding(content, embedding)``.
+interface plus ``style_embedding(style) -> [B, 100]``,
+``stylize_from_embedding(content, embedding)`` and ``square_style`` (a boolean variable: True
+for the mobile model, whose styles :func:`nst_tf.stylize` cuts to centre squares).
 
 Example:
     >>> import nst_tf
@@ -44,6 +45,9 @@ class HubModel:
 
     def __init__(self, handle, module):
         self.handle, self.module = handle, module
+        # Styles are cut to centre squares for a mobile model exported by export_hub_module;
+        # Magenta's module (Inception) takes them with their aspect ratio.
+        self.square_style = bool(getattr(module, "square_style", False))
         self.name = f"hub:{handle}"
         self.key = ("hub", handle)
         if not (hasattr(module, "style_embedding") and hasattr(module, "stylize_from_embedding")):
@@ -116,7 +120,10 @@ class ArbitraryHubModule:
         from nst_tf.models.arbitrary.network import (arbitrary_config, style_predictor_of,
                                                      transformer_of)
 
-        size = arbitrary_config(network)["embedding_size"]
+        from nst_tf.models.arbitrary.network import predictor_kind
+
+        config = arbitrary_config(network)
+        size = config["embedding_size"]
         image = [None, None, None, 3]
         predictor, transformer = style_predictor_of(network), transformer_of(network)
 
@@ -138,6 +145,8 @@ class ArbitraryHubModule:
                 return tf.cast(transformer([content, embedding], training=False), tf.float32)
 
         module = Module(name="arbitrary_image_stylization")
+        module.square_style = tf.Variable(predictor_kind(config["predictor"]).square_style,
+                                          trainable=False, name="square_style")
         module.variables_to_save = [w.value for w in network.weights]
         return module
 

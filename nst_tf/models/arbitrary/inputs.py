@@ -50,14 +50,18 @@ def resize_bilinear_tf1(image, size):
     return out if array.ndim == 4 else out[0]
 
 
-def preprocess_style(image, style_size=256, what="style image"):
+def preprocess_style(image, style_size=256, what="style image", square=False):
     """A style image ``[h, w, 3]`` resized as Magenta does (shorter side ``style_size``, bilinear,
-    no crop); ``style_size=None`` keeps its size. A result smaller than the trunk accepts
-    (:data:`~nst_tf.networks.MIN_STYLE_SIZE`, 43 px) is resized up with a warning.
+    no crop); ``style_size=None`` keeps its size. ``square=True`` then cuts the centre
+    ``style_size x style_size`` square out (:func:`center_square`): the input of the published
+    mobile model, as TF Lite's style transfer example prepares it. A result smaller than the
+    trunk accepts (:data:`~nst_tf.networks.MIN_STYLE_SIZE`, 43 px) is resized up with a warning.
 
     Example:
         >>> preprocess_style(np.zeros((300, 400, 3), np.float32)).shape
         (256, 341, 3)
+        >>> preprocess_style(np.zeros((300, 400, 3), np.float32), square=True).shape
+        (256, 256, 3)
     """
     from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
 
@@ -65,6 +69,8 @@ def preprocess_style(image, style_size=256, what="style image"):
     height, width = image.shape[:2]
     if style_size is not None:
         image = resize_bilinear_tf1(image, shorter_side_size(height, width, style_size))
+        if square:
+            image = center_square(image, style_size)
     if min(image.shape[:2]) < MIN_STYLE_SIZE:
         size = shorter_side_size(*image.shape[:2], MIN_STYLE_SIZE)
         size = (max(size[0], MIN_STYLE_SIZE), max(size[1], MIN_STYLE_SIZE))
@@ -73,6 +79,13 @@ def preprocess_style(image, style_size=256, what="style image"):
                       f"side, so it is resized up to {size[1]}x{size[0]}", stacklevel=3)
         image = resize_bilinear_tf1(image, size)
     return image
+
+
+def center_square(image, side):
+    """The centre ``side x side`` square of ``image`` ``[h, w, C]`` (both sides >= ``side``),
+    offsets rounded down as ``tf.image.resize_with_crop_or_pad`` rounds them."""
+    top, left = (image.shape[0] - side) // 2, (image.shape[1] - side) // 2
+    return image[top:top + side, left:left + side]
 
 
 def check_style_size(style_size, name="style_size"):

@@ -3,9 +3,11 @@
 Two Keras models, usable separately, plus one model joining them:
 
 * :func:`style_prediction_network`: a style image ``[B, h, w, 3]`` in [0, 1] → a 100-d *style
-  embedding* ``[B, 100]`` (Magenta's ``bottleneck_feat``). InceptionV3 up to ``Mixed_6e``
-  (no-bias convs, gamma-free batch norm with eps 1e-3, **ReLU6**; the trunk takes [0, 1] input
-  unchanged), a spatial mean, and a 1x1 conv with bias.
+  embedding* ``[B, 100]`` (Magenta's ``bottleneck_feat``). A trunk of :data:`PREDICTORS` —
+  InceptionV3 up to ``Mixed_6e`` (no-bias convs, gamma-free batch norm with eps 1e-3,
+  **ReLU6**; Magenta's ``arbitrary_style_transfer`` checkpoint) or MobileNetV2 up to
+  ``layer_19`` (:mod:`~nst_tf.models.arbitrary.mobilenet`; the distilled mobile model published
+  as TF Lite files) — taking [0, 1] input unchanged, a spatial mean, and a 1x1 conv with bias.
 * :func:`arbitrary_transformer`: ``[content [B, H, W, 3], embedding [S, 100]]`` →
   ``[B, 4·ceil(H/4), 4·ceil(W/4), 3]``. The pastiche transformer's layout
   (:data:`~nst_tf.networks.PASTICHE_LAYERS`), but the three contract convs use plain batch norm
@@ -31,11 +33,14 @@ Example:
     TensorShape([2, 32, 44, 3])
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from nst_tf.layers import ReflectConv2D, instance_norm
 from nst_tf.models.arbitrary.inception import SlimBatchNorm, inception_keras_name, inception_trunk
+from nst_tf.models.arbitrary.mobilenet import TOP_DEPTH, mobilenet_keras_name, mobilenet_trunk
 from nst_tf.models.pastiche.network import PASTICHE_LAYERS, keras_name, pastiche_widths
 
 _REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
@@ -136,21 +141,77 @@ class SpatialMean(keras.layers.Layer):
 
 # --- Style prediction network ----------------------------------------------------------------
 
+@dataclasses.dataclass(frozen=True)
+class StylePredictor:
+    """One kind of style prediction trunk: how to build it and how to recognise it.
+
+    Attributes:
+        name: the ``predictor=`` name.
+        trunk: ``trunk(x, depth_multiplier)`` → the features that are averaged.
+        probe: a layer only this trunk has; its ``filters / probe_depth`` is the depth
+            multiplier the trunk was built with.
+        probe_depth: the probe's width at depth multiplier 1.
+        square_style: the style image is centre-cropped to ``style_size x style_size`` after
+            the resize (the published mobile model takes 256 x 256 styles); otherwise only its
+            shorter side is resized (Magenta's Inception model).
+        end_point: Magenta's name of the trunk's last layer (documentation).
+    """
+
+    name: str
+    trunk: object
+    probe: str
+    probe_depth: int
+    square_style: bool
+    end_point: str
+
+
+#: The style prediction trunks by ``predictor=`` name: Magenta's Inception-v3 (the released
+#: ``arbitrary_style_transfer`` checkpoint) and its distilled MobileNetV2 (the published TF Lite
+#: model, with the transformer at ``alpha=0.25``).
+PREDICTORS = {
+    "inception_v3": StylePredictor("inception_v3", inception_trunk,
+                                   inception_keras_name("Mixed_6e/Branch_0/Conv2d_0a_1x1"), 192,
+                                   square_style=False, end_point="Mixed_6e"),
+    "mobilenet_v2": StylePredictor("mobilenet_v2", mobilenet_trunk,
+                                   mobilenet_keras_name("Conv_1"), TOP_DEPTH,
+                                   square_style=True, end_point="layer_19"),
+}
+
+
+def predictor_kind(name):
+    """The :class:`StylePredictor` called ``name``; ConfigError listing the names otherwise."""
+    try:
+        return PREDICTORS[name]
+    except (KeyError, TypeError):
+        from nst_tf.errors import ConfigError
+
+        raise ConfigError(f"predictor must be one of {', '.join(sorted(PREDICTORS))}, got "
+                          f"{name!r}") from None
+
+
 def style_prediction_network(embedding_size=EMBEDDING_SIZE, depth_multiplier=1.0,
-                             name="style_prediction"):
+                             name="style_prediction", predictor="inception_v3"):
     """The style prediction network: style images ``[B, h, w, 3]`` in [0, 1] → ``[B, E]``.
 
-    Any ``h, w >= 43`` (:data:`MIN_STYLE_SIZE`); Magenta feeds the style resized so that its
-    shorter side is 256 (:func:`nst_tf.models.arbitrary.family.preprocess_style`). ``depth_multiplier`` thins
-    the trunk like slim's (``max(int(d * m), 16)`` channels); Magenta's model uses 1.
+    ``predictor="inception_v3"`` (Magenta's ``build_model``): InceptionV3 up to ``Mixed_6e``,
+    any ``h, w >= 43`` (:data:`MIN_STYLE_SIZE`); Magenta feeds the style resized so that its
+    shorter side is 256 (:func:`nst_tf.models.arbitrary.family.preprocess_style`).
+    ``predictor="mobilenet_v2"`` (Magenta's ``build_mobilenet_model``, the published TF Lite
+    model): MobileNetV2 up to ``layer_19`` (:mod:`nst_tf.models.arbitrary.mobilenet`), fed
+    256 x 256 styles. Both end in a spatial mean and a 1x1 conv with bias (``"bottleneck"``).
+    ``depth_multiplier`` thins the trunk as slim does; Magenta's models use 1.
 
     Example:
         >>> net = style_prediction_network(depth_multiplier=0.25)
         >>> net(tf.zeros([1, 64, 64, 3])).shape
         TensorShape([1, 100])
+        >>> style_prediction_network(predictor="mobilenet_v2", depth_multiplier=0.35)(
+        ...     tf.zeros([1, 64, 64, 3])).shape
+        TensorShape([1, 100])
     """
+    kind = predictor_kind(predictor)
     style = keras.Input(shape=(None, None, 3), name="style")
-    features = inception_trunk(style, depth_multiplier)
+    features = kind.trunk(style, depth_multiplier)
     pooled = SpatialMean(name="bottleneck_mean")(features)
     bottleneck = keras.layers.Conv2D(int(embedding_size), 1, use_bias=True, name="bottleneck")(
         pooled)
@@ -206,19 +267,33 @@ def arbitrary_transformer(embedding_size=EMBEDDING_SIZE, alpha=1.0, fast=False,
 # --- The whole network -------------------------------------------------------------------------
 
 def arbitrary_network(embedding_size=EMBEDDING_SIZE, alpha=1.0, depth_multiplier=1.0,
-                      fast=False, name="arbitrary"):
+                      fast=False, name="arbitrary", predictor="inception_v3"):
     """Style prediction network + transformer as one model: ``[content, style]`` → image.
 
     ``content`` ``[B, H, W, 3]`` and ``style`` ``[S, h, w, 3]`` (S = 1 or B) in [0, 1], already
-    preprocessed (Magenta resizes the style so that its shorter side is 256; the content is used
-    as is). The parts are the layers ``"style_prediction"`` and ``"transformer"``.
+    preprocessed (Magenta resizes the style so that its shorter side is 256, the mobile model
+    takes 256 x 256; the content is used as is). The parts are the layers
+    ``"style_prediction"`` and ``"transformer"``.
+
+    Args:
+        embedding_size: E (100 in Magenta's models).
+        alpha: the transformer's width multiplier (1 for the Inception model, 0.25 for the
+            mobile one).
+        depth_multiplier: the style trunk's width multiplier (1 in Magenta's models).
+        fast: the transformer's fast form (:func:`arbitrary_transformer`).
+        predictor: the style trunk, a name of :data:`PREDICTORS`: ``"inception_v3"``
+            (Magenta's ``arbitrary_style_transfer`` checkpoint) or ``"mobilenet_v2"`` (its
+            distilled mobile model, published as TF Lite files).
 
     Example:
         >>> net = arbitrary_network(alpha=0.25, depth_multiplier=0.25)
         >>> net([tf.zeros([1, 20, 20, 3]), tf.zeros([1, 64, 64, 3])]).shape
         TensorShape([1, 20, 20, 3])
+        >>> mobile = arbitrary_network(alpha=0.25, predictor="mobilenet_v2")
+        >>> arbitrary_config(mobile)["predictor"]
+        'mobilenet_v2'
     """
-    predictor = style_prediction_network(embedding_size, depth_multiplier)
+    predictor = style_prediction_network(embedding_size, depth_multiplier, predictor=predictor)
     transformer = arbitrary_transformer(embedding_size, alpha, fast=fast)
     content = keras.Input(shape=(None, None, 3), name="content")
     style = keras.Input(shape=(None, None, 3), name="style")
@@ -250,19 +325,42 @@ def is_arbitrary_network(network):
         predictor, transformer = style_predictor_of(network), transformer_of(network)
         predictor.get_layer("bottleneck")
         transformer.get_layer(keras_name("expand/conv3/conv") + "_norm")
+        predictor_of_network(network)
     except (ValueError, AttributeError, TypeError):
         return False
     return True
 
 
+def predictor_of_network(network):
+    """The :class:`StylePredictor` whose trunk ``network`` (an :func:`arbitrary_network` or its
+    style prediction model) has; ValueError when it has none of them."""
+    predictor = network if _has_layer(network, "bottleneck") else style_predictor_of(network)
+    for kind in PREDICTORS.values():
+        if _has_layer(predictor, kind.probe):
+            return kind
+    raise ValueError(f"{predictor.name!r} has no known style trunk "
+                     f"({', '.join(sorted(PREDICTORS))})")
+
+
+def _has_layer(model, name):
+    try:
+        model.get_layer(name)
+    except (ValueError, AttributeError):
+        return False
+    return True
+
+
 def arbitrary_config(network):
-    """``{"embedding_size", "alpha", "depth_multiplier"}`` of an :func:`arbitrary_network`.
+    """``{"embedding_size", "alpha", "depth_multiplier", "predictor"}`` of an
+    :func:`arbitrary_network`: the arguments that rebuild it.
 
     ``alpha`` is read as ``contract/conv3`` width / 128, ``depth_multiplier`` as the width of
-    ``Mixed_6e/Branch_0`` / 192 (both reproduce the ``int(m * d)`` widths they were built with).
+    the trunk's probe layer over its width at multiplier 1 (``Mixed_6e/Branch_0`` / 192,
+    ``Conv_1`` / 1280): both reproduce the widths they were built with.
     """
     predictor, transformer = style_predictor_of(network), transformer_of(network)
+    kind = predictor_of_network(network)
     return {"embedding_size": int(predictor.get_layer("bottleneck").filters),
             "alpha": transformer.get_layer(keras_name("contract/conv3")).filters / 128.0,
-            "depth_multiplier": predictor.get_layer(
-                inception_keras_name("Mixed_6e/Branch_0/Conv2d_0a_1x1")).filters / 192.0}
+            "depth_multiplier": predictor.get_layer(kind.probe).filters / kind.probe_depth,
+            "predictor": kind.name}

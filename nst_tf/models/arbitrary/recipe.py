@@ -93,6 +93,27 @@ class ArbitraryLoss(PerceptualLoss):
         return self.terms(stylized, features, targets)
 
 
+def copy_network(model):
+    """A new :func:`~nst_tf.networks.arbitrary_network` holding the weights of ``model`` (any
+    arbitrary-style model :func:`nst_tf.stylize` takes): training changes the copy, never the
+    cached network that :func:`nst_tf.stylize` runs.
+
+    Raises:
+        ConfigError: ``model`` has no Keras weights (a TF-Hub module).
+    """
+    from nst_tf.models.arbitrary.family import load_model
+    from nst_tf.models.arbitrary.network import (arbitrary_config, arbitrary_network,
+                                                 is_arbitrary_network)
+
+    source = load_model(model)
+    if not is_arbitrary_network(source):
+        raise ConfigError(f"cannot train from {model!r}: it is not a Keras arbitrary-style "
+                          "network (a TF-Hub module has no weights to train)")
+    network = arbitrary_network(**arbitrary_config(source))
+    network.set_weights(source.get_weights())
+    return network
+
+
 def augment_style(image, key):
     """Magenta's style augmentation of one ``[H, W, 3]`` image in [0, 1], drawn from the stateless
     ``key``: brightness ±0.8, saturation ×[0.5, 1.5], hue ±0.2, left-right and up-down flips.
@@ -174,8 +195,10 @@ class ArbitraryRecipe(PerceptualRecipe):
       ImageNet);
     * ``alpha``: the transformer's width multiplier; ``depth_multiplier``: the style network's
       (ImageNet weights need 1);
-    * ``checkpoint``: start every weight from a Magenta arbitrary checkpoint (or the preset
-      ``"arbitrary"``) instead;
+    * ``checkpoint``: start every weight from another arbitrary-style model instead — anything
+      :func:`nst_tf.stylize` takes (a Magenta checkpoint, the presets ``"arbitrary"`` and
+      ``"arbitrary-mobile"``, a folder holding the mobile model's TF Lite / ONNX files, a
+      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along;
     * ``augment_style_images``, ``random_style_image_size``: Magenta's flags of the same names
       (both on by default; see :func:`style_stream`);
     * ``lr_schedule``: ``"constant"`` (Magenta's) or ``"ulyanov"``.
@@ -219,12 +242,11 @@ class ArbitraryRecipe(PerceptualRecipe):
     def build_network(cls, num_styles=1, **options):
         """``(network, 0)``: the arbitrary-style network to train (``num_styles`` is unused:
         it takes any style)."""
-        from magenta_compat.arbitrary import load_arbitrary_network
         from nst_tf.models.arbitrary.inception import load_keras_inception_weights
         from nst_tf.models.arbitrary.network import arbitrary_network, style_predictor_of
 
         if options["checkpoint"]:
-            return load_arbitrary_network(options["checkpoint"]), 0
+            return copy_network(options["checkpoint"]), 0
         network = arbitrary_network(alpha=options["alpha"],
                                     depth_multiplier=options["depth_multiplier"])
         if options["weights"] not in (None, "random"):
