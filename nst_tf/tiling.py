@@ -303,7 +303,8 @@ def plan_tile_size(extractor, layers, content_layers, height, width, max_memory,
     raise ConfigError(
         f"a {width}x{height} image needs about {need / 1e9:.1f} GB even with the smallest tiles "
         f"(max_memory is {max_memory / 1e9:.1f} GB): the full-size buffers do not fit. Raise "
-        "max_memory, use a shorter L-BFGS history (lbfgs_memory) or optimizer='adam'")
+        "max_memory (--max_memory), use a shorter L-BFGS history (lbfgs_memory, "
+        "--lbfgs_memory) or Adam (optimizer='adam', --optimizer=adam)")
 
 
 # --- the tiled objective ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nst_tf import gatys, tiling
+from nst_tf import gatys, images, tiling
 from nst_tf.errors import ConfigError
 from nst_tf.features import FeatureExtractor
 from nst_tf.objective import StyleObjective, Term
@@ -108,9 +108,9 @@ def test_grey_images_and_content_only(extractor, pictures):
     x = tf.constant(luma)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        total = objective(gatys.grey_to_rgb(x))[0]
+        total = objective(images.grey_to_rgb(x))[0]
     grad = tape.gradient(total, x).numpy()
-    tiled = tiling.TiledObjective(objective, CORE, transform=gatys.grey_to_rgb)
+    tiled = tiling.TiledObjective(objective, CORE, transform=images.grey_to_rgb)
     t_total, _, t_grad = tiled.value_and_gradient(luma)
     assert t_grad.shape == luma.shape
     assert float(t_total) == pytest.approx(float(total), rel=RTOL)

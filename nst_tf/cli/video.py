@@ -32,9 +32,10 @@ from nst_tf.errors import ConfigError  # noqa: E402
 
 PROGRAM = "nst-video"
 
-#: nst-stylize flags that make no sense per frame (or are redefined here).
+#: nst-stylize flags that make no sense per frame (or are redefined here). A video resumes by
+#: frames (the finished ones are kept), so the per-image checkpoint flags are not taken.
 _NOT_FROM_STYLIZE = ("content", "output", "style", "size", "scales", "preserve_color",
-                     "save_every", "progress")
+                     "save_every", "progress", "checkpoint", "checkpoint_every")
 #: Feed-forward options passed to the model family only when given on the command line.
 _FEEDFORWARD_OPTIONS = ("jit_compile", "precision", "fast")
 
@@ -123,7 +124,8 @@ def video_options(f):
     if f.style_weights:
         kwargs["style_weights"] = _stylize_cli._numbers(f.style_weights, "style_weights", float)
     gatys = _stylize_cli.options_from_flags(_GatysFlags(f))
-    for name in ("size", "scales", "preserve_color", "progress", "save_every", "save_pattern"):
+    for name in ("size", "scales", "preserve_color", "progress", "save_every", "save_pattern",
+                 "checkpoint", "checkpoint_every"):
         gatys.pop(name, None)
     kwargs.update(gatys)
     return kwargs
@@ -134,7 +136,7 @@ class _GatysFlags:
     that nst-video does not define take their neutral values)."""
 
     _NEUTRAL = {"scales": None, "preserve_color": "none", "save_every": 0, "output": "",
-                "size": 0, "progress": False}
+                "size": 0, "progress": False, "checkpoint": None, "checkpoint_every": 0}
 
     def __init__(self, f):
         self._f = f
@@ -173,8 +175,9 @@ def execute(f):
         print(f"warping error: {result.warping_error:.6f} (Lai et al., mean over "
               f"{result.frames - 1} frame pairs; lower is steadier)")
     if f.progress:
-        print(f"saved {result.output}: {result.frames} frames at {result.fps:g} fps, "
-              f"{result.size[1]}x{result.size[0]}, {result.seconds:.1f} s")
+        print(f"saved {result.output}: {result.frames} frames ({result.frames / result.fps:.2f} "
+              f"s of video at {result.fps:g} fps), {result.size[1]}x{result.size[0]}; stylized "
+              f"in {result.seconds:.1f} s")
     return 0
 
 
