@@ -159,8 +159,8 @@ def export_keras(network, path):
 
     A pastiche network trained with integer style labels is written in the mixing-weights form
     :func:`nst_tf.stylize` runs. The file loads with ``keras.saving.load_model`` once nst_tf's
-    layers are registered (``import nst_tf.layers``), or directly as ``model=`` of
-    :func:`nst_tf.stylize` / :func:`nst_tf.synthesize`.
+    layers are registered (``import nst_tf.networks``), or directly as ``model=`` of
+    :func:`nst_tf.stylize` / :func:`nst_tf.synthesize` in any process.
 
     Example:
         >>> from nst_tf.networks import texture_network

@@ -45,6 +45,12 @@ FAMILIES = (
 
 _KERAS_CACHE_SIZE = 2
 
+#: The modules whose import registers every Keras object a saved nst_tf network can hold
+#: (``keras.saving.register_keras_serializable``): the shared layers and, through
+#: :mod:`nst_tf.networks`, every family's ``network.py`` (``tests/test_keras_files.py`` checks
+#: that no registered class is left out).
+KERAS_OBJECT_MODULES = ("nst_tf.layers", "nst_tf.networks", "nst_tf.training.schedules")
+
 
 class Family:
     """How one kind of model is recognised, loaded and run. Override what applies.
@@ -159,13 +165,26 @@ def _file_key(path):
     return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
 
 
+def register_keras_objects():
+    """Import :data:`KERAS_OBJECT_MODULES`, so that ``keras.saving.load_model`` finds every
+    nst_tf layer of a ``.keras`` file (Keras imports only its own modules by name).
+
+    Example:
+        >>> register_keras_objects()
+        >>> import keras
+        >>> keras.saving.get_registered_object("nst_tf>ReflectConvBias").__name__
+        'ReflectConvBias'
+    """
+    for module in KERAS_OBJECT_MODULES:
+        importlib.import_module(module)
+
+
 @functools.lru_cache(maxsize=_KERAS_CACHE_SIZE)
 def _load_keras_cached(path, mtime_ns, size):
     del mtime_ns, size  # part of the cache key only: a rewritten file is reloaded
     import keras
 
-    registered()  # every family module is imported, so its custom layers are registered
-    import nst_tf.layers  # noqa: F401
+    register_keras_objects()
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # zip / JSON / unknown-layer errors of all kinds
