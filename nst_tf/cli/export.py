@@ -1,11 +1,15 @@
-"""``nst-export``: export a multi-style network to a SavedModel folder or a TFLite file.
+"""``nst-export``: export a network to a SavedModel folder or a TFLite file.
 
     nst-export --checkpoint=varied --output=varied_savedmodel
     nst-export --checkpoint=model.ckpt --output=model.tflite --image_size=384 --quantize=dynamic
+    nst-export --checkpoint=runs/starry --output=starry.tflite --image_size=256   # a train_dir
 
-Both exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weights`` float32
-``[N]`` (Magenta's TFLite-export interface) and return ``stylized_image``; see
-:mod:`nst_tf.export`. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
+``--checkpoint`` is any model :func:`nst_tf.stylize` takes: a preset, a Magenta checkpoint, a
+``.keras`` file or the train_dir of an ``nst-train`` run. Multi-style exports take ``image``
+float32 ``[1, H, W, 3]`` in [0, 1] and ``style_weights`` float32 ``[N]`` (Magenta's
+TFLite-export interface) and return ``stylized_image``; single-style (Johnson) networks take
+``image`` only; see :mod:`nst_tf.export`. AdaIN and texture networks have no such export: a
+one-line error says how to run them. The format follows the ``--output`` extension (``.tflite`` → TFLite, anything
 else → SavedModel folder) unless ``--format`` is given. ``scripts/export.py`` runs the same
 ``run()``.
 
@@ -27,8 +31,9 @@ PROGRAM = "nst-export"
 def define_flags(flag_values=flags.FLAGS):
     """Define the flags on ``flag_values`` (the global ``FLAGS`` for the console script)."""
     flags.DEFINE_string("checkpoint", None,
-                        "Magenta checkpoint (file, V2 prefix or folder) or a preset name "
-                        "('varied', 'monet').", flag_values=flag_values)
+                        "The model: a Magenta checkpoint (file, V2 prefix or folder), a preset "
+                        "name ('varied', 'monet', 'arbitrary'), a .keras file or an nst-train "
+                        "train_dir.", flag_values=flag_values)
     flags.DEFINE_integer("num_styles", None, "Optional check of the checkpoint's number of styles.",
                          flag_values=flag_values)
     flags.DEFINE_string("output", None, "SavedModel folder or .tflite file to write.",
@@ -47,33 +52,24 @@ def define_flags(flag_values=flags.FLAGS):
     flags.mark_flags_as_required(["checkpoint", "output"], flag_values=flag_values)
 
 
-def _arbitrary_model(checkpoint):
-    """The arbitrary-style network of ``checkpoint``, or None for another kind of model."""
-    from nst_tf.families import resolve
-
-    family, network = resolve(checkpoint)
-    return network if family.name == "arbitrary" else None
-
-
 def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None,
            style_image_size=256):
-    """Load ``checkpoint`` and export it to ``output``; returns the path(s) written."""
+    """Load ``checkpoint`` (any model :func:`nst_tf.stylize` takes) and export it to ``output``;
+    returns the path(s) written. Networks of families without such an export (AdaIN, texture)
+    are a one-line ConfigError that says how to run them."""
     from nst_tf import export as exporting
+    from nst_tf.families import resolve
     from nst_tf.models.pastiche.family import load_model
 
     if format is None:
         format = "tflite" if str(output).lower().endswith(".tflite") else "saved_model"
-    arbitrary = _arbitrary_model(checkpoint)
-    if arbitrary is not None:
-        if format == "tflite":
-            return exporting.export_arbitrary_tflite(
-                arbitrary, output, image_size=image_size, style_size=style_image_size,
-                quantize=None if quantize == "none" else quantize)
-        return exporting.export_saved_model(arbitrary, output)
-    network = load_model(checkpoint, num_styles=num_styles)
+    _, network = resolve(checkpoint)
+    if num_styles is not None:   # a check of a multi-style model's count, as nst-transform's
+        load_model(network, num_styles=num_styles)
     if format == "tflite":
         return exporting.export_tflite(network, output, image_size=image_size,
-                                       quantize=None if quantize == "none" else quantize)
+                                       quantize=None if quantize == "none" else quantize,
+                                       style_size=style_image_size)
     return exporting.export_saved_model(network, output)
 
 

@@ -131,34 +131,6 @@ def _load_checkpoint_cached(path, mtime_ns, size):
     return load_arbitrary_network(path)
 
 
-def is_train_dir(path):
-    """True for the train_dir of a ``nst-train --mode=arbitrary`` run."""
-    from nst_tf.training import read_run_config
-
-    return os.path.isdir(path) and (read_run_config(path) or {}).get("mode") == "arbitrary"
-
-
-@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
-def _load_train_dir_cached(path, latest):
-    del latest  # cache key only: a newer checkpoint is loaded again
-    from nst_tf.models.arbitrary.network import arbitrary_network
-    from nst_tf.training import read_run_config, restore_network
-
-    config = read_run_config(path)
-    network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
-                                depth_multiplier=config["depth_multiplier"])
-    restore_network(path, network)
-    return network
-
-
-def load_train_dir(path):
-    """The network of the latest checkpoint in a ``nst-train --mode=arbitrary`` train_dir (of a
-    finished or an interrupted run); cached until a newer checkpoint appears."""
-    import tensorflow as tf
-
-    return _load_train_dir_cached(os.path.realpath(path), tf.train.latest_checkpoint(path))
-
-
 def load_model(model="arbitrary"):
     """An arbitrary-style model from a preset name, a checkpoint (prefix, folder, ``.tar.gz``),
     a ``nst-train --mode=arbitrary`` train_dir, a ``.keras`` file, ``"hub:<handle>"``, or a
@@ -172,6 +144,8 @@ def load_model(model="arbitrary"):
             from nst_tf.models.arbitrary.hub import load_hub
 
             return load_hub(model[len("hub:"):])
+        from nst_tf.training.train_dir import is_train_dir, load_train_dir
+
         if model.endswith(".keras"):
             network = load_keras_file(model)
         elif is_train_dir(model):
@@ -380,6 +354,7 @@ class ArbitraryFamily(Family):
     name = "arbitrary"
     presets = ("arbitrary",)
     prefix = "hub:"
+    runs_with = "nst-transform --style_images, nst_tf.stylize, nst-video or nst-stylize-dataset"
 
     def owns_network(self, network):
         from nst_tf.models.arbitrary.hub import HubModel
@@ -395,7 +370,7 @@ class ArbitraryFamily(Family):
     def owns_path(self, path):
         from magenta_compat.arbitrary import is_tarball
 
-        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path)
+        return os.path.isfile(path) and is_tarball(path)
 
     def load(self, model):
         return load_model(model)
