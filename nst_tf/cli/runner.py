@@ -70,12 +70,30 @@ def parse_numbers(values, name, kind=float):
 
 
 def call_reporting_errors(program, function, *args, **kwargs):
-    """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line."""
-    try:
-        return function(*args, **kwargs), 0
-    except (NSTError, OSError) as e:
-        print_error(program, e)
-        return None, 1
+    """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line.
+
+    Meanwhile an :class:`~nst_tf.errors.NSTWarning` is printed as one line too,
+    ``program: note: ...`` (each message once)."""
+    import warnings
+
+    from nst_tf.errors import NSTWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NSTWarning):
+            print(f"{program}: note: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", NSTWarning)
+        warnings.showwarning = show
+        try:
+            return function(*args, **kwargs), 0
+        except (NSTError, OSError) as e:
+            print_error(program, e)
+            return None, 1
 
 
 def main_with_fresh_flags(program, define_flags, execute, argv):
