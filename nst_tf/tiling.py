@@ -386,6 +386,7 @@ class TiledObjective:
         self._full_sizes = self._layer_sizes((self.height, self.width))
         self._size_cache = {}
         self._functions = {}
+        self._compiled = {}
         self._content_crops = None
         self._gradient = None
         self._full_terms = None
@@ -427,8 +428,15 @@ class TiledObjective:
         key = (name, tile.shape, tuple(crops[l] for l in self._layers))
         if key not in self._functions:
             function = build(crops)
+            self._compiled[key] = function
             self._functions[key] = lambda *args: _call_quietly(function, *args)
         return self._functions[key]
+
+    def tracing_counts(self):
+        """``{(pass, tile shape, crops): traces}`` of the compiled tile functions, from
+        TensorFlow's own count (1 each: every later tile, step and scale of a kind reused it)."""
+        return {key: function.experimental_get_tracing_count()
+                for key, function in self._compiled.items()}
 
     def _build_sums(self, crops, transform=None):
         import tensorflow as tf

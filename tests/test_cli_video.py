@@ -80,8 +80,12 @@ def test_gatys_video_runs_as_the_docs_show_with_borrowed_flags(tmp_path, frames,
 
 def test_sixteen_bit_frames_are_decoded_like_load_image(tmp_path):
     """A folder of 16-bit PNG frames reads as :func:`nst_tf.load_image` reads them (mid-grey
-    stays 0.5, not white): one decoder for the library."""
+    stays 0.5, not white: one decoder for the library), and ``nst-video`` on it writes what the
+    model makes of those frames."""
+    import nst_tf
     from nst_tf import images
+    from nst_tf.export import export_keras
+    from nst_tf.networks import johnson_network
     from nst_tf.video.io import open_frames
 
     folder = tmp_path / "frames16"
@@ -94,3 +98,14 @@ def test_sixteen_bit_frames_are_decoded_like_load_image(tmp_path):
     assert abs(float(expected.mean()) - 0.5) < 0.01
     for frame in frames:
         np.testing.assert_array_equal(frame, expected)
+
+    network = johnson_network(alpha=0.25)
+    model = export_keras(network, tmp_path / "johnson.keras")
+    done = run_program("nst-video", f"--input={folder}", "--output=out", f"--model={model}",
+                       "--temporal=off", "--noprogress", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_clean_output(done)
+    reference = images.float_to_uint8(nst_tf.stylize(expected, model=network, crop=True))
+    for name in ("frame_000001.png", "frame_000002.png"):
+        written = np.asarray(Image.open(tmp_path / "out" / name), np.int16)
+        assert np.abs(written - reference).max() <= 1, name

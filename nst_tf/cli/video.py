@@ -9,10 +9,12 @@ Examples::
     nst-video --input=clip.mp4 --output=out.mp4 --method=gatys --style=starry.jpg \\
         --steps=200 --size=384 --weights=random
 
-``--model`` / ``--style`` take what :func:`nst_tf.stylize` takes (a preset, checkpoint or
-``.keras`` file; a style index, a mix or a style image). ``--method=gatys`` optimizes every frame
-with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``, ``--style_weight``...)
-plus Ruder et al.'s temporal loss. The output is a video file (audio copied) or, for a name without
+``--model`` / ``--style`` take what :func:`nst_tf.stylize` takes (a preset, checkpoint,
+``.keras`` file or train_dir; a style index, a mix or a style image). ``--method=gatys``
+optimizes every frame with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``,
+``--style_weight``, ``--tile_size``, ``--max_memory``, ``--lbfgs_memory``...) plus Ruder et
+al.'s temporal loss; a video resumes by frames, so nst-stylize's ``--checkpoint`` flags are not
+taken. The last line says how long the clip is and, apart, how long stylizing it took. The output is a video file (audio copied) or, for a name without
 a video extension, a folder of numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
 Ctrl-C (or a crash) keeps the finished frames: the same command resumes (exit status 130 when
 interrupted). Errors print one line (``nst-video: error: ...``) and exit with status 1; an input
