@@ -472,7 +472,8 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
         if tile is not None:
             if opts["progress"]:
                 print(f"{shape[1]}x{shape[0]}: exact tiles of {tile} px")
-            objective = TiledObjective(objective, tile, transform=images.grey_to_rgb if grey else None,
+            objective = TiledObjective(objective, tile,
+                                       transform=images.grey_to_rgb if grey else None,
                                        jit_compile=opts["jit_compile"])
         elif grey:
             objective = _Grey(objective)

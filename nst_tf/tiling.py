@@ -428,15 +428,16 @@ class TiledObjective:
         key = (name, tile.shape, tuple(crops[l] for l in self._layers))
         if key not in self._functions:
             function = build(crops)
-            self._compiled[key] = function
+            self._compiled.setdefault(key, []).append(function)
             self._functions[key] = lambda *args: _call_quietly(function, *args)
         return self._functions[key]
 
     def tracing_counts(self):
-        """``{(pass, tile shape, crops): traces}`` of the compiled tile functions, from
-        TensorFlow's own count (1 each: every later tile, step and scale of a kind reused it)."""
-        return {key: function.experimental_get_tracing_count()
-                for key, function in self._compiled.items()}
+        """``{(pass, tile shape, crops): traces}``: TensorFlow's own trace counts of every
+        function compiled for a tile kind, summed (1 each when every later tile, step and scale
+        of a kind reused the first function, whether it was rebuilt or retraced)."""
+        return {key: sum(f.experimental_get_tracing_count() for f in functions)
+                for key, functions in self._compiled.items()}
 
     def _build_sums(self, crops, transform=None):
         import tensorflow as tf

@@ -176,8 +176,8 @@ def test_schedule_preprocessing_texture_and_arbitrary_flags_take_effect(folders,
     monkeypatch.setattr(features.FeatureExtractor, "__init__", extractor)
     monkeypatch.setattr(arbitrary_recipe, "style_stream", stream)
 
-    def train(mode, *flags, styles="*.png"):
-        run = tmp_path / mode
+    def train(mode, *flags, styles="*.png", name=None):
+        run = tmp_path / (name or mode)
         argv = ["nst-train", f"--mode={mode}", f"--style_images={folders / 'style' / styles}",
                 f"--train_dir={run}", "--weights=random", "--batch_size=1", "--logdir=",
                 "--verbose=0", "--train_steps=1", *flags]
@@ -197,7 +197,8 @@ def test_schedule_preprocessing_texture_and_arbitrary_flags_take_effect(folders,
         [0.01, 0.01, 0.007, 0.0049])
     modes = [getattr(l, "mode", None) for l in extractors[-1].model.layers]
     assert "caffe" in modes and "magenta" not in modes
-    train("cin", "--alpha=0.25", "--image_size=32", "--learning_rate=0.01")   # the defaults
+    train("cin", "--alpha=0.25", "--image_size=32", "--learning_rate=0.01",   # the defaults
+          name="cin_defaults")
     assert float(schedules[-1]) == 0.01
     assert "magenta" in [getattr(l, "mode", None) for l in extractors[-1].model.layers]
 

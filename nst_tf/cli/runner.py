@@ -36,9 +36,8 @@ def flag_error_message(error):
 
     Example:
         >>> flag_error_message(flags.IllegalFlagValueError(
-        ...     "flag --a=None: Flag --a must have a value other than None.\n"
-        ...     "flag --b=None: Flag --b must have a value other than None."))
-        'missing --a, --b'
+        ...     "flag --a=None: Flag --a must have a value other than None."))
+        'missing --a'
     """
     missing = _REQUIRED.findall(str(error))
     if missing:

@@ -14,8 +14,10 @@ Examples::
 optimizes every frame with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``,
 ``--style_weight``, ``--tile_size``, ``--max_memory``, ``--lbfgs_memory``...) plus Ruder et
 al.'s temporal loss; a video resumes by frames, so nst-stylize's ``--checkpoint`` flags are not
-taken. The last line says how long the clip is and, apart, how long stylizing it took. The output is a video file (audio copied) or, for a name without
-a video extension, a folder of numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
+taken. The last line says how long the clip is and, apart, how long stylizing it took.
+
+The output is a video file (audio copied) or, for a name without a video extension, a folder of
+numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
 Ctrl-C (or a crash) keeps the finished frames: the same command resumes (exit status 130 when
 interrupted). Errors print one line (``nst-video: error: ...``) and exit with status 1; an input
 that ends before its header's duration prints a warning (``nst-video: warning: ...``).
