@@ -45,7 +45,7 @@ from magenta_compat.checkpoint import (_is_slot, checkpoint_shapes, read_checkpo
                                        resolve_checkpoint_path, shape_differences,
                                        write_tensors)
 from nst_tf.errors import CheckpointError, WeightsUnavailableError
-from nst_tf.io import atomic_directory, keras_home
+from nst_tf.io import atomic_directory, is_local_path, keras_home, note_local_over_preset
 
 @dataclasses.dataclass(frozen=True)
 class TrunkNames:
@@ -420,7 +420,9 @@ def _unavailable(preset, tarball, reason):
 def checkpoint_prefix(path_or_name):
     """The readable checkpoint for a preset name, a ``.tar.gz``, a folder or a prefix."""
     path = os.fspath(path_or_name)
-    if is_preset(path) and not os.path.exists(path):
+    if is_preset(path) and is_local_path(path):
+        note_local_over_preset(path)     # an existing path wins over the preset
+    elif is_preset(path):
         return resolve(path)
     if is_tarball(path) and os.path.isfile(path):
         return extract_tarball(path)

@@ -22,6 +22,7 @@ from magenta_compat.checkpoint import (_is_slot, check_fit, checkpoint_shapes,
                                        infer_pastiche_config, read_checkpoint,
                                        resolve_checkpoint_path, variable_slots)
 from nst_tf.errors import CheckpointError
+from nst_tf.io import is_local_path, note_local_over_preset
 
 
 def _looks_like_preset(value):
@@ -43,7 +44,9 @@ def locate_checkpoint(path_or_name):
     """
     path = os.fspath(path_or_name)
     presets = ", ".join(sorted(pretrained.PRESETS))
-    if pretrained.is_preset(path) and not os.path.exists(path):
+    if pretrained.is_preset(path) and is_local_path(path):
+        note_local_over_preset(path)     # an existing path wins over the preset
+    elif pretrained.is_preset(path):
         path = os.fspath(pretrained.resolve(path))
     elif _looks_like_preset(path):
         raise CheckpointError(f"checkpoint not found: {path} is not a file, a V2 prefix, a "

@@ -31,7 +31,7 @@ _EXPORTS = {
     "NSTError": "errors", "ImageError": "errors", "LayerError": "errors",
     "StyleWeightsError": "errors", "CheckpointError": "errors",
     "WeightsUnavailableError": "errors", "OptimizationError": "errors", "ConfigError": "errors",
-    "WorkerLostError": "errors",
+    "WorkerLostError": "errors", "NSTWarning": "errors",
     "DatasetError": "data", "OutputPathError": "io",
     # images
     "load_image": "images", "save_image": "images",

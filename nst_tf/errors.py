@@ -49,3 +49,8 @@ class ConfigError(NSTError, ValueError):
 class WorkerLostError(NSTError, RuntimeError):
     """A worker of a multi-worker training run died or stopped answering; the message names it
     and the checkpoint step that restarting every worker resumes from."""
+
+
+class NSTWarning(UserWarning):
+    """Something the user should know that does not stop the work (the command-line programs
+    print it on one line: ``nst-x: note: ...``)."""

@@ -79,30 +79,36 @@ def _size_pair(image_size):
 class ImageModule(tf.Module):
     """A ``tf.Module`` wrapping a single-style network (e.g. ``johnson_network``).
 
-    ``module.serve(image [1,H,W,3]) -> {"stylized_image": [1,H',W',3]}`` (float32).
+    ``module.serve(image [1,H,W,3]) -> {"stylized_image": [1,H',W',3]}`` (float32);
+    ``image_size`` fixes H and W (needed by TFLite), ``None`` leaves them dynamic.
     """
 
-    def __init__(self, network):
+    def __init__(self, network, image_size=None):
         super().__init__(name="single_style")
         self.network = network
         self.variables_to_freeze = [weight.value for weight in network.weights]
+        height, width = (None, None) if image_size is None else _size_pair(image_size)
         self.serve = tf.function(self._serve, input_signature=[
-            tf.TensorSpec([1, None, None, 3], tf.float32, name=IMAGE_INPUT)])
+            tf.TensorSpec([1, height, width, 3], tf.float32, name=IMAGE_INPUT)])
 
     def _serve(self, image):
         return {OUTPUT: tf.cast(self.network(image, training=False), tf.float32)}
 
 
-def serving_module(network):
-    """The serving ``tf.Module`` of any nst_tf network.
+def serving_module(network, image_size=None):
+    """The serving ``tf.Module`` of a network, from its family
+    (:meth:`nst_tf.families.Family.serving_module`).
 
     A pastiche (CIN) network gets inputs ``image`` and ``style_weights`` (a network trained with
     integer style labels is converted to the mixing-weights form); a single-style network gets
-    ``image`` only.
+    ``image`` only. ``image_size`` fixes the input size (TFLite). Other families' networks are a
+    :class:`~nst_tf.errors.ConfigError` that names how to run them.
     """
-    if is_conditional(network):
-        return PasticheModule(as_weights_network(network))
-    return ImageModule(network)
+    from nst_tf.families import family_of_network
+
+    if is_conditional(network):       # trained with labels: served with mixing weights
+        network = as_weights_network(network)
+    return family_of_network(network).serving_module(network, image_size=image_size)
 
 
 def export_saved_model(network, path):
@@ -128,27 +134,33 @@ def export_saved_model(network, path):
     return os.fspath(path)
 
 
-def export_tflite(network, path, image_size=384, quantize=None):
+def export_tflite(network, path, image_size=384, quantize=None, style_size=256):
     """Write ``network`` as a float32 TFLite model with a fixed input size; returns ``path``.
 
     Args:
-        network: a pastiche network (weights input).
+        network: a pastiche network (inputs ``image`` and ``style_weights``), a single-style
+            network (``image``), or an arbitrary-style network, which is written as two files
+            (:func:`export_arbitrary_tflite`; their paths are returned).
         path: the ``.tflite`` file to write.
         image_size: input size, an int (square) or ``(height, width)``; Magenta's default is 384.
         quantize: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations) or
             ``"float16"`` (float16 weights).
+        style_size: arbitrary-style networks: the style input's (square) size.
+
+    Raises:
+        ConfigError: a network of another family (the message says how to run it), a bad
+            size or quantization.
     """
+    from nst_tf.networks import is_arbitrary_network
+
     if quantize not in QUANTIZE_OPTIONS:
         raise ConfigError(f"quantize must be one of {QUANTIZE_OPTIONS}, got {quantize!r}")
+    if is_arbitrary_network(network):
+        return export_arbitrary_tflite(network, path, image_size=image_size,
+                                       style_size=style_size, quantize=quantize)
     check_output_dir(path)
-    module = PasticheModule(network, image_size=image_size)
-    concrete = module.serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
-    if quantize is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    flat_buffer = converter.convert()
+    module = serving_module(network, image_size=_size_pair(image_size))
+    flat_buffer = _convert(module.serve, module, quantize)
     with atomic_write(path) as f:
         f.write(flat_buffer)
     return os.fspath(path)
@@ -159,8 +171,8 @@ def export_keras(network, path):
 
     A pastiche network trained with integer style labels is written in the mixing-weights form
     :func:`nst_tf.stylize` runs. The file loads with ``keras.saving.load_model`` once nst_tf's
-    layers are registered (``import nst_tf.layers``), or directly as ``model=`` of
-    :func:`nst_tf.stylize` / :func:`nst_tf.synthesize`.
+    layers are registered (``import nst_tf.networks``), or directly as ``model=`` of
+    :func:`nst_tf.stylize` / :func:`nst_tf.synthesize` in any process.
 
     Example:
         >>> from nst_tf.networks import texture_network

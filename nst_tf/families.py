@@ -33,6 +33,7 @@ import os
 import numpy as np
 
 from nst_tf.errors import CheckpointError, ConfigError
+from nst_tf.io import is_local_path, note_local_over_preset
 
 #: The registered families as ``"module:Class"``, tried in this order. Imported on first use.
 FAMILIES = (
@@ -44,6 +45,12 @@ FAMILIES = (
 )
 
 _KERAS_CACHE_SIZE = 2
+
+#: The modules whose import registers every Keras object a saved nst_tf network can hold
+#: (``keras.saving.register_keras_serializable``): the shared layers and, through
+#: :mod:`nst_tf.networks`, every family's ``network.py`` (``tests/test_keras_files.py`` checks
+#: that no registered class is left out).
+KERAS_OBJECT_MODULES = ("nst_tf.layers", "nst_tf.networks", "nst_tf.training.schedules")
 
 
 class Family:
@@ -58,6 +65,9 @@ class Family:
     name = "?"
     presets = ()
     prefix = None
+    #: How to run this family's models, named by the messages of programs that do not
+    #: (``nst-transform``, ``nst-export``).
+    runs_with = "nst_tf.stylize, nst-video or nst-stylize-dataset"
 
     def owns_network(self, network):
         """True when ``network`` (a loaded object) belongs to this family."""
@@ -79,6 +89,14 @@ class Family:
     def stylize(self, network, content, style, **options):
         """Run ``network`` on ``content`` with this family's meaning of ``style``."""
         raise NotImplementedError
+
+    def serving_module(self, network, image_size=None):
+        """The serving ``tf.Module`` that :func:`nst_tf.export_saved_model` and
+        :func:`nst_tf.export_tflite` write (see :mod:`nst_tf.export`); ``image_size`` fixes the
+        input size (TFLite), None leaves it free. Default: this family has no such export."""
+        raise ConfigError(f"{self.name} models have no SavedModel / TFLite export (nst-export "
+                          f"takes multi-style, single-style and arbitrary-style models); run "
+                          f"them with {self.runs_with}")
 
     def patch_models(self, network, batch, style, **options):
         """How to run ``network`` by patches (:mod:`nst_tf.patches`): ``(several, models)``
@@ -159,13 +177,26 @@ def _file_key(path):
     return os.path.realpath(path), stat.st_mtime_ns, stat.st_size
 
 
+def register_keras_objects():
+    """Import :data:`KERAS_OBJECT_MODULES`, so that ``keras.saving.load_model`` finds every
+    nst_tf layer of a ``.keras`` file (Keras imports only its own modules by name).
+
+    Example:
+        >>> register_keras_objects()
+        >>> import keras
+        >>> keras.saving.get_registered_object("nst_tf>ReflectConvBias").__name__
+        'ReflectConvBias'
+    """
+    for module in KERAS_OBJECT_MODULES:
+        importlib.import_module(module)
+
+
 @functools.lru_cache(maxsize=_KERAS_CACHE_SIZE)
 def _load_keras_cached(path, mtime_ns, size):
     del mtime_ns, size  # part of the cache key only: a rewritten file is reloaded
     import keras
 
-    registered()  # every family module is imported, so its custom layers are registered
-    import nst_tf.layers  # noqa: F401
+    register_keras_objects()
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as e:  # zip / JSON / unknown-layer errors of all kinds
@@ -223,10 +254,19 @@ def resolve(model):
                               f"path or a network, got {type(model).__name__}")
         return family_of_network(model), model
     for family in registered():
-        if (family.prefix and model.startswith(family.prefix)) or model in family.presets:
+        if family.prefix and model.startswith(family.prefix):
             return family, family.load(model)
+        if model in family.presets:
+            if not is_local_path(model):
+                return family, family.load(model)
+            note_local_over_preset(model)    # an existing path wins (nst_tf.io.is_local_path)
     if model.endswith(".keras"):
         network = load_keras_file(model)
+        return family_of_network(network), network
+    from nst_tf.training.train_dir import is_train_dir, load_train_dir
+
+    if is_train_dir(model):    # any mode's train_dir: its latest network
+        network = load_train_dir(model)
         return family_of_network(network), network
     if not os.path.exists(model) and not os.path.exists(model + ".index"):
         raise CheckpointError(f"model {model!r} is neither a preset ({', '.join(preset_names())})"
@@ -263,7 +303,8 @@ def stylize(content, style=None, model="varied", *, tile_size=None, statistics="
             networks; a style image (path or array) or a list of them for AdaIN networks
             (see :mod:`nst_tf.models.adain.family`). See each family's ``stylize`` for the others.
         model: a preset name (``"varied"``, ``"monet"``, ...), a checkpoint path, a ``.keras``
-            file, a prefixed handle its family owns, or a loaded network.
+            file, the ``--train_dir`` of any ``nst-train`` mode (its latest checkpoint), a
+            prefixed handle its family owns, or a loaded network.
         tile_size: run the network on patches whose cores are ``tile_size`` pixels wide (a
             multiple of the network's stride, e.g. 4 for pastiche networks, 8 for AdaIN), with a
             halo from the network's receptive field, for images too large to stylize at once

@@ -258,13 +258,6 @@ def _postprocess(mode, content):
     return finish
 
 
-def grey_to_rgb(luma):
-    """``[1, H, W, 1]`` → ``[1, H, W, 3]`` (the channel repeated), TF ops."""
-    import tensorflow as tf
-
-    return tf.tile(luma, [1, 1, 1, 3])
-
-
 class _Grey:
     """Objective on a one-channel image: the channel is repeated to RGB before ``objective``."""
 
@@ -276,13 +269,13 @@ class _Grey:
         return self.objective.targets
 
     def loss(self, luma, targets):
-        return self.objective.loss(grey_to_rgb(luma), targets)
+        return self.objective.loss(images.grey_to_rgb(luma), targets)
 
     def retarget(self, content_image=None, extra_terms=None):
         return self.objective.retarget(content_image, extra_terms)
 
     def __call__(self, luma):
-        return self.objective(grey_to_rgb(luma))
+        return self.objective(images.grey_to_rgb(luma))
 
 
 # --- Transfer --------------------------------------------------------------------------------
@@ -424,9 +417,9 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
     content_full = _resized(content_image, full_shape)
     if mode == "luminance_only":
         content_luma = images.luminance(content_full)
-        opt_content = images.grey_to_rgb(content_luma)
+        opt_content = images.grey_to_rgb(content_luma[..., None])
         opt_styles = [images.grey_to_rgb(images.match_histograms(images.luminance(s),
-                                                                 content_luma))
+                                                                 content_luma)[..., None])
                       for s in style_images]
     else:
         opt_content, opt_styles = content_full, style_images
@@ -479,7 +472,8 @@ def run(content, styles, style_weights=None, *, extractor=None, extra_terms=None
         if tile is not None:
             if opts["progress"]:
                 print(f"{shape[1]}x{shape[0]}: exact tiles of {tile} px")
-            objective = TiledObjective(objective, tile, transform=grey_to_rgb if grey else None,
+            objective = TiledObjective(objective, tile,
+                                       transform=images.grey_to_rgb if grey else None,
                                        jit_compile=opts["jit_compile"])
         elif grey:
             objective = _Grey(objective)

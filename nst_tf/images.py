@@ -150,6 +150,38 @@ def decode_image(data, name="image", max_pixels=DEFAULT_MAX_PIXELS):
     return _pil_to_float(img, name)
 
 
+#: EXIF orientations that turn the picture a quarter (width and height swap).
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def image_size(path):
+    """``(height, width)`` of the image :func:`load_image` would return for ``path`` (EXIF
+    orientation applied), read from the header without decoding the pixels.
+
+    Raises:
+        ImageError: the file is missing or not an image.
+
+    Example:
+        >>> image_size("examples/images/Camille_Mauclair.jpg")
+        (600, 525)
+    """
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            try:
+                turned = img.getexif().get(0x0112) in _QUARTER_TURNS
+            except Exception:  # a broken EXIF block: load_image ignores it too
+                turned = False
+    except FileNotFoundError:
+        raise ImageError(f"image file not found: {path}") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"not an image file (unknown format): {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"cannot read image file {path}: {e}") from None
+    return (width, height) if turned else (height, width)
+
+
 def save_image(path, image, quality=95):
     """Save a float image in [0, 1] (``[H,W,3]`` or ``[1,H,W,3]``) atomically.
 
@@ -360,9 +392,24 @@ def transfer_luminance(stylized, content):
     return np.clip(yiq_to_rgb(out), 0.0, 1.0)
 
 
-def grey_to_rgb(luma):
-    """A luminance map ``[..., H, W]`` → a grey RGB image ``[..., H, W, 3]``."""
-    return np.repeat(np.asarray(luma, np.float32)[..., None], 3, axis=-1)
+def grey_to_rgb(grey):
+    """A one-channel image ``[..., H, W, 1]`` → grey RGB ``[..., H, W, 3]`` (the channel
+    repeated). NumPy arrays give NumPy arrays; TensorFlow tensors give tensors (inside compiled
+    functions too).
+
+    Example:
+        >>> grey_to_rgb(np.full((2, 3, 1), 0.5, np.float32))[0, 0]
+        array([0.5, 0.5, 0.5], dtype=float32)
+    """
+    tensor = type(grey).__module__.startswith(("tensorflow", "keras"))
+    shape = tuple(grey.shape) if tensor else np.shape(grey)
+    if len(shape) < 3 or shape[-1] not in (1, None):
+        raise ImageError(f"grey_to_rgb takes [..., H, W, 1] images, got shape {shape}")
+    if tensor:
+        import tensorflow as tf
+
+        return tf.repeat(grey, 3, axis=-1)
+    return np.repeat(np.asarray(grey, np.float32), 3, axis=-1)
 
 
 def coral(source, target):

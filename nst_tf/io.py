@@ -21,7 +21,7 @@ import secrets
 import shutil
 import stat
 
-from nst_tf.errors import NSTError
+from nst_tf.errors import NSTError, NSTWarning
 
 
 class OutputPathError(NSTError, OSError):
@@ -258,3 +258,29 @@ def keras_home():
     if not os.access(probe, os.W_OK):
         base = os.path.join("/tmp", ".keras")
     return base
+
+
+def is_local_path(name):
+    """True when the model name ``name`` is an existing file, folder or checkpoint prefix here.
+
+    The rule for names that are also presets (``arbitrary``, ``varied``, ``adain``...): an
+    existing path wins, and a :class:`~nst_tf.errors.NSTWarning` says so (``nst-x: note: ...``
+    in the programs), since ``--export_magenta=arbitrary/model.ckpt`` makes such a folder.
+    Rename it (or ``cd`` elsewhere) to use the preset.
+
+    Example:
+        >>> is_local_path("no-such-model")
+        False
+    """
+    name = os.fspath(name)
+    return os.path.exists(name) or os.path.exists(name + ".index")
+
+
+def note_local_over_preset(name):
+    """Warn (once per name) that the existing path ``name`` is used, not the preset of that
+    name; call it where a preset name resolves to a local path (:func:`is_local_path`)."""
+    import warnings
+
+    warnings.warn(NSTWarning(f"{name!r} is the local {'folder' if os.path.isdir(name) else 'file'}"
+                             f" {os.path.abspath(name)}, used instead of the preset of that name"
+                             " (rename it to use the preset)"))

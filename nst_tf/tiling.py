@@ -309,7 +309,8 @@ def plan_tile_size(extractor, layers, content_layers, height, width, max_memory,
     raise ConfigError(
         f"a {width}x{height} image needs about {need / 1e9:.1f} GB even with the smallest tiles "
         f"(max_memory is {max_memory / 1e9:.1f} GB): the full-size buffers do not fit. Raise "
-        "max_memory, use a shorter L-BFGS history (lbfgs_memory) or optimizer='adam'")
+        "max_memory (--max_memory), use a shorter L-BFGS history (lbfgs_memory, "
+        "--lbfgs_memory) or Adam (optimizer='adam', --optimizer=adam)")
 
 
 # --- the tiled objective ----------------------------------------------------------------------
@@ -391,6 +392,7 @@ class TiledObjective:
         self._full_sizes = self._layer_sizes((self.height, self.width))
         self._size_cache = {}
         self._functions = {}
+        self._compiled = {}
         self._content_crops = None
         self._gradient = None
         self._full_terms = None
@@ -432,8 +434,16 @@ class TiledObjective:
         key = (name, tile.shape, tuple(crops[l] for l in self._layers))
         if key not in self._functions:
             function = build(crops)
+            self._compiled.setdefault(key, []).append(function)
             self._functions[key] = lambda *args: _call_quietly(function, *args)
         return self._functions[key]
+
+    def tracing_counts(self):
+        """``{(pass, tile shape, crops): traces}``: TensorFlow's own trace counts of every
+        function compiled for a tile kind, summed (1 each when every later tile, step and scale
+        of a kind reused the first function, whether it was rebuilt or retraced)."""
+        return {key: sum(f.experimental_get_tracing_count() for f in functions)
+                for key, functions in self._compiled.items()}
 
     def _build_sums(self, crops, transform=None):
         import tensorflow as tf

@@ -298,7 +298,7 @@ def test_cli_trains_stylizes_and_exports_for_magenta(images, tmp_path, capsys):
                      f"--export_magenta={path}"])
     assert code == 0, capsys.readouterr().err
     assert path in capsys.readouterr().out
-    from nst_tf.models.arbitrary.family import load_train_dir
+    from nst_tf.training import load_train_dir
 
     network = load_train_dir(str(run))
     rng = np.random.default_rng(2)

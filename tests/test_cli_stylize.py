@@ -1,6 +1,7 @@
 """nst-stylize: flags, outputs, one-line errors; in-process and once as a subprocess."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -188,7 +189,16 @@ def test_an_interrupted_checkpointed_run_says_how_to_resume(tmp_path, base_args,
     assert f"run the same command again to resume from {out}.ckpt.npz" in err
     assert os.path.exists(out + ".ckpt.npz")
     monkeypatch.undo()
+    counted = []
+
+    class Count(optimize.Callback):
+        def on_step(self, step, image, loss, parts):
+            counted.append(step)
+
+    monkeypatch.setattr(multiscale, "optimize_image",
+                        lambda *a, **k: real(*a, **dict(k, callbacks=[*k["callbacks"], Count()])))
     assert stylize.main(args) == 0  # resumes: steps 3 and 4, then removes the checkpoint
+    assert counted == [3, 4]        # a restart from scratch would run steps 1 to 4
     assert not os.path.exists(out + ".ckpt.npz")
 
 
@@ -205,8 +215,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
         return [sys.executable, os.path.join(ROOT, "scripts", "stylize.py"),
                 f"--content={test_image('content_sq.jpg')}",
                 f"--style={test_image('style/doesburg_sq.jpg')}", "--size=64",
-                "--steps=80", "--weights=random", "--noprogress", "--checkpoint_every=5",
-                f"--output={out}"]
+                "--steps=80", "--weights=random", "--checkpoint_every=5", f"--output={out}"]
 
     out = tmp_path / "out.png"
     checkpoint = tmp_path / "out.png.ckpt.npz"
@@ -221,8 +230,59 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path):
     resumed = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert not checkpoint.exists()
+    # It resumed: it says from which step, and its first step is the one after it (a restart
+    # from scratch would begin at step 1 and give the same file).
+    saved = int(re.search(r"resuming from .*ckpt\.npz: scale 1, step (\d+)",
+                          resumed.stdout).group(1))
+    steps = [int(n) for n in re.findall(r"^step (\d+)/80", resumed.stdout, re.M)]
+    assert saved >= 5 and steps[0] == saved + 1 and steps[-1] == 80, resumed.stdout[-2000:]
     straight = tmp_path / "straight.png"
     done = subprocess.run(command(straight), env=env, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(images.load_image(str(out)), images.load_image(str(straight)))
+
+
+def test_weight_layer_scale_pooling_seed_and_steps_per_call_flags_take_effect(tmp_path,
+                                                                             monkeypatch,
+                                                                             capsys):
+    """Each flag reaches what it controls: the objective's weights and style layers, the style
+    image's size (--style_scale × --size), the backbone's pooling, the noise of --seed, and the
+    steps a compiled call runs (callbacks, hence progress lines, every --steps_per_call)."""
+    from nst_tf import features, objective
+
+    built, extractors = [], []
+    real_objective, real_extractor = objective.StyleObjective.__init__, \
+        features.FeatureExtractor.__init__
+
+    def spy_objective(self, extractor, content, styles, **kwargs):
+        built.append(dict(kwargs, style_shapes=[np.shape(s) for s in styles]))
+        real_objective(self, extractor, content, styles, **kwargs)
+
+    def spy_extractor(self, *args, **kwargs):
+        real_extractor(self, *args, **kwargs)
+        extractors.append(self)
+
+    monkeypatch.setattr(objective.StyleObjective, "__init__", spy_objective)
+    monkeypatch.setattr(features.FeatureExtractor, "__init__", spy_extractor)
+    argv = ["nst-stylize", f"--content={test_image('content_sq.jpg')}",
+            f"--style={test_image('style/doesburg_sq.jpg')}", "--size=32", "--steps=4",
+            "--weights=random", "--init=noise", "--content_weight=2.5", "--style_weight=0.125",
+            "--style_layers=conv1_1,relu2_1", "--style_scale=0.5", "--pooling=avg",
+            "--steps_per_call=2"]
+    outputs = []
+    for seed in (3, 4):
+        out = str(tmp_path / f"seed{seed}.png")
+        assert stylize.main(argv + [f"--seed={seed}", f"--output={out}"]) == 0
+        outputs.append(images.load_image(out))
+    kwargs = built[0]
+    assert (kwargs["content_weight"], kwargs["style_weight"]) == (2.5, 0.125)
+    assert kwargs["style_layers"] == ["conv1_1", "relu2_1"]
+    assert max(kwargs["style_shapes"][0][1:3]) == 16              # 0.5 x 32 px
+    model = extractors[0].model
+    assert any(type(l).__name__ == "AveragePooling2D" for l in model.layers)
+    assert not any(type(l).__name__ == "MaxPooling2D" for l in model.layers)
+    assert sorted(extractors[0].layers) == sorted(["block1_conv1", "block2_conv1", "block4_conv2"])
+    steps = re.findall(r"^step (\d+)/4", capsys.readouterr().out, re.M)
+    assert steps[:2] == ["2", "4"] and "1" not in steps and "3" not in steps, steps
+    assert np.abs(outputs[0] - outputs[1]).max() > 0.05             # other noise, other image

@@ -142,3 +142,39 @@ def test_free_ports_and_tf_config():
     config = json.loads(tf_config([f"127.0.0.1:{p}" for p in ports], 2))
     assert config["task"] == {"type": "worker", "index": 2}
     assert distribute.read_tf_config({"TF_CONFIG": json.dumps(config)}) == config
+
+
+_AGREE = """
+import sys
+from nst_tf.errors import ConfigError
+from nst_tf.training import distribute
+strategy = distribute.make_strategy("multi_worker")
+task = distribute.worker_info(strategy).task_id
+same = distribute.agree(strategy, 7, "a shared value")
+try:
+    distribute.agree(strategy, 3 + 2 * task, "the step of the last checkpoint")
+except ConfigError as e:
+    print(f"same={same} ERROR {e}")
+    sys.exit(0)
+print("agreed")
+"""
+
+
+@pytest.mark.slow
+def test_workers_that_disagree_are_told_which_value_each_has():
+    """Two loopback workers: an integer all of them hold passes; one that differs is a
+    ConfigError on every worker naming each worker's value (what a train_dir that one worker
+    does not see would give)."""
+    import sys
+
+    from nst_tf.training.local_cluster import run_workers
+
+    from programs import program_env
+
+    results = run_workers(lambda i: [sys.executable, "-c", _AGREE], workers=2,
+                          env=program_env(), timeout=300)
+    for result in results:
+        assert result.returncode == 0, result.output[-3000:]
+        line = [l for l in result.output.splitlines() if l.startswith("same=")]
+        assert line == ["same=7 ERROR the workers disagree on the step of the last checkpoint "
+                        "(worker 0: 3, worker 1: 5)"], result.output[-3000:]

@@ -3,6 +3,10 @@
 * ``docs/`` builds (Sphinx, MyST pages, autodoc of every module) without a single warning: a
   renamed function that a page or a docstring refers to, a module that no longer imports, a
   docstring that is not valid reStructuredText or a cited test that no longer exists fails here.
+* Every build here runs as in a virtual environment with only the ``docs`` extra: the modules
+  that only the other extras install (Flask, werkzeug, Beam, SciPy, PyAV...; computed from
+  ``setup.cfg`` and the installed packages' requirements) cannot be imported, so a module-level
+  import of one that ``docs/conf.py`` does not mock fails the build.
 * A page with one of each such problem fails the build, and every problem is named.
 * Every module of the packages is in the API reference.
 * A cited test renders as a numbered link (not as its name in the prose), each page lists its
@@ -10,6 +14,10 @@
 * The quickstart on the first page runs from the clone, with the files it names.
 """
 
+import configparser
+import functools
+import importlib.metadata
+import json
 import os
 import re
 import shlex
@@ -23,12 +31,79 @@ from conftest import ROOT
 DOCS = os.path.join(ROOT, "docs")
 PACKAGES = ("nst_tf", "magenta_compat", "torch_compat")
 
+#: Run Sphinx with the modules of ``sys.argv[1]`` (JSON) made unimportable, as they are in a
+#: virtual environment without them (Sphinx's own mocks still serve ``autodoc_mock_imports``).
+WITHOUT_MODULES = """
+import importlib.abc, json, sys
+blocked = set(json.loads(sys.argv.pop(1)))
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the docs extra)",
+                                      name=name)
+sys.meta_path.insert(0, NotInstalled())
+if sys.argv[1:2] == ["--import"]:
+    __import__(sys.argv[2])
+else:
+    from sphinx.cmd.build import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirements(lines):
+    """Canonical distribution names of requirement strings that apply without extras."""
+    from packaging.requirements import Requirement
+
+    names = []
+    for line in lines:
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+            names.append(_canonical(requirement.name))
+    return names
+
+
+def _closure(names):
+    """``names`` and every distribution they require, transitively (installed ones)."""
+    seen, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            todo.extend(_requirements(importlib.metadata.requires(name) or []))
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return seen
+
+
+@functools.lru_cache(maxsize=None)
+def optional_modules():
+    """The top-level modules that only the extras other than ``docs`` bring (with what they
+    require): absent from a virtual environment made with ``pip install -e ".[docs]"``."""
+    config = configparser.ConfigParser()
+    config.read(os.path.join(ROOT, "setup.cfg"))
+    lines = lambda text: [line.strip() for line in text.splitlines() if line.strip()]  # noqa
+    extras = config["options.extras_require"]
+    docs = _closure(_requirements(lines(config["options"]["install_requires"])
+                                  + lines(extras["docs"])))
+    others = _closure(_requirements([line for name in extras if name != "docs"
+                                     for line in lines(extras[name])])) - docs
+    return frozenset(module for module, dists in importlib.metadata.packages_distributions().items()
+                     if module.isidentifier() and all(_canonical(d) in others for d in dists))
+
 
 def build(source, out, config_dir=DOCS, python_path=(), timeout=600):
-    """Run ``sphinx-build -W -n`` (HTML) in a subprocess; returns ``(process, warnings text)``."""
+    """Run ``sphinx-build -W -n`` (HTML) in a subprocess, without the modules of
+    :func:`optional_modules`; returns ``(process, warnings text)``."""
     warnings = os.path.join(out, "warnings.txt")
     os.makedirs(out, exist_ok=True)
-    command = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-n", "-q",
+    command = [sys.executable, "-c", WITHOUT_MODULES, json.dumps(sorted(optional_modules())),
+               "-b", "html", "-W", "--keep-going", "-n", "-q",
                "-c", config_dir, "-d", os.path.join(out, "doctrees"), "-w", warnings,
                source, os.path.join(out, "html")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -38,6 +113,20 @@ def build(source, out, config_dir=DOCS, python_path=(), timeout=600):
                           timeout=timeout)
     with open(warnings, encoding="utf-8") as f:
         return done, f.read()
+
+
+def test_the_docs_builds_run_without_the_other_extras():
+    """What :func:`build` blocks: the optional extras' modules (what the preference app, Beam
+    and video need), never what the ``docs`` extra installs; and blocked means unimportable."""
+    blocked = optional_modules()
+    assert {"flask", "werkzeug", "apache_beam", "scipy", "av", "cv2", "pytest"} <= blocked
+    assert not {"sphinx", "myst_parser", "docutils", "tensorflow", "keras", "numpy", "PIL",
+                "absl"} & blocked
+    for module, importable in (("werkzeug", False), ("docutils", True)):
+        done = subprocess.run([sys.executable, "-c", WITHOUT_MODULES,
+                               json.dumps(sorted(blocked)), "--import", module],
+                              capture_output=True, text=True, timeout=120)
+        assert (done.returncode == 0) == importable, done.stderr[-2000:]
 
 
 @pytest.mark.slow

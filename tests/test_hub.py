@@ -116,3 +116,18 @@ def test_magentas_own_hub_export_runs_through_hub_prefix(tmp_path):
                                               style_size=64, crop=False), ours, atol=1e-5)
     with pytest.raises(ConfigError, match="does not expose"):
         nst_tf.stylize(content, style, model="hub:" + folder, strength=0.5)
+
+
+def test_a_hub_module_cannot_be_run_by_patches(exported, tmp_path):
+    """A TF-Hub module is a graph without Keras layers: no footprint to read, so
+    ``tile_size`` is a one-line error naming the family, not a wrong image."""
+    content, style = photo(40, 48), photo(64, 64, 1)
+    for run in (lambda: nst_tf.stylize(content, style, model="hub:" + exported, tile_size=16,
+                                       style_size=64),
+                lambda: nst_tf.stylize_to_file(content, str(tmp_path / "out.png"), style,
+                                               model="hub:" + exported, tile_size=16,
+                                               style_size=64)):
+        with pytest.raises(ConfigError, match="cannot be run by patches") as error:
+            run()
+        assert "\n" not in str(error.value)
+    assert not (tmp_path / "out.png").exists()

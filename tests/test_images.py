@@ -368,8 +368,22 @@ def test_match_histograms(rng, source_shape, reference_shape):
                                       np.sort(reference.ravel()).astype(np.float32))
 
 
-def test_grey_to_rgb():
-    luma = np.arange(6, dtype=np.float32).reshape(2, 3) / 6
+def test_grey_to_rgb_has_one_contract_for_arrays_and_tensors():
+    """``[..., H, W, 1]`` → ``[..., H, W, 3]``, for NumPy arrays and TF tensors alike (the
+    gatys luminance-only path and the tiles use the same function); anything else is refused."""
+    import tensorflow as tf
+
+    luma = (np.arange(6, dtype=np.float32).reshape(1, 2, 3, 1) / 6)
     out = images.grey_to_rgb(luma)
-    assert out.shape == (2, 3, 3)
-    np.testing.assert_array_equal(out[..., 2], luma)
+    assert isinstance(out, np.ndarray) and out.shape == (1, 2, 3, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[..., channel], luma[..., 0])
+    assert images.grey_to_rgb(luma[0]).shape == (2, 3, 3)
+    tensor = images.grey_to_rgb(tf.constant(luma))
+    assert isinstance(tensor, tf.Tensor)
+    np.testing.assert_array_equal(tensor.numpy(), out)
+    traced = tf.function(images.grey_to_rgb)(tf.constant(luma))
+    np.testing.assert_array_equal(traced.numpy(), out)
+    for bad in (luma[0, ..., 0], np.zeros((2, 3, 3), np.float32)):
+        with pytest.raises(ImageError, match=r"\[\.\.\., H, W, 1\]"):
+            images.grey_to_rgb(bad)

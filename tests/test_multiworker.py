@@ -214,6 +214,8 @@ def test_relaunch_resumes_and_equals_the_uninterrupted_run(launch, resumed):
     assert f"nst-train: done at step 4; checkpoints in {root / 'K'}" in worker0.output
     assert "nst-train: done at step 4; worker 1; the chief writes checkpoints and exports" \
         in worker1.output
+    # TensorFlow's Python log (collectives set-up, strategy, assets) stays out of the programs'.
+    assert "INFO:tensorflow" not in worker0.output + worker1.output
     assert os.path.isfile(root / "export0.keras") and not os.path.exists(root / "export1.keras")
     assert os.listdir(root / "logs0") and not os.path.exists(root / "logs1")
     _, uninterrupted = _state(str(root / "U"), 4)

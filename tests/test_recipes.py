@@ -8,6 +8,7 @@ from PIL import Image
 from nst_tf import training
 from nst_tf.cli import train as cli
 from nst_tf.errors import ConfigError
+from nst_tf.networks import arbitrary_config
 from nst_tf.training import recipe as recipes
 
 
@@ -26,8 +27,8 @@ def folders(tmp_path_factory):
 def test_registry_names_every_mode_once():
     classes = [recipes.recipe_class(mode) for mode in recipes.modes()]
     assert len(classes) == len(recipes.RECIPES) == len(set(recipes.modes()))
-    assert {"cin", "finetune", "johnson", "adain", "texture", "texture_stylize"} <= \
-        set(recipes.modes())
+    assert set(recipes.modes()) == {"adain", "arbitrary", "cin", "finetune", "johnson",
+                                    "texture", "texture_stylize"}
     for cls in classes:
         assert issubclass(cls, training.Recipe) and cls.summary and cls.__doc__
         assert set(cls.defaults) == {"learning_rate", "train_steps"}
@@ -41,7 +42,11 @@ def test_declared_options_decide_who_takes_what():
     assert recipes.modes_taking("network_options") == ["texture", "texture_stylize"]
     assert "adain" not in recipes.modes_taking("tv_weight")
     assert "texture" not in recipes.modes_taking("content_images")
-    assert {"cin", "finetune"} <= set(recipes.modes_taking("export_magenta"))
+    assert recipes.modes_taking("export_magenta") == ["arbitrary", "cin", "finetune"]
+    for option in ("depth_multiplier", "augment_style_images", "random_style_image_size"):
+        assert recipes.modes_taking(option) == ["arbitrary"], option
+    assert "arbitrary" in recipes.modes_taking("tv_weight")
+    assert "arbitrary" not in recipes.modes_taking("network_options")
     assert "johnson" not in recipes.modes_taking("export_magenta")
     assert all(recipes.recipe_class(m).takes("batch_size") for m in recipes.modes())
 
@@ -72,6 +77,11 @@ def test_python_api_refuses_an_option_of_another_mode(folders, tmp_path):
     ("adain", "--mixed_precision=mixed_bfloat16", "--mixed_precision does not apply to "
                                                   "--mode=adain"),
     ("cin", "--encoder=keras", "--encoder does not apply to --mode=cin"),
+    ("cin", "--depth_multiplier=0.5", "--depth_multiplier does not apply to --mode=cin; it "
+                                      "applies to --mode=arbitrary"),
+    ("arbitrary", "--init_decoder=d.pth", "--init_decoder does not apply to --mode=arbitrary; "
+                                          "it applies to --mode=adain"),
+    ("arbitrary", "--num_scales=3", "--num_scales does not apply to --mode=arbitrary"),
 ])
 def test_cli_flag_of_another_mode_is_a_one_line_error(folders, tmp_path, capsys, mode, flag,
                                                       message):
@@ -111,3 +121,13 @@ def test_mode_defaults_and_untrained_network():
     assert net.get_layer("contract_conv1_norm").num_styles == 3 and offset == 0
     with pytest.raises(ConfigError, match="alpha does not apply to mode texture"):
         training.build_network("texture", alpha=0.5)
+    assert training.mode_defaults("arbitrary")["learning_rate"] == 1e-5
+    assert training.mode_defaults("arbitrary")["train_steps"] == 8_000_000
+    net, offset = training.build_network("arbitrary", alpha=0.25, depth_multiplier=0.25,
+                                         weights="random")
+    assert offset == 0 and arbitrary_config(net) == {"embedding_size": 100, "alpha": 0.25,
+                                                     "depth_multiplier": 0.25}
+    # A train_dir's record rebuilds the same architecture (what its checkpoint is read into).
+    again = recipes.recipe_class("arbitrary").network_from_config(
+        {"mode": "arbitrary", **arbitrary_config(net)})
+    assert [w.shape for w in again.weights] == [w.shape for w in net.weights]

@@ -25,6 +25,16 @@ OPTIONS = dict(scales=[32, 50], steps=[4, 6], weights=None, content_layers=["con
                style_layers=LAYERS, style_weight=1e-4)
 
 
+class Count:
+    """A callback that counts the steps a run takes (a resumed run takes only the rest)."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def on_step(self, step, image, loss, parts):
+        self.steps += 1
+
+
 class Stop:
     """A callback that raises ``error`` at the ``at``-th step of the whole run."""
 
@@ -48,10 +58,15 @@ def test_a_crashed_run_resumes_exactly(tmp_path, images, tile_size):
         gatys.run(content, style, checkpoint=path, checkpoint_every=2,
                   callbacks=[Stop(7, RuntimeError("power cut"))], **options)
     assert os.path.exists(path)
-    resumed = gatys.run(content, style, checkpoint=path, checkpoint_every=2, **options)
+    count = Count()
+    resumed = gatys.run(content, style, checkpoint=path, checkpoint_every=2, callbacks=[count],
+                        **options)
     np.testing.assert_array_equal(resumed.image, reference.image)
     np.testing.assert_array_equal(resumed.losses, reference.losses)
     assert resumed.steps == reference.steps == 10
+    # What was resumed: the first scale (4 steps) and 2 of the second's 6 were restored, so the
+    # rerun took the 4 steps left (a restart from scratch would take all 10 and end the same).
+    assert count.steps == 4
 
 
 def test_ctrl_c_saves_and_a_finished_run_can_be_continued(tmp_path, images):
@@ -62,14 +77,18 @@ def test_ctrl_c_saves_and_a_finished_run_can_be_continued(tmp_path, images):
     stopped = gatys.run(content, style, checkpoint=path,
                         callbacks=[Stop(4, KeyboardInterrupt())], **options)
     assert stopped.interrupted and stopped.steps == 4
-    resumed = gatys.run(content, style, checkpoint=path, **options)
+    counts = [Count() for _ in range(3)]
+    resumed = gatys.run(content, style, checkpoint=path, callbacks=[counts[0]], **options)
     np.testing.assert_array_equal(resumed.image, reference.image)
     # Finished: a rerun restores it without a step; more steps continue the same trajectory.
-    again = gatys.run(content, style, checkpoint=path, **options)
+    again = gatys.run(content, style, checkpoint=path, callbacks=[counts[1]], **options)
     np.testing.assert_array_equal(again.image, reference.image)
-    longer = gatys.run(content, style, checkpoint=path, **dict(options, steps=8))
+    longer = gatys.run(content, style, checkpoint=path, callbacks=[counts[2]],
+                       **dict(options, steps=8))
     straight = gatys.run(content, style, **dict(options, steps=8))
     np.testing.assert_array_equal(longer.image, straight.image)
+    # Each run took only the steps its checkpoint did not hold (a restart would take 6, 6, 8).
+    assert [c.steps for c in counts] == [2, 0, 2]
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path, images):

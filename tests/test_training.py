@@ -18,7 +18,7 @@ from nst_tf import training
 from nst_tf.errors import CheckpointError, ConfigError, LayerError
 from nst_tf.features import FeatureExtractor
 from nst_tf.layers import ConditionalInstanceNorm
-from nst_tf.export import export_saved_model
+from nst_tf.export import export_magenta_checkpoint, export_saved_model
 from nst_tf.networks import is_conditional, pastiche_network
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +162,16 @@ def test_johnson_training_and_saved_model_export(images, tmp_path):
     np.testing.assert_allclose(served(image=tf.constant(x))["stylized_image"].numpy(),
                                np.asarray(net(x)), atol=1e-6)
     with pytest.raises(ConfigError, match="only pastiche"):
-        training.export_magenta_checkpoint(net, str(tmp_path / "model.ckpt"))
+        export_magenta_checkpoint(net, str(tmp_path / "model.ckpt"))
+
+
+class BatchCounter(keras.callbacks.Callback):
+    """Counts the training steps a run takes."""
+
+    count = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count += 1
 
 
 def test_resumed_run_matches_uninterrupted_run(images, tmp_path):
@@ -171,9 +180,12 @@ def test_resumed_run_matches_uninterrupted_run(images, tmp_path):
                               train_steps=4, **common)
     training.train(images["content"], images["styles"], str(tmp_path / "b"), train_steps=2, **common)
     assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-2")
+    batches = BatchCounter()
     resumed = training.train(images["content"], images["styles"], str(tmp_path / "b"),
-                             train_steps=4, **common)
+                             train_steps=4, callbacks=[batches], **common)
     assert tf.train.latest_checkpoint(str(tmp_path / "b")).endswith("ckpt-4")
+    # It resumed: two steps ran (a restart from scratch would run four and give these weights).
+    assert batches.count == 2 and resumed.final_step == 4
     for a, b in zip(_weights(straight), _weights(resumed)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     # A third call has nothing left to do; a different setup in the same folder is refused.
@@ -307,7 +319,7 @@ def test_trained_cin_network_runs_in_magenta(images, tmp_path):
 
     net = training.train(images["content"], images["styles"], str(tmp_path / "run"), mode="cin",
                          train_steps=2, save_every=0, **FAST)
-    path = training.export_magenta_checkpoint(net, str(tmp_path / "model.ckpt"), version="V1")
+    path = export_magenta_checkpoint(net, str(tmp_path / "model.ckpt"), version="V1")
     reference = MagentaTransformer(3, alpha=0.25)
     sess = reference.restore(path)
     x = _fixed_batch(images["content"], 1)

@@ -3,16 +3,18 @@ Magenta's checkpoint format.
 
     nst-export --model=varied --output=varied_savedmodel
     nst-export --model=model.ckpt --output=model.tflite --image_size=384 --quantize=dynamic
+    nst-export --model=runs/starry --output=starry.tflite --image_size=256   # a train_dir
     nst-export --model=mobile_model/ --format=keras --output=mobile.keras
     nst-export --model=arbitrary-mobile --format=magenta --output=mobile_ckpt/model.ckpt
 
 ``--model`` (or its older name ``--checkpoint``) is anything :func:`nst_tf.stylize` takes: a
-preset, a checkpoint, a ``.keras`` file, or a folder holding Magenta's mobile model as TF Lite /
-ONNX files. ``--format``: ``saved_model``, ``tflite``, ``keras``
-(:func:`nst_tf.export.export_keras`) or ``magenta``
+preset, a Magenta checkpoint, a ``.keras`` file, the train_dir of an ``nst-train`` run, or a
+folder holding Magenta's mobile model as TF Lite / ONNX files. ``--format``: ``saved_model``,
+``tflite``, ``keras`` (:func:`nst_tf.export.export_keras`) or ``magenta``
 (:func:`nst_tf.export.export_magenta_checkpoint`: a checkpoint prefix Magenta's scripts
-restore); by default it follows the ``--output`` extension
-(``.tflite``, ``.keras``, else a SavedModel folder).
+restore); by default it follows the ``--output`` extension (``.tflite``, ``.keras``, else a
+SavedModel folder). AdaIN and texture networks have no such export: a one-line error says how
+to run them.
 
 Multi-style SavedModel / TFLite exports take ``image`` float32 ``[1, H, W, 3]`` in [0, 1] and
 ``style_weights`` float32 ``[N]`` (Magenta's TFLite-export interface) and return
@@ -40,8 +42,8 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("model", None,
                         "The model: a preset name ('varied', 'monet', 'arbitrary', "
                         "'arbitrary-mobile'), a Magenta checkpoint (file, V2 prefix or folder), "
-                        "a .keras file, or a folder holding Magenta's mobile model as TF Lite / "
-                        "ONNX files.", flag_values=flag_values)
+                        "a .keras file, an nst-train train_dir, or a folder holding Magenta's "
+                        "mobile model as TF Lite / ONNX files.", flag_values=flag_values)
     flags.DEFINE_string("checkpoint", None, "Older name of --model.", flag_values=flag_values)
     flags.DEFINE_integer("num_styles", None, "Optional check of the checkpoint's number of styles.",
                          flag_values=flag_values)
@@ -66,31 +68,21 @@ def define_flags(flag_values=flags.FLAGS):
 FORMATS = {"saved_model": None, "tflite": ".tflite", "keras": ".keras", "magenta": None}
 
 
-def _arbitrary_model(checkpoint):
-    """The arbitrary-style network of ``checkpoint``, or None for another kind of model."""
-    from nst_tf.families import resolve
-
-    family, network = resolve(checkpoint)
-    return network if family.name == "arbitrary" else None
-
-
-def _tflite(network, output, arbitrary, image_size, quantize, style_image_size):
+def _tflite(network, output, image_size, quantize, style_image_size):
     from nst_tf import export as exporting
 
-    quantize = None if quantize == "none" else quantize
-    if arbitrary:
-        return exporting.export_arbitrary_tflite(network, output, image_size=image_size,
-                                                 style_size=style_image_size, quantize=quantize)
-    return exporting.export_tflite(network, output, image_size=image_size, quantize=quantize)
+    return exporting.export_tflite(network, output, image_size=image_size,
+                                   quantize=None if quantize == "none" else quantize,
+                                   style_size=style_image_size)
 
 
 def _writers():
-    """``{format: write(network, output, arbitrary, **options)}``."""
+    """``{format: write(network, output, **options)}``."""
     from nst_tf import export as exporting
 
-    return {"saved_model": lambda net, out, arbitrary, **_: exporting.export_saved_model(net, out),
-            "keras": lambda net, out, arbitrary, **_: exporting.export_keras(net, out),
-            "magenta": lambda net, out, arbitrary, **_: exporting.export_magenta_checkpoint(
+    return {"saved_model": lambda net, out, **_: exporting.export_saved_model(net, out),
+            "keras": lambda net, out, **_: exporting.export_keras(net, out),
+            "magenta": lambda net, out, **_: exporting.export_magenta_checkpoint(
                 net, out),
             "tflite": _tflite}
 
@@ -99,7 +91,9 @@ def export(checkpoint, output, format=None, image_size=384, quantize="none", num
            style_image_size=256):
     """Load the model ``checkpoint`` (anything ``--model`` takes) and export it to ``output``
     as ``format``; returns the path(s) written. An ``output`` that is the checkpoint or a folder
-    holding it is refused (it would replace it)."""
+    holding it is refused (it would replace it). Networks of families without such an export
+    (AdaIN, texture) are a one-line ConfigError that says how to run them."""
+    from nst_tf.families import resolve
     from nst_tf.io import check_not_replacing
     from nst_tf.models.pastiche.family import load_model
 
@@ -109,12 +103,11 @@ def export(checkpoint, output, format=None, image_size=384, quantize="none", num
     if format is None:
         format = next((name for name, ext in FORMATS.items()
                        if ext and str(output).lower().endswith(ext)), "saved_model")
-    network = _arbitrary_model(checkpoint)
-    arbitrary = network is not None
-    if not arbitrary:
-        network = load_model(checkpoint, num_styles=num_styles)
-    return _writers()[format](network, output, arbitrary, image_size=image_size,
-                              quantize=quantize, style_image_size=style_image_size)
+    _, network = resolve(checkpoint)
+    if num_styles is not None:   # a check of a multi-style model's count, as nst-transform's
+        load_model(network, num_styles=num_styles)
+    return _writers()[format](network, output, image_size=image_size, quantize=quantize,
+                              style_image_size=style_image_size)
 
 
 def execute(flag_values):

@@ -28,8 +28,10 @@ PROGRAMS = {
 
 
 def launch(program, argv=None):
-    """Install the native-log filter, then run ``program``'s ``run(argv)``."""
+    """Install the native-log filter and quiet TensorFlow's Python log, then run ``program``'s
+    ``run(argv)``."""
     quiet.filter_native_log()
+    quiet.quiet_python_log()
     importlib.import_module(f"nst_tf.cli.{PROGRAMS[program]}").run(argv)
 
 

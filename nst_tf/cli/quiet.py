@@ -16,6 +16,10 @@ The level follows ``TF_CPP_MIN_LOG_LEVEL`` when the user set it (0 shows everyth
 INFO, 2 also WARNING, 3 also ERROR); otherwise it is 2. absl's ``--verbosity`` (``-v``) of 0 or
 more shows INFO again.
 
+TensorFlow's Python log (``INFO:tensorflow:Assets written to ...``, ``Using MirroredStrategy``,
+the multi-worker collective set-up) goes through the ``tensorflow`` logger:
+:func:`quiet_python_log` hides its INFO lines at the same levels (and its warnings at level 3).
+
 Example:
     >>> native_log_level({"TF_CPP_MIN_LOG_LEVEL": "1"}, ["prog"])
     1
@@ -110,6 +114,16 @@ def native_log_level(environ=None, argv=None):
         if verbosity is not None and verbosity.lstrip("-").isdigit() and int(verbosity) >= 0:
             level = 0
     return level
+
+
+def quiet_python_log(level=None):
+    """Hide the ``tensorflow`` Python logger's INFO lines from level 1 on (its WARNINGs stay
+    up to level 2: they are about the user's run), everything below ERROR at level 3."""
+    import logging
+
+    level = native_log_level() if level is None else level
+    if level > 0:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR if level >= 3 else logging.WARNING)
 
 
 def is_native_log_line(line, level):

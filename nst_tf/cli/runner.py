@@ -12,16 +12,48 @@ Example:
     0
 """
 
+import re
 import sys
 
 from absl import app, flags
 
 from nst_tf.errors import NSTError
 
+#: absl's help flags: the usage goes to stdout and the program exits with status 0.
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+
+_REQUIRED = re.compile(r"Flag --(\w+) must have a value other than None")
+
 
 def print_error(program, error):
     """Print ``program: error: message`` on one line to stderr."""
     print(f"{program}: error: {' '.join(str(error).split())}", file=sys.stderr)
+
+
+def flag_error_message(error):
+    """One line for an absl flag-parsing error: ``missing --a, --b`` for required flags left
+    out (absl's validators list one line per flag), else absl's message.
+
+    Example:
+        >>> flag_error_message(flags.IllegalFlagValueError(
+        ...     "flag --a=None: Flag --a must have a value other than None."))
+        'missing --a'
+    """
+    missing = _REQUIRED.findall(str(error))
+    if missing:
+        return "missing " + ", ".join(f"--{name}" for name in missing)
+    return " ".join(str(error).split())
+
+
+def asks_for_help(argv):
+    """True when the command line (program name first) holds one of :data:`HELP_FLAGS`."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        name = arg.lstrip("-").split("=", 1)[0]
+        if arg.startswith("-") and name in HELP_FLAGS:
+            return True
+    return False
 
 
 def parse_numbers(values, name, kind=float):
@@ -37,12 +69,30 @@ def parse_numbers(values, name, kind=float):
 
 
 def call_reporting_errors(program, function, *args, **kwargs):
-    """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line."""
-    try:
-        return function(*args, **kwargs), 0
-    except (NSTError, OSError) as e:
-        print_error(program, e)
-        return None, 1
+    """``(result, 0)``, or ``(None, 1)`` after printing an ``NSTError`` / ``OSError`` in one line.
+
+    Meanwhile an :class:`~nst_tf.errors.NSTWarning` is printed as one line too,
+    ``program: note: ...`` (each message once)."""
+    import warnings
+
+    from nst_tf.errors import NSTWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NSTWarning):
+            print(f"{program}: note: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", NSTWarning)
+        warnings.showwarning = show
+        try:
+            return function(*args, **kwargs), 0
+        except (NSTError, OSError) as e:
+            print_error(program, e)
+            return None, 1
 
 
 def main_with_fresh_flags(program, define_flags, execute, argv):
@@ -52,7 +102,7 @@ def main_with_fresh_flags(program, define_flags, execute, argv):
     try:
         extra = flag_values(list(argv))
     except flags.Error as e:
-        print_error(program, e)
+        print_error(program, flag_error_message(e))
         return 1
     if len(extra) > 1:
         print_error(program, f"unexpected arguments {extra[1:]}")
@@ -60,8 +110,30 @@ def main_with_fresh_flags(program, define_flags, execute, argv):
     return execute(flag_values)
 
 
-def run_app(define_flags, execute, argv=None):
-    """Console entry point: define the flags on the global ``FLAGS`` once, then ``app.run``."""
+def _parse_flags(program):
+    """absl's ``flags_parser`` for ``app.run``: a help flag exits with status 0 after the usage;
+    a bad or missing flag is one line (``program: error: ...``) and status 1."""
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except SystemExit as e:
+            if e.code == 1 and asks_for_help(argv):   # absl exits 1 after printing the usage
+                raise SystemExit(0) from None
+            raise
+        except flags.Error as e:
+            print_error(program, flag_error_message(e))
+            raise SystemExit(1) from None
+
+    return parse
+
+
+def run_app(define_flags, execute, argv=None, program=None):
+    """Console entry point: define the flags on the global ``FLAGS`` once, then ``app.run``.
+
+    ``--help`` (and ``--helpfull``...) print the usage and exit with status 0; flag errors and
+    unexpected arguments are one line on stderr (``program: error: ...``, status 1)."""
+    program = program or (argv or sys.argv)[0]
     fresh = flags.FlagValues()
     define_flags(fresh)
     for name in fresh:
@@ -77,10 +149,11 @@ def run_app(define_flags, execute, argv=None):
 
     def app_main(args):
         if len(args) > 1:
-            raise app.UsageError(f"unexpected arguments {args[1:]}")
+            print_error(program, f"unexpected arguments {args[1:]}")
+            return 1
         return execute(flags.FLAGS)
 
-    app.run(app_main, argv=argv)
+    app.run(app_main, argv=argv, flags_parser=_parse_flags(program))
 
 
 def entry_points(program, define_flags, execute):
@@ -93,7 +166,7 @@ def entry_points(program, define_flags, execute):
 
     def run(argv=None):
         """Console entry point: parse the command line into the global flags and exit."""
-        run_app(define_flags, execute, argv)
+        run_app(define_flags, execute, argv, program=program)
 
     return main, run
 

@@ -194,7 +194,7 @@ def main(argv=None):
 def run(argv=None):
     """Console entry point: our flags before ``--``, Beam's after."""
     ours, beam_args = split_beam_args(sys.argv if argv is None else argv)
-    run_app(define_flags, lambda fv: execute(fv, beam_args), ours)
+    run_app(define_flags, lambda fv: execute(fv, beam_args), ours, program=PROGRAM)
 
 
 if __name__ == "__main__":

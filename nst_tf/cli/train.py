@@ -25,7 +25,8 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
         --train_dir=runs/arbitrary --batch_size=8 --export_magenta=arbitrary/model.ckpt
 
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
-  data position). Ctrl-C saves a checkpoint and stops; run again to continue.
+  data position); a different set-up there (mode, architecture, ``--style_images``) is refused.
+  Ctrl-C saves a checkpoint and stops with exit status 130; run again to continue.
 * ``--content_weights`` / ``--style_weights`` are JSON objects ``{layer: weight}``; layers are
   Magenta end points (``vgg_16/conv3``), Keras names (``block3_conv3``) or Caffe aliases
   (``relu3_3``). Defaults are Magenta's; the texture modes default to the paper's setting
@@ -35,9 +36,12 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
 * ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
-  ``--export_keras`` (every mode) write the trained network at the end. An export that is the
-  ``--train_dir`` or a folder holding it, or a Magenta export into the train_dir (its
-  ``checkpoint`` file would replace the run's), is refused before training.
+  ``--export_keras`` (every mode) write the trained network at the end; their folders are
+  created (and checked) before the first step. An export that is the ``--train_dir`` or a
+  folder holding it, or a Magenta export into the train_dir (its ``checkpoint`` file would
+  replace the run's), is refused before training.
+* ``--checkpoint`` and the model flags take a preset name; a local file or folder of the same
+  name wins over the preset, and a one-line note on stderr says so.
 * ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
   (docs: "Training on several machines"). The strategy is created before anything else;
   the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
@@ -51,6 +55,7 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 """
 
 import os
+import sys
 
 from absl import flags
 
@@ -235,6 +240,47 @@ def check_exports_keep_the_train_dir(flag_values):
                           "resumes from; export to another folder")
 
 
+def prepare_exports(flag_values):
+    """Check the ``--export_*`` paths before the first training step, and create their missing
+    folders: a path that cannot be written fails now, not after hours of training.
+
+    Raises:
+        ConfigError: an ``--export_keras`` name without ``.keras``.
+        OutputPathError: a folder that cannot be created (a file is in the way, no permission).
+    """
+    from nst_tf.errors import ConfigError
+    from nst_tf.io import OutputPathError
+
+    fv = flag_values
+    if fv.export_keras and not fv.export_keras.endswith(".keras"):
+        raise ConfigError(f"--export_keras must name a .keras file, got {fv.export_keras!r}")
+    for name in ("export_magenta", "export_saved_model", "export_keras"):
+        path = fv[name].value
+        if not path:
+            continue
+        folder = os.path.dirname(os.path.abspath(path.rstrip("/\\")))
+        blocking = next((p for p in _ancestors(folder) if os.path.isfile(p)), None)
+        if blocking:
+            raise OutputPathError(f"--{name}={path}: {blocking} is a file, not a folder")
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as e:
+            raise OutputPathError(f"--{name}={path}: cannot create the folder {folder} "
+                                  f"({e.strerror or e})") from None
+        if not os.access(folder, os.W_OK):
+            raise OutputPathError(f"--{name}={path}: the folder {folder} is not writable")
+
+
+def _ancestors(folder):
+    """``folder`` and the folders above it."""
+    while True:
+        yield folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent
+
+
 def train_and_export(flag_values):
     """Train with the parsed flags, then export; returns ``(network, exported paths)``."""
     from nst_tf import export, training
@@ -242,6 +288,7 @@ def train_and_export(flag_values):
     fv = flag_values
     check_exports_keep_the_train_dir(fv)
     options = mode_options(fv)
+    prepare_exports(fv)
     # Before any TensorFlow op (VGG, images): MultiWorkerMirroredStrategy needs that.
     options["strategy"] = training.make_strategy(options.get("strategy", "default"),
                                                  options.pop("collective_timeout", None))
@@ -260,16 +307,21 @@ def train_and_export(flag_values):
 
 
 def execute(flag_values):
-    """Run with parsed flags; print where things went. Returns the exit code (0 or 1)."""
+    """Run with parsed flags; print where things went. Returns the exit code: 0, 1 (an error)
+    or 130 (stopped by Ctrl-C after saving a checkpoint; the same command resumes)."""
     result, code = call_reporting_errors(PROGRAM, train_and_export, flag_values)
-    if result is not None:
-        network, exported = result
-        state = "stopped by Ctrl-C" if network.interrupted else "done"
-        where = f"checkpoints in {flag_values.train_dir}" if network.worker.is_chief else \
-            f"{network.worker.name}; the chief writes checkpoints and exports"
-        print(f"{PROGRAM}: {state} at step {network.final_step}; {where}")
-        for path in exported:
-            print(path)
+    if result is None:
+        return code
+    network, exported = result
+    where = f"checkpoints in {flag_values.train_dir}" if network.worker.is_chief else \
+        f"{network.worker.name}; the chief writes checkpoints and exports"
+    if network.interrupted:
+        print(f"{PROGRAM}: interrupted at step {network.final_step}; {where} (run the same "
+              "command again to resume)", file=sys.stderr)
+        return 130
+    print(f"{PROGRAM}: done at step {network.final_step}; {where}")
+    for path in exported:
+        print(path)
     return code
 
 

@@ -241,9 +241,17 @@ def execute(flag_values):
         for path in paths or ():
             print(path)
         return code
-    if _is_arbitrary_model(flag_values.checkpoint):
+    family, code = call_reporting_errors(PROGRAM, _family_of, flag_values.checkpoint)
+    if code:
+        return code
+    if family is not None and family.name == "arbitrary":
         print_error(PROGRAM, f"{flag_values.checkpoint} is an arbitrary-style model: give the "
                     "style images with --style_images (and --style_weights, --strength)")
+        return 1
+    if family is not None and family.name != "pastiche":
+        print_error(PROGRAM, f"{flag_values.checkpoint} is a {family.name} model; nst-transform "
+                    "runs multi-style (pastiche) and arbitrary-style models: run this one with "
+                    f"{family.runs_with}")
         return 1
     paths, code = call_reporting_errors(
         PROGRAM, transform, flag_values.checkpoint, flag_values.input_image,
@@ -257,21 +265,25 @@ def execute(flag_values):
     return code
 
 
-def _is_arbitrary_model(checkpoint):
-    """True for the 'arbitrary' preset, a hub: handle, a tarball or an arbitrary checkpoint."""
+def _family_of(checkpoint):
+    """The family of the model ``checkpoint`` names (a preset, ``hub:`` handle, tarball,
+    checkpoint, ``.keras`` file or train_dir), or None when it cannot be told here (the
+    multi-style loader then reports the problem)."""
     from magenta_compat import arbitrary
-    from magenta_compat.checkpoint import checkpoint_shapes
+    from nst_tf import families
     from nst_tf.errors import NSTError
+    from nst_tf.io import is_local_path
 
     if checkpoint is None:
-        return False
-    if arbitrary.is_preset(checkpoint) or checkpoint.startswith("hub:") or \
-            arbitrary.is_tarball(checkpoint):
-        return True
+        return None
+    if checkpoint.startswith("hub:") or (arbitrary.is_preset(checkpoint)
+                                         and not is_local_path(checkpoint)):
+        # known without loading (nor downloading) the model
+        return next(f for f in families.registered() if f.name == "arbitrary")
     try:
-        return arbitrary.is_arbitrary_checkpoint(checkpoint_shapes(checkpoint))
+        return families.resolve(checkpoint)[0]
     except (NSTError, OSError):
-        return False   # let the multi-style loader report it
+        return None
 
 
 def _transform_arbitrary_flags(flag_values):

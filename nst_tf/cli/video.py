@@ -9,11 +9,15 @@ Examples::
     nst-video --input=clip.mp4 --output=out.mp4 --method=gatys --style=starry.jpg \\
         --steps=200 --size=384 --weights=random
 
-``--model`` / ``--style`` take what :func:`nst_tf.stylize` takes (a preset, checkpoint or
-``.keras`` file; a style index, a mix or a style image). ``--method=gatys`` optimizes every frame
-with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``, ``--style_weight``...)
-plus Ruder et al.'s temporal loss. The output is a video file (audio copied) or, for a name without
-a video extension, a folder of numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
+``--model`` / ``--style`` take what :func:`nst_tf.stylize` takes (a preset, checkpoint,
+``.keras`` file or train_dir; a style index, a mix or a style image). ``--method=gatys``
+optimizes every frame with ``nst-stylize``'s flags (``--steps``, ``--weights``, ``--optimizer``,
+``--style_weight``, ``--tile_size``, ``--max_memory``, ``--lbfgs_memory``...) plus Ruder et
+al.'s temporal loss; a video resumes by frames, so nst-stylize's ``--checkpoint`` flags are not
+taken. The last line says how long the clip is and, apart, how long stylizing it took.
+
+The output is a video file (audio copied) or, for a name without a video extension, a folder of
+numbered PNGs. An existing output is not replaced unless ``--overwrite`` is given.
 Ctrl-C (or a crash) keeps the finished frames: the same command resumes (exit status 130 when
 interrupted). Errors print one line (``nst-video: error: ...``) and exit with status 1; an input
 that ends before its header's duration prints a warning (``nst-video: warning: ...``).
@@ -32,9 +36,10 @@ from nst_tf.errors import ConfigError  # noqa: E402
 
 PROGRAM = "nst-video"
 
-#: nst-stylize flags that make no sense per frame (or are redefined here).
+#: nst-stylize flags that make no sense per frame (or are redefined here). A video resumes by
+#: frames (the finished ones are kept), so the per-image checkpoint flags are not taken.
 _NOT_FROM_STYLIZE = ("content", "output", "style", "size", "scales", "preserve_color",
-                     "save_every", "progress")
+                     "save_every", "progress", "checkpoint", "checkpoint_every")
 #: Feed-forward options passed to the model family only when given on the command line.
 _FEEDFORWARD_OPTIONS = ("jit_compile", "precision", "fast")
 
@@ -123,7 +128,8 @@ def video_options(f):
     if f.style_weights:
         kwargs["style_weights"] = _stylize_cli._numbers(f.style_weights, "style_weights", float)
     gatys = _stylize_cli.options_from_flags(_GatysFlags(f))
-    for name in ("size", "scales", "preserve_color", "progress", "save_every", "save_pattern"):
+    for name in ("size", "scales", "preserve_color", "progress", "save_every", "save_pattern",
+                 "checkpoint", "checkpoint_every"):
         gatys.pop(name, None)
     kwargs.update(gatys)
     return kwargs
@@ -134,7 +140,7 @@ class _GatysFlags:
     that nst-video does not define take their neutral values)."""
 
     _NEUTRAL = {"scales": None, "preserve_color": "none", "save_every": 0, "output": "",
-                "size": 0, "progress": False}
+                "size": 0, "progress": False, "checkpoint": None, "checkpoint_every": 0}
 
     def __init__(self, f):
         self._f = f
@@ -173,8 +179,9 @@ def execute(f):
         print(f"warping error: {result.warping_error:.6f} (Lai et al., mean over "
               f"{result.frames - 1} frame pairs; lower is steadier)")
     if f.progress:
-        print(f"saved {result.output}: {result.frames} frames at {result.fps:g} fps, "
-              f"{result.size[1]}x{result.size[0]}, {result.seconds:.1f} s")
+        print(f"saved {result.output}: {result.frames} frames ({result.frames / result.fps:.2f} "
+              f"s of video at {result.fps:g} fps), {result.size[1]}x{result.size[0]}; stylized "
+              f"in {result.seconds:.1f} s")
     return 0
 
 

@@ -11,6 +11,7 @@ module              what it holds
 ``distribute``      the ``tf.distribute`` strategy (also multi-worker), its input, the precision
 ``local_cluster``   several workers on one machine over loopback (tests, benchmarks, trying)
 ``schedules``       learning-rate schedules
+``train_dir``       a train_dir as a model: the run's record, its latest network
 ==================  ==============================================================================
 
 The modes' recipes live with their families (``nst_tf/models/<family>/recipe.py``):
@@ -26,7 +27,6 @@ The driver module is named like its function; this package binds ``train`` to th
 """
 
 from nst_tf.data import validation_batch
-from nst_tf.export import export_magenta_checkpoint
 from nst_tf.networks import extend_styles, freeze_convolutions
 from nst_tf.training.callbacks import (CheckpointCallback, SummaryCallback, ThroughputCallback,
                                        restore_network, write_image, write_scalar)
@@ -39,13 +39,16 @@ from nst_tf.training.recipe import (RECIPES, Recipe, build_network, mode_default
                                     modes_taking, recipe_class)
 from nst_tf.training.schedules import UlyanovSchedule, learning_rate_schedule
 from nst_tf.training.trainer import StyleTrainer
-from nst_tf.training.train import CONFIG_FILE, read_run_config, train
+from nst_tf.training.train import train
+from nst_tf.training.train_dir import (CONFIG_FILE, is_train_dir, load_train_dir,
+                                       read_run_config)
 
 __all__ = ["CONFIG_FILE", "CheckpointCallback", "MAGENTA_CONTENT_WEIGHTS",
            "MAGENTA_STYLE_WEIGHTS", "MIXED_PRECISION", "PerceptualLoss", "PerceptualRecipe",
            "RECIPES", "Recipe", "STRATEGIES", "StyleTrainer", "SummaryCallback",
            "ThroughputCallback", "UlyanovSchedule", "build_network", "dtype_policy",
-           "export_magenta_checkpoint", "extend_styles", "freeze_convolutions",
-           "learning_rate_schedule", "make_strategy", "mode_defaults", "modes", "modes_taking",
+           "extend_styles", "freeze_convolutions", "is_train_dir",
+           "learning_rate_schedule", "load_train_dir", "make_strategy", "mode_defaults",
+           "modes", "modes_taking",
            "parse_layer_weights", "read_run_config", "recipe_class", "resolve_loss_layer",
            "restore_network", "train", "validation_batch", "write_image", "write_scalar"]

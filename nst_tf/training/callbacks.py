@@ -4,7 +4,8 @@
   optimizer (and the network's random-generator states); saves every N steps, on Ctrl-C and at
   the end; :meth:`~CheckpointCallback.restore` resumes. :func:`restore_network` reads the
   network back from a train_dir (what :func:`nst_tf.stylize` does with one).
-* :class:`ThroughputCallback`: images per second in the progress bar and the logs.
+* :class:`ThroughputCallback`: images per second in the progress bar and the logs;
+  :class:`ProgressCallback`: the progress bar, which ends at the step reached when stopped.
 * :class:`SummaryCallback`: every loss term, the learning rate and a grid of stylized validation
   images, written with :func:`write_scalar` / :func:`write_image` (no tensorboard package needed).
 
@@ -115,6 +116,17 @@ class CheckpointCallback(keras.callbacks.Callback):
         if self._previous_handler is not None:
             signal.signal(signal.SIGINT, self._previous_handler)
             self._previous_handler = None
+
+
+class ProgressCallback(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, except that a run stopped early (Ctrl-C) ends its bar at the step it
+    reached (``57/200``): Keras' own draws the last update at the target (``200/200``)."""
+
+    def _finalize_progbar(self, logs):
+        if self.progbar is None or self.target is None or self.seen >= self.target:
+            super()._finalize_progbar(logs)
+            return
+        self.progbar.update(self.seen, list((logs or {}).items()), finalize=True)
 
 
 class ThroughputCallback(keras.callbacks.Callback):

@@ -135,6 +135,22 @@ class Recipe:
         with another value is an error. Called after :meth:`build`."""
         return {"mode": self.mode}
 
+    # --- A train_dir as a model (nst_tf.training.train_dir) --------------------------------------
+
+    @classmethod
+    def network_from_config(cls, config):
+        """The untrained network that a train_dir whose recorded :meth:`config` is ``config``
+        holds (its latest checkpoint is restored into it). Default: :meth:`build_network` with
+        the recorded ``num_styles`` and the mode's options as recorded (else their defaults)."""
+        options = resolve_options(cls, {k: v for k, v in config.items() if k in cls.options})
+        return cls.build_network(config.get("num_styles", 1), **options)[0]
+
+    @classmethod
+    def inference_network(cls, network):
+        """The trained ``network`` in the form :func:`nst_tf.stylize` and the exports take
+        (default: itself)."""
+        return network
+
     # --- Data ------------------------------------------------------------------------------------
 
     def dataset(self, start_step, batch_slice=None):

@@ -15,33 +15,31 @@ import numpy as np
 
 from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_write
-from nst_tf.training.callbacks import (CheckpointCallback, SummaryCallback, ThroughputCallback,
-                                       latest_checkpoint_step)
+from nst_tf.training.callbacks import (CheckpointCallback, ProgressCallback, SummaryCallback,
+                                       ThroughputCallback, latest_checkpoint_step)
 from nst_tf.training.distribute import (agree, check_strategy, distribute_input, make_strategy,
                                         reporting_lost_workers, worker_info)
 from nst_tf.training.recipe import recipe_class
-
-#: The run's setup in a train_dir (:meth:`Recipe.config <nst_tf.training.Recipe.config>` plus
-#: the style images); a resumed run must have the same.
-CONFIG_FILE = "train_config.json"
+from nst_tf.training.train_dir import CONFIG_FILE, read_run_config
 
 
-def read_run_config(train_dir):
-    """The recorded setup of the run in ``train_dir`` (a dict), or None when there is none."""
-    path = os.path.join(os.fspath(train_dir), CONFIG_FILE)
-    try:
-        with open(path) as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
+def _style_sources(style_images):
+    """The style sources as recorded in the config: a list of paths / patterns (a
+    comma-separated string is split, as the command line gives it)."""
+    from nst_tf.images import split_sources
+
+    if isinstance(style_images, (list, tuple, np.ndarray)):
+        return [part for s in np.atleast_1d(style_images) for part in split_sources(str(s))]
+    return split_sources(str(style_images))
 
 
-def _write_or_check_config(train_dir, config, record, write=True):
+def _write_or_check_config(train_dir, config, write=True):
     """Record the run's setup in train_dir (unless not ``write``: a worker that is not the
-    chief); a resumed run must have the same ``config``."""
+    chief); a resumed run must have the same ``config`` (architecture and style images)."""
     saved = read_run_config(train_dir)
     if saved is not None:
+        if "style_images" in saved:  # compared as sources, however they were written
+            saved = dict(saved, style_images=_style_sources(saved["style_images"]))
         diff = {k: (saved.get(k), v) for k, v in config.items() if saved.get(k) != v}
         if diff:
             raise ConfigError(f"{train_dir} holds a run with a different setup "
@@ -51,7 +49,7 @@ def _write_or_check_config(train_dir, config, record, write=True):
     if not write:
         return
     with atomic_write(os.path.join(train_dir, CONFIG_FILE), mode="w") as f:
-        json.dump({**config, **record}, f, indent=1)
+        json.dump(config, f, indent=1)
 
 
 def _check_common(batch_size, image_size, train_steps, learning_rate):
@@ -150,8 +148,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16,
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         trainer = recipe.build()
-        _write_or_check_config(train_dir, recipe.config(),
-                               {"style_images": [str(s) for s in np.atleast_1d(style_images)]},
+        _write_or_check_config(train_dir, {**recipe.config(),
+                                           "style_images": _style_sources(style_images)},
                                write=worker.is_chief)
         trainer.compile(learning_rate=recipe.learning_rate(learning_rate),
                         jit_compile=jit_compile)
@@ -171,6 +169,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16,
     dataset, counter = distribute_input(
         strategy, lambda batch_slice: recipe.dataset(step, batch_slice), batch_size)
     all_callbacks = [saver, ThroughputCallback(batch_size)]
+    if verbose:
+        all_callbacks.append(ProgressCallback())
     log_dir = os.path.join(train_dir, "logs") if log_dir is None else log_dir
     if log_dir and worker.is_chief:
         all_callbacks.append(SummaryCallback(log_dir, trainer, recipe.validation_images(),

@@ -40,7 +40,8 @@ import re
 import numpy as np
 from PIL import Image
 
-from nst_tf.errors import ConfigError, NSTError
+from nst_tf import images
+from nst_tf.errors import ConfigError, ImageError, NSTError
 from nst_tf.images import float_to_uint8
 from nst_tf.io import OutputExistsError, atomic_path, atomic_write, check_output_dir
 from nst_tf.video.deps import require
@@ -116,10 +117,11 @@ def _even_fit(height, width, size):
             max(2, 2 * math.floor(width * scale / 2 + 0.5)))
 
 
-def _resize_uint8(array, shape):
-    if array.shape[:2] == tuple(shape):
-        return array
-    return np.asarray(Image.fromarray(array).resize((shape[1], shape[0]), Image.BICUBIC))
+def _resize(frame, shape):
+    """A float frame at ``shape`` (itself when it has that size)."""
+    if frame.shape[:2] == tuple(shape):
+        return frame
+    return images.resize(frame, tuple(shape))
 
 
 def _repeats(index, step):
@@ -195,16 +197,15 @@ class FrameSource:
         sizes = {}
         for path in files:
             try:
-                with Image.open(path) as img:
-                    sizes[path] = img.size
-            except (OSError, ValueError) as e:
+                sizes[path] = images.image_size(path)
+            except ImageError as e:
                 raise VideoError(f"cannot read frame {path}: {e}") from None
             if sizes[path] != sizes[files[0]]:
-                w0, h0 = sizes[files[0]]
-                w, h = sizes[path]
+                h0, w0 = sizes[files[0]]
+                h, w = sizes[path]
                 raise VideoError(f"frames have mixed sizes: {path} is {w}x{h} but {files[0]} is "
                                  f"{w0}x{h0}; all frames must have the same size")
-        width, height = sizes[files[0]]
+        height, width = sizes[files[0]]
         self.source_fps = float(fps or DEFAULT_FOLDER_FPS)
         self.fps = self.source_fps
         self.source_size = (height, width)
@@ -302,26 +303,30 @@ class FrameSource:
 
     # --- iteration -----------------------------------------------------------------------
 
-    def _uint8_frames(self):
-        """``(array or None, repeats)`` per source frame; the array is decoded lazily."""
+    def _source_frames(self):
+        """``(load, repeats)`` per source frame; ``load()`` decodes it lazily as float32
+        ``[h, w, 3]`` in [0, 1]: image files through :func:`nst_tf.images.load_image` (the
+        library's one decoder: 16-bit, grey, alpha, EXIF orientation), video frames from
+        FFmpeg's 8-bit RGB."""
         if self.kind == "images":
             for index, path in enumerate(self._files):
-                yield (lambda p=path: load_rgb(p)), _repeats(index, self._step)
+                yield (lambda p=path: load_frame(p)), _repeats(index, self._step)
             self.frames_read = len(self._files)
             return
         with contextlib.closing(self._container()) as container:
             for index, frame in enumerate(self._decode(container)):
-                yield (lambda f=frame: f.to_ndarray(format="rgb24")), _repeats(index, self._step)
+                yield ((lambda f=frame: images.uint8_to_float(f.to_ndarray(format="rgb24"))),
+                       _repeats(index, self._step))
 
     def frames(self, first=0):
         """Yield float32 ``[H, W, 3]`` frames from the ``first``-th on (earlier frames are
         skipped without being converted)."""
         position = 0
-        for load, repeats in self._uint8_frames():
+        for load, repeats in self._source_frames():
             if position + repeats <= first:
                 position += repeats
                 continue
-            frame = _resize_uint8(load(), self.size).astype(np.float32) / 255.0
+            frame = _resize(load(), self.size)
             for _ in range(repeats):
                 if position >= first:
                     yield frame
@@ -350,12 +355,12 @@ def _stream_duration(container, stream):
     return None
 
 
-def load_rgb(path):
-    """A frame file as uint8 ``[H, W, 3]``; VideoError naming the file if it cannot be read."""
+def load_frame(path):
+    """A frame file as float32 ``[H, W, 3]`` in [0, 1], decoded by
+    :func:`nst_tf.images.load_image`; VideoError naming the file if it cannot be read."""
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (OSError, ValueError) as e:
+        return images.load_image(path)
+    except ImageError as e:
         raise VideoError(f"cannot read frame {path}: {e}") from None
 
 
@@ -475,7 +480,7 @@ def encode_video(path, frame_paths, fps, audio_from=None, quality=18):
             pending = None
             rate = _fps_fraction(fps)
             for index, frame_path in enumerate(frame_paths):
-                array = load_rgb(frame_path)
+                array = float_to_uint8(load_frame(frame_path))
                 if stream is None:
                     height, width = (array.shape[0] // 2) * 2, (array.shape[1] // 2) * 2
                     stream = out.add_stream(codec, rate=rate)

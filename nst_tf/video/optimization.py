@@ -31,7 +31,8 @@ from nst_tf.errors import ConfigError
 #: Ruder et al.'s temporal weight rewritten for this package's normalization (module docstring).
 DEFAULT_TEMPORAL_WEIGHT = 1.3e7
 
-#: Gatys options that video runs set themselves.
+#: Gatys options that video runs set themselves (given as None they are left out: a video
+#: resumes by frames, not from a per-frame checkpoint).
 _VIDEO_OWNED = ("size", "progress", "callbacks", "save_every", "save_pattern", "checkpoint",
                 "checkpoint_every")
 
@@ -94,7 +95,8 @@ class GatysStylizer:
                  first_steps=None, **options):
         from nst_tf import gatys
 
-        owned = sorted(set(options) & set(_VIDEO_OWNED))
+        owned = sorted(name for name in set(options) & set(_VIDEO_OWNED)
+                       if options[name] is not None)
         if owned:
             raise ConfigError(f"{', '.join(owned)} cannot be set for video optimization (the "
                               "frame size comes from the video's size option)")
@@ -117,7 +119,7 @@ class GatysStylizer:
         self.styles = styles
         self.style_weights = style_weights
         self.temporal_weight = float(temporal_weight)
-        self.user_options = {k: v for k, v in options.items()}
+        self.user_options = {k: v for k, v in options.items() if k not in _VIDEO_OWNED}
         self.cache = gatys.TransferCache()
         #: One ``{"setup_s", "targets_s", "steps_s", "steps", "traces"}`` per frame: seconds
         #: before the first step (loading, targets, tracing), of which computing the targets

@@ -219,8 +219,8 @@ class _Chain:
 
     def resume_from(self, previous_output):
         """Continue after ``self.done`` saved frames; ``previous_output`` is the last one as
-        saved (uint8)."""
-        self.previous_out = images.uint8_to_float(previous_output)
+        saved (float32, read back from its PNG)."""
+        self.previous_out = previous_output
 
     def needs(self, index, frame):
         """False for an input frame whose output an interrupted run already saved (the frame
@@ -370,7 +370,7 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
     chain = _Chain(work, fingerprint, done, errors, estimator, temporal, strength, report,
                    Progress(source.count, progress))
     if done:
-        chain.resume_from(vio.load_rgb(os.path.join(work, vio.FRAME_NAME.format(done))))
+        chain.resume_from(vio.load_frame(os.path.join(work, vio.FRAME_NAME.format(done))))
     interrupted = False
     try:
         if method == "feedforward":

@@ -277,31 +277,13 @@ def _targets(stats, weights):
     return [(mean, std)]
 
 
-def _is_adain_train_dir(path):
-    from nst_tf.training import read_run_config
-
-    return (read_run_config(path) or {}).get("mode") == "adain"
-
-
-def load_train_dir(path):
-    """The network of the latest checkpoint in a ``nst-train --mode=adain`` train_dir (also of
-    an interrupted run, which has no ``adain.keras`` yet)."""
-    from nst_tf.models.adain.network import adain_network
-    from nst_tf.training import read_run_config, restore_network
-
-    config = read_run_config(path)
-    network = adain_network(config["backbone"].split("-", 1)[1],
-                            channel_divisor=round(1 / config["alpha"]))
-    restore_network(path, network)
-    return network
-
-
 class AdainFamily(Family):
     """:func:`nst_tf.stylize` adapter for AdaIN networks: ``style`` is a style image or a list
     of them (see :func:`stylize_adain`); preset ``"adain"`` = pytorch-AdaIN's released weights."""
 
     name = "adain"
     presets = ("adain",)
+    runs_with = "nst-adain, nst_tf.stylize, nst-video or nst-stylize-dataset"
 
     def owns_network(self, network):
         from nst_tf.models.adain.network import is_adain_network
@@ -310,9 +292,8 @@ class AdainFamily(Family):
 
     def owns_path(self, path):
         if os.path.isdir(path):
-            return _is_adain_train_dir(path) or any(
-                os.path.isfile(os.path.join(path, name))
-                for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
+            return any(os.path.isfile(os.path.join(path, name))
+                       for name in (ADAIN_FILES["decoder"], TRAINED_MODEL))
         return path.endswith((".pth", ".pt"))
 
     def load(self, model):
@@ -320,8 +301,6 @@ class AdainFamily(Family):
             from torch_compat.adain import adain_files
 
             return load_adain(*adain_files())
-        if os.path.isdir(model) and _is_adain_train_dir(model):
-            return load_train_dir(model)
         if os.path.isdir(model) and os.path.isfile(os.path.join(model, TRAINED_MODEL)):
             from nst_tf.families import load_keras_file
 

@@ -259,6 +259,13 @@ class AdainRecipe(Recipe):
         return {"mode": self.mode, "alpha": self.options["alpha"],
                 "backbone": f"adain-{self.options['encoder']}"}
 
+    @classmethod
+    def network_from_config(cls, config):
+        from nst_tf.models.adain.network import adain_network
+
+        return adain_network(config["backbone"].split("-", 1)[1],
+                             channel_divisor=channel_divisor(config["alpha"]))
+
     def dataset(self, start_step, batch_slice=None):
         content = data.content_dataset(self.content_images, image_size=self.image_size,
                                        batch_size=self.batch_size, seed=self.seed,

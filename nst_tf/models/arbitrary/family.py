@@ -135,35 +135,6 @@ def _load_checkpoint_cached(path, mtime_ns, size):
     return load_arbitrary_network(path)
 
 
-def is_train_dir(path):
-    """True for the train_dir of a ``nst-train --mode=arbitrary`` run."""
-    from nst_tf.training import read_run_config
-
-    return os.path.isdir(path) and (read_run_config(path) or {}).get("mode") == "arbitrary"
-
-
-@functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
-def _load_train_dir_cached(path, latest):
-    del latest  # cache key only: a newer checkpoint is loaded again
-    from nst_tf.models.arbitrary.network import arbitrary_network
-    from nst_tf.training import read_run_config, restore_network
-
-    config = read_run_config(path)
-    network = arbitrary_network(config["embedding_size"], alpha=config["alpha"],
-                                depth_multiplier=config["depth_multiplier"],
-                                predictor=config.get("predictor", "inception_v3"))
-    restore_network(path, network)
-    return network
-
-
-def load_train_dir(path):
-    """The network of the latest checkpoint in a ``nst-train --mode=arbitrary`` train_dir (of a
-    finished or an interrupted run); cached until a newer checkpoint appears."""
-    import tensorflow as tf
-
-    return _load_train_dir_cached(os.path.realpath(path), tf.train.latest_checkpoint(path))
-
-
 @functools.lru_cache(maxsize=_NETWORK_CACHE_SIZE)
 def _load_mobile_cached(folder, stamps):
     del stamps  # cache key only: changed files are loaded again
@@ -205,6 +176,8 @@ def load_model(model="arbitrary"):
             from nst_tf.models.arbitrary.hub import load_hub
 
             return load_hub(model[len("hub:"):])
+        from nst_tf.training.train_dir import is_train_dir, load_train_dir
+
         if model in mobile.PRESETS and not os.path.exists(model):
             network = load_mobile_folder(mobile.resolve(model))
         elif model.endswith(".keras"):
@@ -419,6 +392,7 @@ class ArbitraryFamily(Family):
     name = "arbitrary"
     presets = ("arbitrary", "arbitrary-mobile")
     prefix = "hub:"
+    runs_with = "nst-transform --style_images, nst_tf.stylize, nst-video or nst-stylize-dataset"
 
     def owns_network(self, network):
         from nst_tf.models.arbitrary.hub import HubModel
@@ -434,8 +408,7 @@ class ArbitraryFamily(Family):
     def owns_path(self, path):
         from magenta_compat.arbitrary import is_tarball
 
-        return (os.path.isfile(path) and is_tarball(path)) or is_train_dir(path) or \
-            is_mobile_folder(path)
+        return (os.path.isfile(path) and is_tarball(path)) or is_mobile_folder(path)
 
     def load(self, model):
         return load_model(model)

@@ -253,6 +253,14 @@ class ArbitraryRecipe(PerceptualRecipe):
             load_keras_inception_weights(style_predictor_of(network))
         return network, 0
 
+    @classmethod
+    def network_from_config(cls, config):
+        from nst_tf.models.arbitrary.network import arbitrary_network
+
+        return arbitrary_network(config["embedding_size"], alpha=config["alpha"],
+                                 depth_multiplier=config["depth_multiplier"],
+                                 predictor=config.get("predictor", "inception_v3"))
+
     def config(self):
         from nst_tf.models.arbitrary.network import arbitrary_config
 

@@ -40,6 +40,11 @@ class SingleStyleFamily(Family):
     def owns_network(self, network):
         return _is_image_to_image(network)
 
+    def serving_module(self, network, image_size=None):
+        from nst_tf.export import ImageModule
+
+        return ImageModule(network, image_size=image_size)
+
     def stylize(self, network, content, style, *, crop=False, batch_size=4, jit_compile="auto"):
         """Output ``[H', W', 3]`` for one image, ``[B, H', W', 3]`` for a batch, float32 in
         [0, 1]; ``crop=True`` cuts it back to the input's ``H x W``."""

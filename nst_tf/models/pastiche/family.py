@@ -132,16 +132,23 @@ def load_model(model, num_styles=None, alpha=None):
     (returned as is): the family's one loader (cached on the file).
 
     A preset or checkpoint path is located by :func:`magenta_compat.pastiche.locate_checkpoint`
-    (a preset is downloaded once) and read by :func:`magenta_compat.load_pastiche_network`.
+    (a preset is downloaded once) and read by :func:`magenta_compat.load_pastiche_network`; the
+    train_dir of an ``nst-train --mode=cin`` or ``finetune`` run gives its latest network
+    (:func:`nst_tf.training.load_train_dir`).
     ``num_styles`` / ``alpha``, when given, must match the model (Magenta's transform script
     required ``--num_styles``; here it is only a check): a mismatch raises ``CheckpointError``.
     """
     if isinstance(model, (str, os.PathLike)):
         from magenta_compat.pastiche import locate_checkpoint
+        from nst_tf.training.train_dir import is_train_dir, load_train_dir
 
         path = os.fspath(model)
-        network = (load_keras_file(path) if path.endswith(".keras")
-                   else _load_cached(*_file_key(locate_checkpoint(path))))
+        if path.endswith(".keras"):
+            network = load_keras_file(path)
+        elif is_train_dir(path):
+            network = load_train_dir(path)
+        else:
+            network = _load_cached(*_file_key(locate_checkpoint(path)))
     elif hasattr(model, "layers") and callable(model):
         network = model
     else:
@@ -155,6 +162,29 @@ def load_model(model, num_styles=None, alpha=None):
     if alpha is not None and abs(alpha - found_alpha) > 1e-6:
         raise CheckpointError(f"alpha={alpha:g} was given but {_describe(model)} was built with "
                               f"alpha={found_alpha:g}; leave alpha out to use the model's value")
+    return network
+
+
+def load_training_network(checkpoint, alpha=None):
+    """The pastiche network of ``checkpoint`` (a preset, a Magenta checkpoint or the train_dir
+    of a ``cin`` / ``finetune`` run) with a labels input, as fine-tuning extends it; ``alpha``,
+    when given, must match."""
+    from magenta_compat import load_pastiche_network
+    from nst_tf.models.pastiche.network import is_conditional
+    from nst_tf.training.train_dir import is_train_dir, load_train_dir, read_run_config
+
+    path = os.fspath(checkpoint)
+    if not is_train_dir(path):
+        return load_pastiche_network(path, alpha=alpha, style_input="labels")
+    network = load_train_dir(path, for_inference=False)
+    if not is_conditional(network):
+        raise ConfigError(f"{path} is the train_dir of a --mode={read_run_config(path)['mode']} "
+                          "run; fine-tuning extends a multi-style network (a cin or finetune "
+                          "train_dir, a Magenta checkpoint or a preset)")
+    trained = pastiche_config(network)["alpha"]
+    if alpha is not None and abs(alpha - trained) > 1e-6:
+        raise CheckpointError(f"alpha={alpha:g} was given but train_dir {path} was trained with "
+                              f"alpha={trained:g}; leave alpha out to use the train_dir's")
     return network
 
 
@@ -337,6 +367,13 @@ class PasticheFamily(Family):
     ``which_styles`` string (see :func:`stylize`); presets ``"varied"`` and ``"monet"``."""
 
     name = "pastiche"
+    runs_with = "nst-transform, nst_tf.stylize, nst-video or nst-stylize-dataset"
+
+    def serving_module(self, network, image_size=None):
+        from nst_tf.export import PasticheModule
+        from nst_tf.models.pastiche.network import as_weights_network
+
+        return PasticheModule(as_weights_network(network), image_size=image_size)
 
     @property
     def presets(self):

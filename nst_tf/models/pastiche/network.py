@@ -210,8 +210,16 @@ def pastiche_config(network):
 
 
 def is_conditional(network):
-    """True for a network taking ``[image, style]`` (pastiche / CIN), False for ``image`` only."""
-    return len(network.inputs) == 2
+    """True for a pastiche (CIN) network, which takes ``[image, style labels or weights]``;
+    False for any other network (single-style ones, and the ``[content, style image]`` networks
+    of AdaIN and the arbitrary-style family)."""
+    if len(getattr(network, "inputs", None) or ()) != 2:
+        return False
+    try:
+        pastiche_config(network)
+    except ValueError:
+        return False
+    return True
 
 
 def as_weights_network(network):

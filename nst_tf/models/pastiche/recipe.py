@@ -37,15 +37,29 @@ class CinRecipe(PerceptualRecipe):
 
         return pastiche_network(num_styles, alpha=options["alpha"], style_input="labels"), 0
 
+    @classmethod
+    def network_from_config(cls, config):
+        from nst_tf.models.pastiche.network import pastiche_network
 
-class FinetuneRecipe(PerceptualRecipe):
+        # Fine-tuning's styles sit after the extended checkpoint's (label_offset of them).
+        return pastiche_network(config["num_styles"] + config.get("label_offset", 0),
+                                alpha=config["alpha"], style_input="labels")
+
+    @classmethod
+    def inference_network(cls, network):
+        from nst_tf.models.pastiche.network import as_weights_network
+
+        return as_weights_network(network)
+
+
+class FinetuneRecipe(CinRecipe):
     """``mode="finetune"``: the styles added to the pastiche ``checkpoint``, only their gamma /
     beta rows trained (labels ``N_old ...``).
 
     Options: those of :class:`~nst_tf.training.PerceptualRecipe`, and
 
-    * ``checkpoint`` (required): the pastiche checkpoint to extend (file, folder or preset name
-      such as ``"varied"``);
+    * ``checkpoint`` (required): the pastiche checkpoint to extend (file, folder, preset name
+      such as ``"varied"``, or the train_dir of a ``cin`` or ``finetune`` run);
     * ``alpha``: None (the checkpoint's) or a check of the checkpoint's width multiplier;
     * ``new_style_init``: ``"identity"`` (gamma 1, beta 0, Magenta's) or ``"mean"`` of the old
       rows.
@@ -55,7 +69,6 @@ class FinetuneRecipe(PerceptualRecipe):
     summary = "add the styles to --checkpoint and train only their gamma / beta"
     options = {**PerceptualRecipe.options, "checkpoint": None, "alpha": None,
                "new_style_init": "identity"}
-    exports_magenta = True
 
     def check(self):
         if not self.options["checkpoint"]:
@@ -65,11 +78,10 @@ class FinetuneRecipe(PerceptualRecipe):
 
     @classmethod
     def build_network(cls, num_styles, **options):
-        from magenta_compat import load_pastiche_network
+        from nst_tf.models.pastiche.family import load_training_network
         from nst_tf.models.pastiche.network import extend_styles, freeze_convolutions
 
-        base = load_pastiche_network(options["checkpoint"], alpha=options["alpha"],
-                                     style_input="labels")
+        base = load_training_network(options["checkpoint"], alpha=options["alpha"])
         old = base.get_layer("contract_conv1_norm").num_styles
         network = extend_styles(base, num_styles, init=options["new_style_init"])
         freeze_convolutions(network)

@@ -141,6 +141,7 @@ class TextureFamily(Family):
     """
 
     name = "texture"
+    runs_with = "nst_tf.synthesize (texture networks) or nst_tf.stylize (stylization networks)"
 
     def owns_network(self, network):
         from nst_tf.models.texture.network import is_texture_network
