@@ -22,7 +22,7 @@ from magenta_compat.arbitrary import load_arbitrary_network
 from nst_tf import families
 from nst_tf.cli import export
 from nst_tf.images import float_to_uint8, load_image, save_image
-from nst_tf.models.arbitrary.family import load_train_dir
+from nst_tf.training.train_dir import load_train_dir
 from nst_tf.networks import arbitrary_config, style_predictor_of, transformer_of
 from onnx_reference import pair_folder
 from test_mobile_trained import STYLES, TALL, picture
