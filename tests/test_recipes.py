@@ -126,7 +126,8 @@ def test_mode_defaults_and_untrained_network():
     net, offset = training.build_network("arbitrary", alpha=0.25, depth_multiplier=0.25,
                                          weights="random")
     assert offset == 0 and arbitrary_config(net) == {"embedding_size": 100, "alpha": 0.25,
-                                                     "depth_multiplier": 0.25}
+                                                     "depth_multiplier": 0.25,
+                                                     "predictor": "inception_v3"}
     # A train_dir's record rebuilds the same architecture (what its checkpoint is read into).
     again = recipes.recipe_class("arbitrary").network_from_config(
         {"mode": "arbitrary", **arbitrary_config(net)})
