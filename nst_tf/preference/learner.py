@@ -324,7 +324,7 @@ class PreferenceLearner:
         a, b = self.next_query(2)
         return a, b
 
-    def next_query(self, k=4):
+    def next_query(self, k=4, after=None):
         """The next k mixes to show, float32 [k, N]; distinct mixes on the simplex.
 
         The first ``init_pairs`` questions are random pool draws; then the incumbent (``best()``)
@@ -332,16 +332,28 @@ class PreferenceLearner:
         :data:`MIN_GAP` apart; the second option must come from the dense / sparse side of the
         pool (:data:`SLOTS`: measured, without it the grid mostly polishes one recipe). A
         function of the data: asking again before an answer gives the same question.
+
+        ``after``: optional ``(options, chosen)``, an answer this learner has not been given
+        (the web page asks from the last fitted posterior while the next fit runs): the question
+        that follows it, from this posterior. Its picked option takes the incumbent's place and
+        its other options are not shown again.
         """
         k = int(k)
         if k < 2:
             raise PreferenceError(f"a question needs at least 2 options, got k={k}")
+        answers = len(self._answers) + (after is not None)
         # the pool depends on the data only: asking twice gives the same question, and a copy of
         # the learner with one more answer predicts the question that will follow that answer
-        rng = np.random.default_rng([self.seed, len(self._answers), k])
-        if len(self._answers) < self.init_pairs or self.posterior() is None:
+        rng = np.random.default_rng([self.seed, answers, k])
+        if answers < self.init_pairs or self.posterior() is None:
             return self._pool_draws(rng, k).astype(np.float32)
         incumbent = self.best().astype(np.float64)
+        avoid = np.zeros((0, self.num_styles))
+        if after is not None:
+            shown, chosen = np.asarray(after[0], np.float64), after[1]
+            if chosen is not None:
+                incumbent = shown[chosen] / shown[chosen].sum()
+            avoid = shown / shown.sum(1, keepdims=True)
         parts = {
             "incumbent": incumbent[None],
             "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
@@ -353,6 +365,9 @@ class PreferenceLearner:
         kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
         pool, first = _distinct(np.concatenate(list(parts.values())))
         kinds = kinds[first]
+        shown_again = np.abs(pool[1:, None, :] - avoid[None]).sum(2).min(1, initial=np.inf)
+        new = np.concatenate([[True], shown_again >= MIN_GAP])   # row 0: the incumbent
+        pool, kinds = pool[new], kinds[new]
         post = self.posterior()
         X = self._embed(pool)
         mean, V = post.mean_and_projection(X)
@@ -379,12 +394,17 @@ class PreferenceLearner:
             options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
         return options.astype(np.float32)
 
-    def copy(self):
-        """An independent learner with the same settings and answers."""
+    def copy(self, warm=None):
+        """An independent learner with the same settings and answers.
+
+        Its fits start from this learner's hyperparameters and modes, or from ``warm``'s (a
+        learner fitted on fewer of the same answers: a refit is then a few Newton steps).
+        """
         other = PreferenceLearner(self.num_styles, self.seed, self.features, self.init_pairs)
         for W, c in self._answers:
             other.add_choice(W, c)
-        other._hyper, other._modes = self._hyper, dict(self._modes)
+        warm = self if warm is None else warm
+        other._hyper, other._modes = warm._hyper, dict(warm._modes)
         other._rng.bit_generator.state = self._rng.bit_generator.state
         return other
 
