@@ -66,7 +66,7 @@ class PreferenceSession:
     The learner is fitted in a background thread (``refit``): a request never waits for a fit.
     A vote takes the question prepared for that answer when it is ready, and otherwise asks
     from the last fitted posterior (:meth:`PreferenceLearner.next_query` with ``after``);
-    ``state()["fitted"]`` is how many answers the best mix shown is based on.
+    ``state()["fitted"]`` says whether the best mix shown is based on every answer.
     """
 
     def __init__(self, store, num_styles, render, seed=0, speculate=True):
@@ -97,7 +97,7 @@ class PreferenceSession:
         with self._changed:
             self._closed = True
             self._changed.notify_all()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ learner
     def _rebuild(self):
@@ -206,10 +206,13 @@ class PreferenceSession:
             guess = learner.copy()
             guess.add_choice(options, int(chosen))
             ready = _Fit(base, version + 1, guess)
-            for w in ready.question(self.kind.k):
-                self._submit(self.image_key(w))
+            keys = [self.image_key(w) for w in ready.question(self.kind.k)]
             with self._lock:
+                if self._closed:
+                    return
                 self._ahead[(version, question["id"], int(chosen))] = ready
+                for key in keys:
+                    self._submit(key)
 
     # ------------------------------------------------------------ images
     def image_key(self, weights):
@@ -258,7 +261,7 @@ class PreferenceSession:
                                                     for w in question["options"]])
             state.update({
                 "count": len(self.store.answers()),
-                "fitted": len(fitted),
+                "fitted": self._is_fitted(),
                 "best": {"image": self.image_key(best),
                          "weights": [{"style": i, "weight": round(float(best[i]), 3),
                                       "image": self.image_key(np.eye(self.num_styles)[i])}
