@@ -40,9 +40,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from nst_tf.preference.baseline import BaselinePairsLearner  # noqa: E402
-from nst_tf.preference.labeler import random_mixes_mean  # noqa: E402
 from nst_tf.preference.learner import PreferenceLearner  # noqa: E402
-from nst_tf.preference.tastes import draw_families  # noqa: E402
+from nst_tf.preference.tastes import draw_families, simulate  # noqa: E402
 
 CHECKPOINTS = (10, 20, 40)
 QUESTIONS = {"pairs": 2, "best-of-4": 4}
@@ -53,20 +52,10 @@ DESIGNS = ("best-of-4/active", "pairs/active", "best-of-4/random", "pairs/random
 def run_person(family, seed, design, num_styles=32, budget=40, checkpoints=CHECKPOINTS):
     """Scores ``{answers: normalized utility of best()}`` of one person of ``family``."""
     questions, strategy = design.split("/")
-    utility, labeler = family.person(num_styles, seed)
-    zero = random_mixes_mean(utility, num_styles, seed)
-    top = float(utility(utility.optimum[None])[0])
     learner = (BaselinePairsLearner(num_styles, seed=seed) if strategy == "baseline"
                else PreferenceLearner(num_styles, seed=seed))
-    k = QUESTIONS[questions]
-    scores = {}
-    for step in range(1, budget + 1):
-        options = learner.random_query(k) if strategy == "random" else learner.next_query(k)
-        learner.add_choice(options, labeler.choose(options))
-        if step in checkpoints:
-            value = float(utility(learner.best()[None].astype(np.float64))[0])
-            scores[step] = (value - zero) / (top - zero)
-    return scores
+    return simulate(learner, family, seed, QUESTIONS[questions], budget, checkpoints,
+                    random=strategy == "random")
 
 
 def _task(args):

@@ -5,7 +5,7 @@ A session database is filled with 100 answers of a simulated person (random ques
 distinct mixes than the learner's own questions, so a larger fit). Then, for each server mode,
 the page's server runs in its own process (Werkzeug, as ``nst-prefer`` runs it, with a flat-colour
 renderer: the time measured is the learner's and the server's, not the style network's), a
-load generator process keeps ``--load`` busy loops running (default: one per core), and a
+load generator process keeps ``--load`` threads busy (default: one per core), and a
 simulated person answers ``--answers`` more questions over HTTP, each as soon as the previous
 one is on screen (``--think`` seconds later). Timed: ``POST /api/vote`` until its reply, which
 holds the next question.
@@ -30,7 +30,6 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import json  # noqa: E402
-import multiprocessing  # noqa: E402
 import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
@@ -100,15 +99,21 @@ def serve(db, port, mode):
     server.serve_forever()
 
 
-def busy(_):
-    while True:
-        pass
+def load_generator(threads):
+    """The load process: ``threads`` threads hashing a buffer (hashlib lets go of the GIL on
+    large buffers, so one process keeps that many cores busy) until it is killed."""
+    import hashlib
+    import threading
 
+    data = os.urandom(1 << 20)
 
-def load_generator(workers):
-    """The load process: ``workers`` busy loops (its own processes) until it is killed."""
-    with multiprocessing.Pool(workers) as pool:
-        pool.map(busy, range(workers))
+    def spin():
+        while True:
+            hashlib.sha256(data).digest()
+
+    for _ in range(threads):
+        threading.Thread(target=spin, daemon=True).start()
+    threading.Event().wait()
 
 
 def _free_port():
@@ -170,6 +175,8 @@ def _options(db, question_id):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         return serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    if len(sys.argv) > 1 and sys.argv[1] == "--load-generator":
+        return load_generator(int(sys.argv[2]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--question", default="grid4", choices=("grid4", "pair"))
     parser.add_argument("--prefill", type=int, default=100)
@@ -182,14 +189,14 @@ def main():
                                                          "preference_latency.json"))
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
-    results = {}
+    results, loader = {}, None
     try:
         source = os.path.join(folder, "filled.sqlite")
         fill(source, args.question, args.prefill, args.seed)
-        loader = multiprocessing.Process(target=load_generator, args=(args.load,), daemon=True)
         if args.load:
-            loader.start()
-            time.sleep(2.0)
+            loader = subprocess.Popen([sys.executable, __file__, "--load-generator",
+                                       str(args.load)])
+            time.sleep(3.0)
         load = [os.getloadavg()[0]]
         for mode in args.modes.split(","):
             db = os.path.join(folder, f"{mode}.sqlite")
@@ -202,12 +209,13 @@ def main():
                              "max": float(np.max(seconds)), "replies": len(seconds),
                              "from_a_posterior_with_every_answer": current,
                              "seconds": [round(s, 4) for s in seconds]}
-        if args.load:
-            loader.terminate()
     finally:
+        if loader is not None:
+            loader.terminate()
+            loader.wait()
         shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.question}, answers {args.prefill + 1}-{args.prefill + args.answers}, think "
-          f"{args.think:g} s, load generator: {args.load} busy loops, load average "
+          f"{args.think:g} s, load generator: {args.load} busy threads, load average "
           + " -> ".join(f"{v:.1f}" for v in load) + f" on {os.cpu_count()} cores")
     print(f"{'mode':<12}{'p50 (s)':>9}{'p95 (s)':>9}{'max (s)':>9}  replies with every answer")
     for mode, r in results.items():

@@ -342,35 +342,22 @@ class PreferenceLearner:
         if k < 2:
             raise PreferenceError(f"a question needs at least 2 options, got k={k}")
         answers = len(self._answers) + (after is not None)
-        # the pool depends on the data only: asking twice gives the same question, and a copy of
-        # the learner with one more answer predicts the question that will follow that answer
-        rng = np.random.default_rng([self.seed, answers, k])
         if answers < self.init_pairs or self.posterior() is None:
+            rng = np.random.default_rng([self.seed, answers, k])
             return self._pool_draws(rng, k).astype(np.float32)
-        incumbent = self.best().astype(np.float64)
-        avoid = np.zeros((0, self.num_styles))
+        pool, kinds, X, mean, V = self._query_pool(answers, k)
+        post = self.posterior()
         if after is not None:
             shown, chosen = np.asarray(after[0], np.float64), after[1]
-            if chosen is not None:
-                incumbent = shown[chosen] / shown[chosen].sum()
-            avoid = shown / shown.sum(1, keepdims=True)
-        parts = {
-            "incumbent": incumbent[None],
-            "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
-            "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
-                rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
-            "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
-            "shown": np.array(self._W),
-        }
-        kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
-        pool, first = _distinct(np.concatenate(list(parts.values())))
-        kinds = kinds[first]
-        shown_again = np.abs(pool[1:, None, :] - avoid[None]).sum(2).min(1, initial=np.inf)
-        new = np.concatenate([[True], shown_again >= MIN_GAP])   # row 0: the incumbent
-        pool, kinds = pool[new], kinds[new]
-        post = self.posterior()
-        X = self._embed(pool)
-        mean, V = post.mean_and_projection(X)
+            shown = shown / shown.sum(1, keepdims=True)
+            if chosen is not None:   # the pick takes the incumbent's place, row 0
+                m, v = post.mean_and_projection(self._embed(shown[chosen][None]))
+                pool, X = pool.copy(), X.copy()
+                pool[0], X[0] = shown[chosen], self._embed(shown[chosen][None])[0]
+                mean, V = np.concatenate([m, mean[1:]]), np.concatenate([v, V[:, 1:]], 1)
+            gap = np.abs(pool[1:, None, :] - shown[None]).sum(2).min(1)
+            new = np.concatenate([[True], gap >= MIN_GAP])
+            pool, kinds, X, mean, V = pool[new], kinds[new], X[new], mean[new], V[:, new]
         var = post.kernel.diag(X) - np.sum(V * V, 0)
         # joint Monte Carlo on the most promising candidates (optimistic: mean + 2 std), the
         # best of the global kinds and of the others alike
@@ -387,12 +374,43 @@ class PreferenceLearner:
         apart = np.abs(candidates[:, None, :] - candidates[None, :, :]).sum(2) >= MIN_GAP
         masks = {"all": None, "global": is_global[keep]}
         slots = [masks[where] for where in SLOTS]
+        rng = np.random.default_rng([self.seed, answers, k, 1])
         chosen = acquisition.greedy_max_set(mean[keep], cov, min(k, len(keep)), rng, fixed,
                                             SAMPLES, apart, slots)
         options = pool[keep[chosen]]
         if len(options) < k:   # a tiny simplex: fill with random mixes
             options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
         return options.astype(np.float32)
+
+    def prepare(self, k=4):
+        """Compute now the candidate mixes (and their posterior) of the question that follows an
+        answer this learner has not been given yet: ``next_query(k, after=...)`` is then fast."""
+        if len(self._answers) + 1 >= self.init_pairs and self.posterior() is not None:
+            self._query_pool(len(self._answers) + 1, k)
+
+    def _query_pool(self, answers, k):
+        """The candidate mixes of a question (row 0: the incumbent, ``best()``), their kinds,
+        kernel inputs, posterior means and projections; one pool per (answers, k), kept."""
+        key = ("pool", answers, k)
+        if key not in self._cache:
+            # the pool depends on the data only: asking twice gives the same question, and a
+            # copy of the learner with one more answer predicts the question after that answer
+            rng = np.random.default_rng([self.seed, answers, k])
+            incumbent = self.best().astype(np.float64)
+            parts = {
+                "incumbent": incumbent[None],
+                "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
+                "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
+                    rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
+                "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
+                "shown": np.array(self._W),
+            }
+            kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
+            pool, first = _distinct(np.concatenate(list(parts.values())))
+            X = self._embed(pool)
+            mean, V = self.posterior().mean_and_projection(X)
+            self._cache[key] = (pool, kinds[first], X, mean, V)
+        return self._cache[key]
 
     def copy(self, warm=None):
         """An independent learner with the same settings and answers.

@@ -84,6 +84,7 @@ class PreferenceSession:
         self._rebuild()
         learner = self.learner.copy()
         learner.best()         # the first fit, before the page is served
+        learner.prepare(self.kind.k)
         self._fitted = _Fit(self._base, self._version, learner)
         self._speculated = None
         with self._lock:
@@ -171,6 +172,7 @@ class PreferenceSession:
                 fitted = self._is_fitted()
             if not fitted:
                 learner.best()
+                learner.prepare(self.kind.k)   # a vote before the next fit is answered from it
                 with self._changed:
                     if base == self._base and version >= self._fitted.version:
                         self._fitted = _Fit(base, version, learner)
@@ -206,13 +208,13 @@ class PreferenceSession:
             guess = learner.copy()
             guess.add_choice(options, int(chosen))
             ready = _Fit(base, version + 1, guess)
-            keys = [self.image_key(w) for w in ready.question(self.kind.k)]
+            images = [self.image_key(w) for w in ready.question(self.kind.k)]
             with self._lock:
                 if self._closed:
                     return
                 self._ahead[(version, question["id"], int(chosen))] = ready
-                for key in keys:
-                    self._submit(key)
+                for image in images:
+                    self._submit(image)
 
     # ------------------------------------------------------------ images
     def image_key(self, weights):

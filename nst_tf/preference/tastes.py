@@ -32,7 +32,7 @@ import zlib
 import numpy as np
 
 from nst_tf.preference import simplex
-from nst_tf.preference.labeler import SimulatedLabeler, calibrate_tau
+from nst_tf.preference.labeler import SimulatedLabeler, calibrate_tau, random_mixes_mean
 
 KINDS = ("peak", "modes", "linear", "flat")
 #: Seeds of the two draws: families are tuned on one and reported on the other.
@@ -125,3 +125,24 @@ def draw_families(which, count):
         name = f"{which[0]}{i}-{kind}-{detail}-lapse{lapse:g}-err{error:.2f}"
         families.append(Family(name, kind, params, lapse, round(error, 2)))
     return families
+
+
+def simulate(learner, family, seed, k, budget, checkpoints=None, random=False):
+    """Person ``seed`` of ``family`` answers ``budget`` k-option questions of ``learner`` (its
+    ``next_query``, or its ``random_query`` if ``random``); returns ``{answers: score}`` at the
+    ``checkpoints`` (default: the budget), the score being the normalized utility of
+    ``learner.best()``: 0 = the mean of uniformly random (Dirichlet(1)) mixes, 1 = the optimum.
+    """
+    num_styles = learner.num_styles
+    utility, labeler = family.person(num_styles, seed)
+    zero = random_mixes_mean(utility, num_styles, seed)
+    top = float(utility(utility.optimum[None])[0])
+    checkpoints = set(checkpoints or [budget])
+    scores = {}
+    for step in range(1, budget + 1):
+        options = learner.random_query(k) if random else learner.next_query(k)
+        learner.add_choice(options, labeler.choose(options))
+        if step in checkpoints:
+            value = float(utility(learner.best()[None].astype(np.float64))[0])
+            scores[step] = (value - zero) / (top - zero)
+    return scores
