@@ -345,39 +345,36 @@ class PreferenceLearner:
         if answers < self.init_pairs or self.posterior() is None:
             rng = np.random.default_rng([self.seed, answers, k])
             return self._pool_draws(rng, k).astype(np.float32)
-        pool, kinds, X, mean, V = self._query_pool(answers, k)
+        pool, is_global, X, mean, V, ucb = self._query_pool(answers, k)
         post = self.posterior()
+        rows, picked = np.arange(len(pool)), None
         if after is not None:
             shown, chosen = np.asarray(after[0], np.float64), after[1]
             shown = shown / shown.sum(1, keepdims=True)
-            if chosen is not None:   # the pick takes the incumbent's place, row 0
-                m, v = post.mean_and_projection(self._embed(shown[chosen][None]))
-                pool, X = pool.copy(), X.copy()
-                pool[0], X[0] = shown[chosen], self._embed(shown[chosen][None])[0]
-                mean, V = np.concatenate([m, mean[1:]]), np.concatenate([v, V[:, 1:]], 1)
+            picked = None if chosen is None else shown[chosen]
             gap = np.abs(pool[1:, None, :] - shown[None]).sum(2).min(1)
-            new = np.concatenate([[True], gap >= MIN_GAP])
-            pool, kinds, X, mean, V = pool[new], kinds[new], X[new], mean[new], V[:, new]
-        var = post.kernel.diag(X) - np.sum(V * V, 0)
+            rows = np.concatenate([[0], 1 + np.flatnonzero(gap >= MIN_GAP)])
         # joint Monte Carlo on the most promising candidates (optimistic: mean + 2 std), the
         # best of the global kinds and of the others alike
-        ucb = mean + 2.0 * np.sqrt(np.maximum(var, 0))
-        is_global = np.isin(kinds, ["dense", "sparse"])
         keep = [np.array([0])]
-        for group in (is_global, ~is_global):
-            index = np.flatnonzero(group)
+        for group in (is_global[rows], ~is_global[rows]):
+            index = rows[group]
             keep.append(index[np.argsort(-ucb[index])[:CANDIDATES // 2]])
         keep = np.unique(np.concatenate(keep))   # the incumbent stays row 0
-        cov = post.covariance(X[keep], V[:, keep], X[keep], V[:, keep])
+        candidates, Xk, mk, Vk = pool[keep], X[keep], mean[keep], V[:, keep]
+        if picked is not None:   # the pick takes the incumbent's place
+            candidates[0], Xk[0] = picked, self._embed(picked[None])[0]
+            m, v = post.mean_and_projection(Xk[:1])
+            mk[0], Vk[:, 0] = m[0], v[:, 0]
+        cov = post.covariance(Xk, Vk, Xk, Vk)
         fixed = (0,) if INCUMBENT else ()
-        candidates = pool[keep]
         apart = np.abs(candidates[:, None, :] - candidates[None, :, :]).sum(2) >= MIN_GAP
         masks = {"all": None, "global": is_global[keep]}
         slots = [masks[where] for where in SLOTS]
         rng = np.random.default_rng([self.seed, answers, k, 1])
-        chosen = acquisition.greedy_max_set(mean[keep], cov, min(k, len(keep)), rng, fixed,
+        chosen = acquisition.greedy_max_set(mk, cov, min(k, len(keep)), rng, fixed,
                                             SAMPLES, apart, slots)
-        options = pool[keep[chosen]]
+        options = candidates[chosen]
         if len(options) < k:   # a tiny simplex: fill with random mixes
             options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
         return options.astype(np.float32)
@@ -389,8 +386,9 @@ class PreferenceLearner:
             self._query_pool(len(self._answers) + 1, k)
 
     def _query_pool(self, answers, k):
-        """The candidate mixes of a question (row 0: the incumbent, ``best()``), their kinds,
-        kernel inputs, posterior means and projections; one pool per (answers, k), kept."""
+        """The candidate mixes of a question (row 0: the incumbent, ``best()``), whether each is
+        of the global kinds, their kernel inputs, posterior means, projections and mean + 2 std;
+        one pool per (answers, k), kept."""
         key = ("pool", answers, k)
         if key not in self._cache:
             # the pool depends on the data only: asking twice gives the same question, and a
@@ -408,8 +406,11 @@ class PreferenceLearner:
             kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
             pool, first = _distinct(np.concatenate(list(parts.values())))
             X = self._embed(pool)
-            mean, V = self.posterior().mean_and_projection(X)
-            self._cache[key] = (pool, kinds[first], X, mean, V)
+            post = self.posterior()
+            mean, V = post.mean_and_projection(X)
+            ucb = mean + 2.0 * np.sqrt(np.maximum(post.kernel.diag(X) - np.sum(V * V, 0), 0))
+            is_global = np.isin(kinds[first], ["dense", "sparse"])
+            self._cache[key] = (pool, is_global, X, mean, V, ucb)
         return self._cache[key]
 
     def copy(self, warm=None):

@@ -140,7 +140,7 @@ class PreferenceSession:
 
     def _new_question(self, after=None):
         options = list(self._next_options(after))
-        count = len(self.store.answers(include_undone=True))
+        count = self.store.count(include_undone=True)
         shown, order = self.kind.shuffle(np.random.default_rng([self.seed, 1, count]), options)
         question = self.store.question(self.store.add_question(shown, order))
         self._prefetch(question)
@@ -262,7 +262,7 @@ class PreferenceSession:
             state = self.kind.page_state(question, [self.image_key(w)
                                                     for w in question["options"]])
             state.update({
-                "count": len(self.store.answers()),
+                "count": self.store.count(),
                 "fitted": self._is_fitted(),
                 "best": {"image": self.image_key(best),
                          "weights": [{"style": i, "weight": round(float(best[i]), 3),
