@@ -79,6 +79,9 @@ MIN_GAP = 0.2
 #: Per option after the incumbent, the pool kinds it may come from: "global" (dense and sparse
 #: mixes, pure styles) or "all" (also local moves and mixes shown); then "all" again.
 SLOTS = ("all", "global")
+#: For pairs, every this many questions is a random one (0: never), as the pairs learner before
+#: k-option questions did (:mod:`nst_tf.preference.baseline`).
+EXPLORE_PAIRS_EVERY = 0
 #: ``best()`` maximizes mean − CAUTION · std.
 CAUTION = 1.0
 #: Dirichlet(1) mixes over which :meth:`PreferenceLearner.random_level` averages.
@@ -342,7 +345,9 @@ class PreferenceLearner:
         if k < 2:
             raise PreferenceError(f"a question needs at least 2 options, got k={k}")
         answers = len(self._answers) + (after is not None)
-        if answers < self.init_pairs or self.posterior() is None:
+        explore = (k == 2 and EXPLORE_PAIRS_EVERY
+                   and (answers - self.init_pairs) % EXPLORE_PAIRS_EVERY == EXPLORE_PAIRS_EVERY - 1)
+        if answers < self.init_pairs or explore or self.posterior() is None:
             rng = np.random.default_rng([self.seed, answers, k])
             return self._pool_draws(rng, k).astype(np.float32)
         pool, is_global, X, mean, V, ucb = self._query_pool(answers, k)

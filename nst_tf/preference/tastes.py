@@ -84,6 +84,9 @@ class Family:
             styles = rng.permutation(num_styles)
             recipes, heights = [], [1.0] + list(p["heights"])
             for size in p["sizes"]:
+                size = min(size, len(styles))   # few styles: fewer, smaller recipes
+                if not size:
+                    break
                 w = np.zeros(num_styles)
                 w[styles[:size]] = rng.dirichlet(np.full(size, 3.0)) if size > 1 else 1.0
                 styles = styles[size:]
