@@ -415,7 +415,8 @@ def test_import_nst_tf_does_not_load_flask():
 
 
 @pytest.mark.parametrize("name", ["__init__", "gp", "acquisition", "simplex", "learner",
-                                  "labeler", "questions", "store", "session", "app", "pages"])
+                                  "labeler", "tastes", "baseline", "questions", "store",
+                                  "session", "app", "pages"])
 def test_docstring_examples_run(name):
     import doctest
     import importlib
