@@ -4,10 +4,11 @@
 or a grid of four, see :mod:`nst_tf.preference.questions`), records answers (idempotent, via
 :class:`~nst_tf.preference.store.PreferenceStore`), feeds them to a
 :class:`~nst_tf.preference.learner.PreferenceLearner`, shuffles the options on screen, and
-renders images in one background thread, *ahead of time*: while a question is on screen it
-renders the question that would follow each answer (the learner's next question is a function
-of its data), the likeliest answer first, so the next question is usually ready when the answer
-arrives.
+renders images in one background thread. No request waits for the model: a ``refit`` thread
+fits the learner to the newest answers and then, while a question is on screen, chooses the
+question that would follow each answer (the learner's next question is a function of its data),
+the likeliest answer first, and has it rendered. A vote takes that question when it is ready,
+and otherwise one chosen from the last fitted posterior.
 
 Example (a renderer that paints each mix a flat colour):
     >>> import os, tempfile, numpy as np
