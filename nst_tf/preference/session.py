@@ -26,6 +26,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import sys
 import threading
 
 import numpy as np
@@ -162,24 +163,35 @@ class PreferenceSession:
 
     def _refit_loop(self):
         """The ``refit`` thread: fit the newest data, then prepare the questions that would
-        follow each answer to the open question, the likeliest answer first."""
+        follow each answer to the open question, the likeliest answer first. A failure is
+        reported once per state of the data; the page goes on from the last fit."""
+        failed = None
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._closed or not self._is_idle())
+                self._changed.wait_for(lambda: self._closed or (
+                    not self._is_idle() and failed != (self._base, self._version)))
                 if self._closed:
                     return
                 base, version, warm = self._base, self._version, self._fitted.learner
                 learner = self.learner.copy(warm=warm)
                 fitted = self._is_fitted()
-            if not fitted:
-                learner.best()
-                learner.prepare(self.kind.k)   # a vote before the next fit is answered from it
-                with self._changed:
-                    if base == self._base and version >= self._fitted.version:
-                        self._fitted = _Fit(base, version, learner)
-                        self._changed.notify_all()
-                continue
-            self._prepare_answers(base, version, learner)
+            try:
+                if fitted:
+                    self._prepare_answers(base, version, learner)
+                else:
+                    self._publish(base, version, learner)
+            except Exception as e:   # noqa: BLE001 -- a thread has no caller to raise to
+                failed = (base, version)
+                print(f"nst-prefer: refitting the model failed ({type(e).__name__}: {e}); "
+                      "questions come from the last fit", file=sys.stderr, flush=True)
+
+    def _publish(self, base, version, learner):
+        learner.best()
+        learner.prepare(self.kind.k)   # a vote before the next fit is answered from it
+        with self._changed:
+            if not self._closed and base == self._base and version >= self._fitted.version:
+                self._fitted = _Fit(base, version, learner)
+                self._changed.notify_all()
 
     def _open_key(self):
         question = self.store.open_question()
@@ -187,6 +199,8 @@ class PreferenceSession:
 
     def _prepare_answers(self, base, version, learner):
         with self._lock:
+            if self._closed:
+                return
             key = self._open_key()
             question = self.store.open_question()
             self._ahead = {k: v for k, v in self._ahead.items() if k[0] == version}
