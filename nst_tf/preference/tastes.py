@@ -106,7 +106,7 @@ class Family:
 
 def draw_families(which, count):
     """``count`` families of the ``which`` draw (``"tuning"`` or ``"validation"``); the kinds
-    take turns (:data:`KINDS`), linear and flat tastes turn from purity to mixing every
+    take turns (``KINDS``), linear and flat tastes turn from purity to mixing every
     ``len(KINDS)`` families, every other parameter is drawn."""
     rng = np.random.default_rng(SETS[which])
     families = []
