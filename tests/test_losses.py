@@ -108,6 +108,10 @@ def test_random_directions_are_unit_and_seeded():
     np.testing.assert_array_equal(d, losses.random_directions(16, 8, seed=3).numpy())
     assert not np.allclose(d, losses.random_directions(16, 8, seed=4).numpy())
     np.testing.assert_array_equal(losses.random_directions(16, None, seed=3).shape, (16, 16))
+    # Zero directions would make a loss that is always 0: refused (1 is the smallest count).
+    assert losses.random_directions(16, 1, seed=3).shape == (16, 1)
+    with pytest.raises(ValueError, match="num_projections must be >= 1, got 0"):
+        losses.random_directions(16, 0)
 
 
 @pytest.mark.parametrize("target_hw", [(4, 5), (7, 6), (2, 3), (3, 3)])
