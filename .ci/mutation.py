@@ -42,9 +42,9 @@ TARGETS = {
     "video": (["nst_tf/video/warp.py", "nst_tf/video/consistency.py"],
               ["tests/test_video_math.py"], 300, 12),
     "families": (["nst_tf/families.py"], ["tests/test_families.py"], 300, 10),
-    "tiling": (["nst_tf/tiling.py"], ["tests/test_tiling.py"], 600, 8),
-    "patches": (["nst_tf/patches.py"], ["tests/test_patches.py"], 600, 6),
-    "preference": (["nst_tf/preference/learner.py"], ["tests/test_preference_learner.py"], 600, 8),
+    "tiling": (["nst_tf/tiling.py"], ["tests/test_tiling.py"], 600, 6),
+    "patches": (["nst_tf/patches.py"], ["tests/test_patches.py"], 600, 5),
+    "preference": (["nst_tf/preference/learner.py"], ["tests/test_preference_learner.py"], 600, 6),
 }
 
 
