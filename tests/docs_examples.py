@@ -45,8 +45,8 @@ _KW = r"(?<![\w-])"
 SUBSTITUTIONS = [
     (r"(?<![\w-])pip install[^\n&;|#]*[^\s&;|#]", "true",
      "the package is installed already: the tests run in that environment"),
-    (r"--scales=[\d,]+", "--scales=16,32", "two tiny scales"),
-    (_KW + r"scales=\[[\d, ]+\]", "scales=[16, 32]", "two tiny scales"),
+    (r"--scales=[\d,]+", "--scales=24,32", "two tiny scales (VGG needs 16 px on the short side)"),
+    (_KW + r"scales=\[[\d, ]+\]", "scales=[24, 32]", "two tiny scales"),
     (r"--steps=\d+(,\d+)+", "--steps=2,1", "one step count per (tiny) scale"),
     (r"--steps=\d+", "--steps=2", "two optimizer steps"),
     (_KW + r"steps=(\[[\d, ]+\]|\d+)", "steps=2, weights='random'",
@@ -58,16 +58,16 @@ SUBSTITUTIONS = [
     (r"--tile_size=\d+", "--tile_size=16", "tiles of a 32-pixel image"),
     (_KW + r"tile_size=\d+", "tile_size=16", "tiles of a 32-pixel image"),
     (r"--train_steps=\d+", "--train_steps=2", "two training steps"),
-    (_KW + r"train_steps=\d+", "train_steps=2, batch_size=1, image_size=32, weights=None",
-     "two training steps on one 32-pixel crop, random VGG (ImageNet weights are a download)"),
-    (r"--batch_size=\d+", "--batch_size=1", "one image per step"),
+    (_KW + r"train_steps=\d+", "train_steps=2, batch_size=2, image_size=32, weights=None",
+     "two training steps on two 32-pixel crops, random VGG (ImageNet weights are a download)"),
+    (r"--batch_size=\d+", "--batch_size=2", "two images per step (the diversity term compares two)"),
 ]
 
 #: Flags added at the end of a program's command line in a run block (before ``--``).
 APPEND = {
     "nst-stylize": ["--weights=random"],          # VGG's ImageNet weights are a download
     "nst-reconstruct": ["--weights=random"],
-    "nst-train": ["--weights=random", "--batch_size=1", "--image_size=32", "--train_steps=2",
+    "nst-train": ["--weights=random", "--batch_size=2", "--image_size=32", "--train_steps=2",
                   "--verbose=0"],
 }
 
