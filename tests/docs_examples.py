@@ -58,8 +58,8 @@ SUBSTITUTIONS = [
     (r"--tile_size=\d+", "--tile_size=16", "tiles of a 32-pixel image"),
     (_KW + r"tile_size=\d+", "tile_size=16", "tiles of a 32-pixel image"),
     (r"--train_steps=\d+", "--train_steps=2", "two training steps"),
-    (_KW + r"train_steps=\d+", "train_steps=2, batch_size=2, image_size=32, weights=None",
-     "two training steps on two 32-pixel crops, random VGG (ImageNet weights are a download)"),
+    (_KW + r"train_steps=\d+", "train_steps=2, batch_size=2, image_size=64, weights=None",
+     "two training steps on two 64-pixel crops (6 texture scales), random VGG (ImageNet weights are a download)"),
     (r"--batch_size=\d+", "--batch_size=2", "two images per step (the diversity term compares two)"),
 ]
 
@@ -67,7 +67,7 @@ SUBSTITUTIONS = [
 APPEND = {
     "nst-stylize": ["--weights=random"],          # VGG's ImageNet weights are a download
     "nst-reconstruct": ["--weights=random"],
-    "nst-train": ["--weights=random", "--batch_size=2", "--image_size=32", "--train_steps=2",
+    "nst-train": ["--weights=random", "--batch_size=2", "--image_size=64", "--train_steps=2",
                   "--verbose=0"],
 }
 

@@ -159,12 +159,12 @@ def test_shrinking_keeps_the_command_and_makes_it_tiny():
         "true   # from a clone",
         "nst-stylize --content=photo.jpg --style=a.jpg --size=32 --scales=24,32 --steps=2,1 "
         "--output=o.png --weights=random   # a comment",
-        "nst-train --mode=cin --batch_size=2 --weights=random --batch_size=2 --image_size=32 "
+        "nst-train --mode=cin --batch_size=2 --weights=random --batch_size=2 --image_size=64 "
         "--train_steps=2 --verbose=0 && nst-stylize-dataset --content=p -- --x=1"]
     assert examples.shrink_python('t(size=512, steps=[300, 100], tile_size=1024, '
                                   'train_steps=9)') == (
         "t(size=32, steps=2, weights='random', tile_size=16, train_steps=2, batch_size=2, "
-        "image_size=32, weights=None)")
+        "image_size=64, weights=None)")
 
 
 def test_checks_find_a_wrong_flag_and_a_missing_name():
