@@ -329,6 +329,37 @@ def python_name_errors(code):
     return list(dict.fromkeys(errors))   # a call and its function name are both visited
 
 
+def bound_names(code):
+    """Names a Python block binds (assignments, imports, definitions, loop and ``with``
+    targets, arguments)."""
+    names = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def undefined_names(code, known=()):
+    """Names a Python block reads that neither it, ``known`` (what the page's earlier blocks
+    bound) nor the builtins define: a reader pasting the page's blocks would get a NameError.
+
+    >>> undefined_names("w = f(W)", known={"f"})
+    ['W']
+    """
+    import builtins
+
+    defined = bound_names(code) | set(known) | set(dir(builtins))
+    used = [n.id for n in ast.walk(ast.parse(code))
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
+    return sorted({name for name in used if name not in defined})
+
+
 def _keyword_errors(function, call, name):
     try:
         parameters = inspect.signature(function).parameters

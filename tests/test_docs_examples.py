@@ -127,6 +127,23 @@ def test_block_names_exist(block):
     assert not errors, f"{block.id} ({block.needs}: {block.why}):\n" + "\n".join(errors)
 
 
+def bound_before(block):
+    """Names the Python blocks above ``block`` on its page bind."""
+    names = set()
+    for other in BLOCKS:
+        if other.page == block.page and other.line < block.line and other.lang == "python":
+            names |= examples.bound_names(other.code)
+    return names
+
+
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.lang == "python"],
+                         ids=[b.id for b in BLOCKS if b.lang == "python"])
+def test_python_block_defines_what_it_uses(block):
+    """Every name a Python block reads is defined by it or by a block above it on the page
+    (a run block would fail on it too, but only in the slow run)."""
+    assert not examples.undefined_names(block.code, bound_before(block))
+
+
 # --- the harness itself -------------------------------------------------------------------------
 
 def test_every_page_has_its_blocks_found():
