@@ -53,7 +53,7 @@ SUBSTITUTIONS = [
      "two optimizer steps of a random VGG (ImageNet weights are a download)"),
     (r"--size=\d+", "--size=32", "32-pixel images"),
     (_KW + r"size=\d+", "size=32", "32-pixel images"),
-    (_KW + r"size=\(\d+, \d+\)", "size=(32, 48)", "32-pixel images"),
+    (_KW + r"size=\(\d+, \d+\)", "size=(32, 64)", "32 x 64 pixels (texture networks: multiples of 32)"),
     (r"--(image|content|style_image|thumbnail)_size=\d+", r"--\1_size=32", "32-pixel images"),
     (r"--tile_size=\d+", "--tile_size=16", "tiles of a 32-pixel image"),
     (_KW + r"tile_size=\d+", "tile_size=16", "tiles of a 32-pixel image"),
