@@ -26,6 +26,7 @@ from nst_tf.layers import CircularPad2D, NoiseFill
 from nst_tf.networks import (johnson_network, pastiche_network, texture_config,
                              texture_network)
 from nst_tf.models.texture.recipe import UlyanovSchedule, ulyanov_style_weights
+from nst_tf.training.recipe import recipe_class
 
 SIZE = 32
 FAST = dict(batch_size=4, image_size=SIZE, weights=None, verbose=0, log_dir="")
@@ -302,6 +303,20 @@ def test_diversity_needs_two_samples(texture_file, tmp_path):
     with pytest.raises(ConfigError, match="batch_size must be >= 2"):
         training.train(None, texture_file, str(tmp_path), mode="texture", train_steps=1,
                        diversity_weight=1.0, **{**FAST, "batch_size": 1})
+
+
+def test_reflect_padding_needs_two_pixels_at_the_coarsest_scale(texture_file, tmp_path):
+    """Six scales of a 32-pixel crop leave 1x1 at the coarsest, which reflect padding cannot
+    pad: refused before building anything, in one line naming the options (not Keras' layer
+    error after the loss network is built). Circular padding (textures) pads 1x1 fine."""
+    content = str(tmp_path / "c.png")
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(content)
+    stylize, texture = recipe_class("texture_stylize"), recipe_class("texture")
+    with pytest.raises(ConfigError, match=r"image_size 32 is too small for 6 scales with reflect "
+                                          r"padding.*image_size >= 64 or fewer num_scales"):
+        stylize(content, texture_file, batch_size=2, image_size=32)
+    stylize(content, texture_file, batch_size=2, image_size=32, network_options={"num_scales": 5})
+    texture(None, texture_file, batch_size=2, image_size=32)   # circular padding
 
 
 def test_paper_schedule():

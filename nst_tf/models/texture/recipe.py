@@ -84,6 +84,20 @@ class TextureRecipe(PerceptualRecipe):
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"texture network options {network_options}: {exc}") from None
 
+    def check(self):
+        super().check()
+        network_options = self.options["network_options"] or {}
+        num_scales = network_options.get("num_scales", 6)
+        padding = network_options.get("padding") or \
+            ("circular" if self.network_mode == "texture" else "reflect")
+        if padding == "reflect" and isinstance(num_scales, int) and num_scales >= 1:
+            coarsest = 2 ** (num_scales - 1)   # the coarsest scale is image_size / coarsest
+            if self.image_size < 2 * coarsest:  # reflect padding by 1 needs 2 pixels
+                raise ConfigError(
+                    f"image_size {self.image_size} is too small for {num_scales} scales with "
+                    f"reflect padding: the coarsest scale (1/{coarsest}) needs 2 pixels; use "
+                    f"image_size >= {2 * coarsest} or fewer num_scales")
+
     def config(self):
         return {**super().config(), "network_options": self.options["network_options"] or {}}
 
