@@ -16,6 +16,12 @@ What Magenta's ``arbitrary_image_stylization_train.py`` does, on :func:`nst_tf.t
   (:func:`~nst_tf.models.arbitrary.inception.load_keras_inception_weights`; Magenta starts from
   slim's copy of the same network) or random, or everything from a Magenta checkpoint; the style
   network and the transformer are trained together, batch norm in training mode.
+  ``predictor="mobilenet_v2"`` is Magenta's ``arbitrary_image_stylization_train_mobile.py``:
+  the MobileNetV2 style network (``keras.applications.MobileNetV2``'s ImageNet weights,
+  :func:`~nst_tf.models.arbitrary.mobilenet.load_keras_mobilenet_weights`) and its bottleneck
+  conv stay frozen (batch norm in inference mode; Magenta's ``mobilenet_conv`` keeps its random
+  start), the style projections and the transformer (``alpha=0.25`` by default) are trained
+  (:data:`PREDICTOR_TRAINING`).
 * The loss (:class:`ArbitraryLoss`): Magenta's ``arbitrary_image_stylization_losses.total_loss``
   on its VGG-16 (average pooling, Magenta's preprocessing): content ``vgg_16/conv3`` weight 1,
   style ``vgg_16/conv1..4`` weight 0.5e-3 each against the Gram matrices of each example's own
@@ -29,6 +35,8 @@ Example:
     >>> net = train("imagenet/", "paintings/", "runs/arbitrary", mode="arbitrary",
     ...             batch_size=8)                                              # doctest: +SKIP
 """
+
+import dataclasses
 
 import tensorflow as tf
 
@@ -44,6 +52,65 @@ ARBITRARY_STYLE_WEIGHTS = {"vgg_16/conv1": 0.5e-3, "vgg_16/conv2": 0.5e-3,
 ARBITRARY_TV_WEIGHT = 1e4
 #: Magenta's random side of a style batch at ``image_size`` 256: ``[128, 300)``.
 STYLE_BATCH_SIDES = (128, 300)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorTraining:
+    """How Magenta trains the arbitrary-style network with one style trunk.
+
+    Attributes:
+        alpha: the transformer's default width multiplier with this trunk.
+        load_imagenet: ``load_imagenet(style_predictor)`` copies the trunk's ImageNet weights
+            from ``keras.applications`` (the bottleneck keeps its random start).
+        trains_predictor: False: the whole style prediction network (trunk and bottleneck) is
+            frozen, batch norm in inference mode (Magenta's ``train_mobile``:
+            ``mobilenet_trainable=False``).
+        script: Magenta's training script (documentation).
+    """
+
+    alpha: float
+    load_imagenet: object
+    trains_predictor: bool
+    script: str
+
+
+def _load_inception(predictor):
+    from nst_tf.models.arbitrary.inception import load_keras_inception_weights
+
+    return load_keras_inception_weights(predictor)
+
+
+def _load_mobilenet(predictor):
+    from nst_tf.models.arbitrary.mobilenet import load_keras_mobilenet_weights
+
+    return load_keras_mobilenet_weights(predictor)
+
+
+#: :class:`PredictorTraining` by ``predictor=`` name (:data:`nst_tf.networks.PREDICTORS`).
+PREDICTOR_TRAINING = {
+    "inception_v3": PredictorTraining(1.0, _load_inception, True,
+                                      "arbitrary_image_stylization_train.py"),
+    "mobilenet_v2": PredictorTraining(0.25, _load_mobilenet, False,
+                                      "arbitrary_image_stylization_train_mobile.py"),
+}
+
+
+def predictor_training(name):
+    """The :class:`PredictorTraining` of predictor ``name``; ConfigError naming the predictors."""
+    from nst_tf.models.arbitrary.network import predictor_kind
+
+    return PREDICTOR_TRAINING[predictor_kind(name).name]
+
+
+def freeze_predictor(network):
+    """Freeze the style prediction network of an arbitrary-style ``network`` when its trunk's
+    :class:`PredictorTraining` says so (its batch norms then run in inference mode); returns
+    the network."""
+    from nst_tf.models.arbitrary.network import predictor_of_network, style_predictor_of
+
+    if not PREDICTOR_TRAINING[predictor_of_network(network).name].trains_predictor:
+        style_predictor_of(network).trainable = False
+    return network
 
 
 class ArbitraryLoss(PerceptualLoss):
@@ -190,15 +257,19 @@ class ArbitraryRecipe(PerceptualRecipe):
       defaults: content ``vgg_16/conv3`` 1, style ``vgg_16/conv1..4`` 0.5e-3, TV 1e4);
     * ``backbone``, ``pooling``, ``preprocessing``: the loss network (Magenta's VGG-16 with
       average pooling by default);
-    * ``weights``: ``"imagenet"`` (the VGG-16 loss network and the Inception-v3 start, Keras'
-      cached downloads), ``"random"`` / None (both random), or a VGG ``.h5`` (Inception from
+    * ``weights``: ``"imagenet"`` (the VGG-16 loss network and the style trunk's start, Keras'
+      cached downloads), ``"random"`` / None (both random), or a VGG ``.h5`` (the trunk from
       ImageNet);
-    * ``alpha``: the transformer's width multiplier; ``depth_multiplier``: the style network's
-      (ImageNet weights need 1);
+    * ``predictor``: the style trunk, ``"inception_v3"`` (Magenta's ``train``) or
+      ``"mobilenet_v2"`` (its ``train_mobile``: the style prediction network frozen; see
+      :data:`PREDICTOR_TRAINING`);
+    * ``alpha``: the transformer's width multiplier (default: the predictor's, 1 or 0.25);
+      ``depth_multiplier``: the style trunk's (ImageNet weights need 1);
     * ``checkpoint``: start every weight from another arbitrary-style model instead — anything
       :func:`nst_tf.stylize` takes (a Magenta checkpoint, the presets ``"arbitrary"`` and
       ``"arbitrary-mobile"``, a folder holding the mobile model's TF Lite / ONNX files, a
-      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along;
+      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along (a
+      MobileNetV2 predictor stays frozen);
     * ``augment_style_images``, ``random_style_image_size``: Magenta's flags of the same names
       (both on by default; see :func:`style_stream`);
     * ``lr_schedule``: ``"constant"`` (Magenta's) or ``"ulyanov"``.
@@ -211,10 +282,11 @@ class ArbitraryRecipe(PerceptualRecipe):
     options = {"content_weights": ARBITRARY_CONTENT_WEIGHTS,
                "style_weights": ARBITRARY_STYLE_WEIGHTS, "tv_weight": ARBITRARY_TV_WEIGHT,
                "backbone": "vgg16", "pooling": "avg", "preprocessing": "magenta",
-               "weights": "imagenet", "lr_schedule": "constant", "alpha": 1.0,
-               "depth_multiplier": 1.0, "checkpoint": None, "augment_style_images": True,
-               "random_style_image_size": True}
+               "weights": "imagenet", "lr_schedule": "constant", "predictor": "inception_v3",
+               "alpha": None, "depth_multiplier": 1.0, "checkpoint": None,
+               "augment_style_images": True, "random_style_image_size": True}
     exports_magenta = True
+    exports_tflite = True
 
     def check(self):
         from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
@@ -224,10 +296,11 @@ class ArbitraryRecipe(PerceptualRecipe):
             raise ConfigError(f"mode 'arbitrary' crops style images to image_size, which must "
                               f"be at least {MIN_STYLE_SIZE} (the style network's minimum), got "
                               f"{self.image_size}")
+        predictor_training(options["predictor"])
         if options["weights"] not in (None, "random") and options["depth_multiplier"] != 1.0 \
                 and not options["checkpoint"]:
-            raise ConfigError("ImageNet Inception-v3 weights need depth_multiplier=1; use "
-                              "weights='random' for another width")
+            raise ConfigError(f"ImageNet {options['predictor']} weights need depth_multiplier=1; "
+                              "use weights='random' for another width")
         self.check_loss_options()
 
     def build(self):
@@ -241,17 +314,19 @@ class ArbitraryRecipe(PerceptualRecipe):
     @classmethod
     def build_network(cls, num_styles=1, **options):
         """``(network, 0)``: the arbitrary-style network to train (``num_styles`` is unused:
-        it takes any style)."""
-        from nst_tf.models.arbitrary.inception import load_keras_inception_weights
+        it takes any style), its style network frozen where Magenta's recipe freezes it
+        (:func:`freeze_predictor`)."""
         from nst_tf.models.arbitrary.network import arbitrary_network, style_predictor_of
 
         if options["checkpoint"]:
-            return copy_network(options["checkpoint"]), 0
-        network = arbitrary_network(alpha=options["alpha"],
-                                    depth_multiplier=options["depth_multiplier"])
+            return freeze_predictor(copy_network(options["checkpoint"])), 0
+        setup = predictor_training(options["predictor"])
+        alpha = setup.alpha if options["alpha"] is None else options["alpha"]
+        network = arbitrary_network(alpha=alpha, depth_multiplier=options["depth_multiplier"],
+                                    predictor=options["predictor"])
         if options["weights"] not in (None, "random"):
-            load_keras_inception_weights(style_predictor_of(network))
-        return network, 0
+            setup.load_imagenet(style_predictor_of(network))
+        return freeze_predictor(network), 0
 
     @classmethod
     def network_from_config(cls, config):
