@@ -110,6 +110,11 @@ class Recipe:
             return cls.exports_tflite
         return option in COMMON_OPTIONS or option in cls.options
 
+    @classmethod
+    def check_tflite_export(cls, options):
+        """ConfigError, before training, when ``--export_tflite`` cannot write the network that
+        the mode's ``options`` (as given) will train (default: it can)."""
+
     # --- Before the strategy exists --------------------------------------------------------------
 
     def check(self):

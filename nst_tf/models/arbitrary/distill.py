@@ -138,6 +138,10 @@ class DistillRecipe(ArbitraryRecipe):
     exports_magenta = True
     exports_tflite = True
 
+    @classmethod
+    def check_tflite_export(cls, options):
+        """The student always has a MobileNetV2 style predictor: ``--export_tflite`` writes it."""
+
     def check(self):
         from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
 

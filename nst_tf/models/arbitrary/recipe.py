@@ -16,12 +16,15 @@ What Magenta's ``arbitrary_image_stylization_train.py`` does, on :func:`nst_tf.t
   (:func:`~nst_tf.models.arbitrary.inception.load_keras_inception_weights`; Magenta starts from
   slim's copy of the same network) or random, or everything from a Magenta checkpoint; the style
   network and the transformer are trained together, batch norm in training mode.
-  ``predictor="mobilenet_v2"`` is Magenta's ``arbitrary_image_stylization_train_mobile.py``:
-  the MobileNetV2 style network (``keras.applications.MobileNetV2``'s ImageNet weights,
-  :func:`~nst_tf.models.arbitrary.mobilenet.load_keras_mobilenet_weights`) and its bottleneck
-  conv stay frozen (batch norm in inference mode; Magenta's ``mobilenet_conv`` keeps its random
-  start), the style projections and the transformer (``alpha=0.25`` by default) are trained
-  (:data:`PREDICTOR_TRAINING`).
+  ``predictor="mobilenet_v2"`` is Magenta's ``arbitrary_image_stylization_train_mobile.py``
+  (:data:`PREDICTOR_TRAINING`): the MobileNetV2 trunk starts from
+  ``keras.applications.MobileNetV2``'s ImageNet weights
+  (:func:`~nst_tf.models.arbitrary.mobilenet.load_keras_mobilenet_weights`) and runs with batch
+  norm in inference mode; the bottleneck conv keeps its random start, frozen; the transformer
+  (``alpha=0.25`` by default) is trained. Magenta's ``mobilenet_trainable=False`` does just
+  that: ``nets.mobilenet``'s ``training_scope(is_training=False)`` sets the trunk's batch norm
+  mode only, so the trunk's weights stay trainable variables that Adam updates, while
+  ``mobilenet_conv`` is built with ``trainable=False``.
 * The loss (:class:`ArbitraryLoss`): Magenta's ``arbitrary_image_stylization_losses.total_loss``
   on its VGG-16 (average pooling, Magenta's preprocessing): content ``vgg_16/conv3`` weight 1,
   style ``vgg_16/conv1..4`` weight 0.5e-3 each against the Gram matrices of each example's own
@@ -62,15 +65,19 @@ class PredictorTraining:
         alpha: the transformer's default width multiplier with this trunk.
         load_imagenet: ``load_imagenet(style_predictor)`` copies the trunk's ImageNet weights
             from ``keras.applications`` (the bottleneck keeps its random start).
-        trains_predictor: False: the whole style prediction network (trunk and bottleneck) is
-            frozen, batch norm in inference mode (Magenta's ``train_mobile``:
-            ``mobilenet_trainable=False``).
+        batch_norm_training: the style prediction network runs in training mode (batch
+            statistics, moving averages updated); False: inference mode.
+        frozen: layers of the style prediction network that are not trained.
+        tflite: Magenta publishes this model as TF Lite files, which ``--export_tflite`` writes
+            (:func:`nst_tf.export.export_mobile_tflite`).
         script: Magenta's training script (documentation).
     """
 
     alpha: float
     load_imagenet: object
-    trains_predictor: bool
+    batch_norm_training: bool
+    frozen: tuple
+    tflite: bool
     script: str
 
 
@@ -88,10 +95,12 @@ def _load_mobilenet(predictor):
 
 #: :class:`PredictorTraining` by ``predictor=`` name (:data:`nst_tf.networks.PREDICTORS`).
 PREDICTOR_TRAINING = {
-    "inception_v3": PredictorTraining(1.0, _load_inception, True,
-                                      "arbitrary_image_stylization_train.py"),
-    "mobilenet_v2": PredictorTraining(0.25, _load_mobilenet, False,
-                                      "arbitrary_image_stylization_train_mobile.py"),
+    "inception_v3": PredictorTraining(1.0, _load_inception, batch_norm_training=True,
+                                      frozen=(), tflite=False,
+                                      script="arbitrary_image_stylization_train.py"),
+    "mobilenet_v2": PredictorTraining(0.25, _load_mobilenet, batch_norm_training=False,
+                                      frozen=("bottleneck",), tflite=True,
+                                      script="arbitrary_image_stylization_train_mobile.py"),
 }
 
 
@@ -102,15 +111,35 @@ def predictor_training(name):
     return PREDICTOR_TRAINING[predictor_kind(name).name]
 
 
-def freeze_predictor(network):
-    """Freeze the style prediction network of an arbitrary-style ``network`` when its trunk's
-    :class:`PredictorTraining` says so (its batch norms then run in inference mode); returns
-    the network."""
+def prepare_predictor(network):
+    """Freeze the layers of ``network``'s style prediction network that its trunk's
+    :class:`PredictorTraining` leaves untrained; returns that :class:`PredictorTraining`."""
     from nst_tf.models.arbitrary.network import predictor_of_network, style_predictor_of
 
-    if not PREDICTOR_TRAINING[predictor_of_network(network).name].trains_predictor:
-        style_predictor_of(network).trainable = False
-    return network
+    setup = PREDICTOR_TRAINING[predictor_of_network(network).name]
+    for name in setup.frozen:
+        style_predictor_of(network).get_layer(name).trainable = False
+    return setup
+
+
+class ArbitraryTrainer(ImagePairTrainer):
+    """:class:`~nst_tf.training.trainer.ImagePairTrainer` of an arbitrary-style network whose
+    style prediction network runs in training mode only when ``style_training`` (Magenta's
+    ``train_mobile`` runs MobileNetV2's batch norm in inference mode while training it)."""
+
+    def __init__(self, network, loss, style_training=True, **kwargs):
+        super().__init__(network, loss, **kwargs)
+        self.style_training = bool(style_training)
+
+    def call(self, inputs, training=False):
+        from nst_tf.models.arbitrary.network import style_predictor_of, transformer_of
+
+        images, styles = inputs
+        if styles.dtype.is_integer:
+            styles = tf.gather(self.perceptual_loss.validation_styles, styles)
+        embedding = style_predictor_of(self.network)(styles,
+                                                     training=training and self.style_training)
+        return transformer_of(self.network)([images, embedding], training=training)
 
 
 class ArbitraryLoss(PerceptualLoss):
@@ -261,15 +290,15 @@ class ArbitraryRecipe(PerceptualRecipe):
       cached downloads), ``"random"`` / None (both random), or a VGG ``.h5`` (the trunk from
       ImageNet);
     * ``predictor``: the style trunk, ``"inception_v3"`` (Magenta's ``train``) or
-      ``"mobilenet_v2"`` (its ``train_mobile``: the style prediction network frozen; see
-      :data:`PREDICTOR_TRAINING`);
+      ``"mobilenet_v2"`` (its ``train_mobile``: batch norm of the style trunk in inference
+      mode, the bottleneck frozen; see :data:`PREDICTOR_TRAINING`);
     * ``alpha``: the transformer's width multiplier (default: the predictor's, 1 or 0.25);
       ``depth_multiplier``: the style trunk's (ImageNet weights need 1);
     * ``checkpoint``: start every weight from another arbitrary-style model instead — anything
       :func:`nst_tf.stylize` takes (a Magenta checkpoint, the presets ``"arbitrary"`` and
       ``"arbitrary-mobile"``, a folder holding the mobile model's TF Lite / ONNX files, a
-      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along (a
-      MobileNetV2 predictor stays frozen);
+      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along, and
+      its predictor's :class:`PredictorTraining`;
     * ``augment_style_images``, ``random_style_image_size``: Magenta's flags of the same names
       (both on by default; see :func:`style_stream`);
     * ``lr_schedule``: ``"constant"`` (Magenta's) or ``"ulyanov"``.
@@ -303,30 +332,44 @@ class ArbitraryRecipe(PerceptualRecipe):
                               "use weights='random' for another width")
         self.check_loss_options()
 
+    @classmethod
+    def check_tflite_export(cls, options):
+        """Magenta's TF Lite files hold the mobile model: a run from ``checkpoint`` is checked
+        when it is written; otherwise ``predictor`` must be one Magenta publishes as TF Lite."""
+        predictor = options.get("predictor", cls.options["predictor"])
+        if not options.get("checkpoint") and not predictor_training(predictor).tflite:
+            raise ConfigError(f"--export_tflite writes Magenta's mobile model (MobileNetV2 style "
+                              f"predictor); add --predictor=mobilenet_v2 (got {predictor!r})")
+
     def build(self):
         self.network, _ = self.build_network(**self.options)
         loss = ArbitraryLoss(self.loss_network(), self.content_weights, self.style_weights,
                              self.options["tv_weight"],
                              data.validation_batch(self.style_images, self.image_size, count=4))
-        self.trainer = ImagePairTrainer(self.network, loss)
+        setup = prepare_predictor(self.network)
+        self.trainer = ArbitraryTrainer(self.network, loss,
+                                        style_training=setup.batch_norm_training)
         return self.trainer
 
     @classmethod
     def build_network(cls, num_styles=1, **options):
         """``(network, 0)``: the arbitrary-style network to train (``num_styles`` is unused:
-        it takes any style), its style network frozen where Magenta's recipe freezes it
-        (:func:`freeze_predictor`)."""
+        it takes any style), with the layers that Magenta's recipe does not train frozen
+        (:func:`prepare_predictor`)."""
         from nst_tf.models.arbitrary.network import arbitrary_network, style_predictor_of
 
         if options["checkpoint"]:
-            return freeze_predictor(copy_network(options["checkpoint"])), 0
+            network = copy_network(options["checkpoint"])
+            prepare_predictor(network)
+            return network, 0
         setup = predictor_training(options["predictor"])
         alpha = setup.alpha if options["alpha"] is None else options["alpha"]
         network = arbitrary_network(alpha=alpha, depth_multiplier=options["depth_multiplier"],
                                     predictor=options["predictor"])
         if options["weights"] not in (None, "random"):
             setup.load_imagenet(style_predictor_of(network))
-        return freeze_predictor(network), 0
+        prepare_predictor(network)
+        return network, 0
 
     @classmethod
     def network_from_config(cls, config):
