@@ -300,13 +300,13 @@ def test_distill_as_typed(images, tmp_path):
     for mine, theirs in zip(transformer_of(student).weights, transformer_of(teacher).weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     photo, style = _photo_and_style()
-    out = nst_tf.stylize(photo, style[0], model=str(run), style_size=None, crop=False)
+    out = nst_tf.stylize(photo, style[0], model=str(run), style_size=None)
     expected = student([photo[None], style])[0].numpy()[:30, :41]
     np.testing.assert_allclose(out, expected, atol=1e-4)
     exported = tmp_path / "student.keras"
     done = run_program("nst-export", f"--model={run}", f"--output={exported}")
     assert done.returncode == 0, done.stderr[-3000:]
-    again = nst_tf.stylize(photo, style[0], model=str(exported), style_size=None, crop=False)
+    again = nst_tf.stylize(photo, style[0], model=str(exported), style_size=None)
     np.testing.assert_allclose(again, out, atol=1e-6)
 
 
