@@ -228,7 +228,7 @@ def not_taken_message(mode, option, flag=None):
     Example:
         >>> not_taken_message("adain", "tv_weight", flag="tv_weight")
         '--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, \
-finetune, johnson, texture, texture_stylize'
+distill, finetune, johnson, texture, texture_stylize'
     """
     name, prefix = (f"--{flag}", "--mode=") if flag else (option, "mode ")
     takers = modes_taking(option)
