@@ -117,11 +117,14 @@ def launch(images, tmp_path_factory):
     """Run ``U`` (cin, 4 steps), the canary, every other mode for two steps, then run ``K`` in
     which worker 1 dies after step 3."""
     from magenta_compat import write_checkpoint
-    from nst_tf.networks import pastiche_network
+    from nst_tf.export import export_keras
+    from nst_tf.networks import arbitrary_network, pastiche_network
 
     root = tmp_path_factory.mktemp("multiworker_runs")
     checkpoint = write_checkpoint(pastiche_network(2, alpha=0.25), str(root / "base.ckpt"))
-    others = _modes(images, checkpoint)
+    teacher = export_keras(arbitrary_network(alpha=0.25, depth_multiplier=0.25),
+                           str(root / "teacher.keras"))
+    others = _modes(images, checkpoint, teacher)
     common = {"content": images["content"], "styles": images["styles"]}
     spec = {"collective_timeout": 120, "runs": [
         {**common, "train_dir": str(root / "U"), "options": {**CIN, "train_steps": 4}},
@@ -230,9 +233,10 @@ def test_relaunch_resumes_and_equals_the_uninterrupted_run(launch, resumed):
 
 # --- Every mode, and the canary --------------------------------------------------------------
 
-def _modes(images, checkpoint):
+def _modes(images, checkpoint, teacher):
     """``mode: (content, styles, options)`` with tiny networks and loss networks, for every
-    mode but ``cin`` (run ``U``)."""
+    mode but ``cin`` (run ``U``); ``teacher`` is the arbitrary-style model that ``distill``
+    learns from."""
     content, styles = images["content"], images["styles"]
     small = dict(batch_size=4, image_size=32, train_steps=2, save_every=0, verbose=0)
     texture = dict(small, weights=None, style_weights={"block1_conv1": 1.0},
@@ -249,6 +253,9 @@ def _modes(images, checkpoint):
                                             weights="random", alpha=0.25, depth_multiplier=0.25,
                                             content_weights={"block2_conv2": 1.0},
                                             style_weights={"block1_conv2": 1e-3})),
+        "distill": (content, styles, dict(small, mode="distill", batch_size=2, image_size=64,
+                                          weights="random", depth_multiplier=0.35,
+                                          checkpoint=teacher)),
     }
 
 
