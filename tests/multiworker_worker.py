@@ -34,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 from nst_tf import training  # noqa: E402
 from nst_tf.errors import NSTError  # noqa: E402
 from nst_tf.training.distribute import MultiWorkerFit  # noqa: E402
+from multiworker_helpers import StepLosses, moving_statistics  # noqa: E402
 
 
 class KillAt(keras.callbacks.Callback):
@@ -51,13 +52,15 @@ class KillAt(keras.callbacks.Callback):
 
 
 def train(run):
-    callbacks = [KillAt(**run["kill"])] if run.get("kill") else []
+    losses = StepLosses()
+    callbacks = [losses] + ([KillAt(**run["kill"])] if run.get("kill") else [])
     start = time.perf_counter()
     net = training.train(run.get("content"), run["styles"], run["train_dir"],
                          strategy=STRATEGY, callbacks=callbacks, **run["options"])
     return {"train_dir": run["train_dir"], "final_step": net.final_step,
             "chief": net.worker.is_chief, "written": net.written,
-            "seconds": time.perf_counter() - start,
+            "seconds": time.perf_counter() - start, "losses": losses.losses,
+            "moving": moving_statistics(net),
             "history": {k: [float(v) for v in vs] for k, vs in net.train_history.items()}}
 
 
