@@ -2,7 +2,7 @@
 
 Magenta's style prediction network (:func:`~nst_tf.networks.style_prediction_network`) is
 ``inception_v3_base(final_endpoint="Mixed_6e")`` under Magenta's arg scope: every conv has no
-bias, then a gamma-free batch norm (eps 1e-3, :class:`SlimBatchNorm`), then **ReLU6**; the trunk
+bias, then a gamma-free batch norm (eps 1e-3, :class:`~nst_tf.batch_norm.SlimBatchNorm`), then **ReLU6**; the trunk
 takes [0, 1] images unchanged. The layout is data (:data:`INCEPTION_LAYOUT`, 70 convs); layer
 names follow slim's scopes (:func:`inception_keras_name`), so checkpoints map one to one.
 
