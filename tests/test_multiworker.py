@@ -24,10 +24,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from nst_tf import training
-from multiworker_helpers import StepLosses, moving_statistics
+from multiworker_helpers import StepLosses, make_images, moving_statistics
 from nst_tf.training.local_cluster import LocalCluster, run_workers
 
 pytestmark = pytest.mark.slow
@@ -46,26 +45,10 @@ CIN = dict(mode="cin", batch_size=4, image_size=32, weights=None, alpha=0.25,
 GAUGE = re.compile(r"residual\d+_conv2_norm[/_]beta")
 
 
-def _pattern(height, width, i):
-    y, x = np.mgrid[0:height, 0:width]
-    wave = np.sin(x / (2.0 + i) + y / (3.0 + 0.5 * i))[..., None]
-    return np.clip(127 + 120 * wave * np.array([1.0, 0.4 - 0.1 * i, -0.6]), 0, 255) \
-        .astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """12 content images of mixed sizes, 3 style images, generated."""
-    root = tmp_path_factory.mktemp("multiworker_images")
-    (root / "content").mkdir()
-    for i in range(12):
-        Image.fromarray(_pattern(36 + 2 * i, 48 - i, i)).save(root / "content" / f"c{i:02d}.png")
-    styles = []
-    for i in range(3):
-        path = root / f"style{i}.png"
-        Image.fromarray(_pattern(40, 40, 5 + 2 * i)[:, ::-1].copy()).save(path)
-        styles.append(str(path))
-    return {"content": str(root / "content"), "styles": styles}
+    return make_images(tmp_path_factory.mktemp("multiworker_images"))
 
 
 def _workers(command, timeout=900):
