@@ -125,7 +125,7 @@ def launch(images, tmp_path_factory):
         results = _workers(_script(spec))
         control_result = cluster.wait(900)[0]
     assert control_result.returncode == 0, control_result.output[-3000:]
-    return {"root": root, "results": results, "others": list(others),
+    return {"root": root, "results": results, "others": list(others), "checkpoint": checkpoint,
             "control": _results(control_result.output)[0]}
 
 
@@ -267,7 +267,7 @@ def single(images, launch, tmp_path_factory):
     """The one-process runs (this process, default strategy) of run ``U`` (seed 0 and seed 1)
     and of every other mode: ``{name: {"train_dir", "losses", "moving", "initial"}}``."""
     root = tmp_path_factory.mktemp("one_process")
-    others = _modes(images, str(launch["root"] / "base.ckpt"))
+    others = _modes(images, launch["checkpoint"])
     runs = {"cin": (images["content"], images["styles"], {**CIN, "train_steps": 4}),
             "cin_seed1": (images["content"], images["styles"],
                           {**CIN, "train_steps": 4, "seed": 1}), **others}
