@@ -13,7 +13,7 @@ give one device's numbers to float32 rounding.
 
 Usage::
 
-    python benchmarks/replica_agreement.py [--image_size 96] [--batch_size 4]
+    python benchmarks/replica_agreement.py [--image_size 96] [--batch_size 4] [--parallel]
 
 Prints a table and writes ``benchmarks/results/replica_agreement.json``.
 """
@@ -95,11 +95,14 @@ def run(how, args, folder, content, styles):
     if how == "workers":
         results = run_workers(lambda i: command, workers=2, env=ENV, timeout=args.timeout)
         outputs = [r.output for r in results]
-        failed = any(r.returncode for r in results)
+        failed = any(r.returncode != 0 for r in results)
     else:
-        done = subprocess.run(command, env={**os.environ, **ENV}, capture_output=True,
-                              text=True, timeout=args.timeout)
-        outputs, failed = [done.stdout + done.stderr], done.returncode != 0
+        try:
+            done = subprocess.run(command, env={**os.environ, **ENV}, capture_output=True,
+                                  text=True, timeout=args.timeout)
+            outputs, failed = [done.stdout + done.stderr], done.returncode != 0
+        except subprocess.TimeoutExpired:
+            outputs, failed = [f"still running after --timeout={args.timeout:g} s"], True
     lines = [line for line in outputs[0].splitlines() if line.startswith("RESULT ")]
     if failed or not lines:
         raise SystemExit(f"{how} failed:\n" + "\n".join(o[-3000:] for o in outputs))
@@ -115,6 +118,8 @@ def main():
     parser.add_argument("--image_size", type=int, default=96)
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the three configurations at once (shorter, seconds mean less)")
     parser.add_argument("--label", default="", help="a word for the notes (e.g. before/after)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -125,8 +130,16 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="nst-replicas-") as folder:
         content, styles = make_images(folder)
-        runs = {how: run(how, args, folder, content, styles)
-                for how in ("one", "mirrored", "workers")}
+        hows = ("one", "mirrored", "workers")
+        if args.parallel:      # each in its own processes anyway: only the seconds change
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(hows)) as pool:
+                futures = {how: pool.submit(run, how, args, folder, content, styles)
+                           for how in hows}
+                runs = {how: future.result() for how, future in futures.items()}
+        else:
+            runs = {how: run(how, args, folder, content, styles) for how in hows}
     one = runs["one"]
     rows = []
     for how, r in runs.items():
