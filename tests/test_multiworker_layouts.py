@@ -71,7 +71,7 @@ def chief_layout(tmp_path_factory):
     with LocalCluster(lambda i: command, workers=2, env=ENV, chief=True) as cluster:
         cluster.start()
         chief = cluster.processes[0]
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + 1800
         while chief.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         ended = time.time()
@@ -102,7 +102,8 @@ def test_chief_and_worker_on_tfrecords_equal_one_process(chief_layout, tmp_path)
 
 def test_a_hung_worker_ends_the_run_after_collective_timeout(chief_layout):
     """The worker stops (SIGSTOP) after step 2: the chief ends with one line naming it, within
-    collective_timeout plus a minute."""
+    collective_timeout plus a minute (measured: about 15 s, when the coordination service
+    misses the stopped worker's heartbeats)."""
     output = chief_layout["outputs"][0]
     stopped = re.search(r"STOPPED at step 2 t=([\d.]+)", chief_layout["outputs"][1])
     assert stopped, chief_layout["outputs"][1][-3000:]
