@@ -598,8 +598,8 @@ class NoiseFill(keras.layers.Layer):
     same message for sizes only known at run time). The noise comes from a
     ``keras.random.SeedGenerator``: each call draws new noise and advances the generator, so the
     sequence of draws is fixed by ``seed`` (reset it with :meth:`reseed`). Under a
-    ``tf.distribute`` strategy each replica folds its id into the seed, so replicas draw
-    different noise. Calling
+    ``tf.distribute`` strategy with ``R`` replicas each replica draws the noise of the global
+    batch and keeps its rows: the replicas together get one device's noise. Calling
     ``layer([x, noise])`` returns the given ``noise`` instead (checked against the expected
     shape): networks built that way take explicit noise inputs, e.g. for tests.
 
@@ -663,14 +663,17 @@ class NoiseFill(keras.layers.Layer):
         """The noise this layer gives for an input ``[batch, height, width, *]`` (and the next
         draw of its generator): ``[batch, height / ratio, width / ratio, channels]``. ``call``
         uses it; tiled stylization draws the whole image's noise with it and crops it."""
-        size = tf.stack([batch, height // self.ratio, width // self.ratio, self.channels])
         seed = tf.cast(self.seed_generator.next(), tf.int64)
         context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
-            # Every replica reads the same generator state: give each its own stream.
-            replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
-            seed = tf.stack([seed[0], seed[1] * context.num_replicas_in_sync + replica])
+        replicas = 1 if context is None else context.num_replicas_in_sync
+        size = tf.stack([batch * replicas, height // self.ratio, width // self.ratio,
+                         self.channels])
         noise = tf.random.stateless_uniform(size, seed=seed, dtype=tf.float32)
+        if replicas > 1:
+            # Every replica reads the same generator state and draws the global batch's noise:
+            # its share is one device's rows of it (the replicas' input shares are in order).
+            first = tf.cast(context.replica_id_in_sync_group, tf.int32) * batch
+            noise = noise[first:first + batch]
         return tf.cast(noise, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -19,7 +19,8 @@ MODULES = [
     "nst_tf.models.pastiche.network", "nst_tf.networks", "nst_tf.families",
     "magenta_compat.pastiche", "nst_tf.io", "nst_tf.device",
     "nst_tf.patches", "nst_tf.norm_statistics", "nst_tf.receptive_field",
-    "nst_tf.models.texture.network",
+    "nst_tf.models.texture.network", "nst_tf.batch_norm", "nst_tf.training.rendezvous",
+    "nst_tf.training.local_cluster",
 ]
 
 

@@ -54,7 +54,10 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 * ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
   (docs: "Training on several machines"). The strategy is created before anything else;
   the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
-  with one line naming it, and running every worker again resumes.
+  with one line naming it, and running every worker again resumes. At start-up each worker
+  waits for the others (saying for whom) up to ``--startup_timeout`` seconds; Ctrl-C there
+  exits with 130, SIGTERM with 143; workers whose ``TF_CONFIG`` clusters differ stop with one
+  line naming both.
 * Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
   flag given for a mode that does not take it is an error naming the modes that do
   (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
@@ -160,6 +163,10 @@ def define_flags(flag_values=flags.FLAGS):
                        "multi_worker: seconds after which a step waiting for a stuck worker "
                        "fails (default none: dead workers are still detected within about "
                        "10 s). Make it longer than the chief's checkpoint writes.", **fv)
+    flags.DEFINE_float("startup_timeout", 600,
+                       "multi_worker: seconds to wait for every worker of TF_CONFIG's cluster "
+                       "to start (0: for ever); the wait names the workers it waits for and "
+                       "stops on Ctrl-C or SIGTERM.", lower_bound=0, **fv)
     flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU/TPU only), true or false.", **fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, crops and labels.", **fv)
     flags.DEFINE_integer("save_every", 1000, "Checkpoint every this many steps (0: only at the "
@@ -329,7 +336,8 @@ def train_and_export(flag_values):
     prepare_exports(fv)
     # Before any TensorFlow op (VGG, images): MultiWorkerMirroredStrategy needs that.
     options["strategy"] = training.make_strategy(options.get("strategy", "default"),
-                                                 options.pop("collective_timeout", None))
+                                                 options.pop("collective_timeout", None),
+                                                 options.pop("startup_timeout", None) or None)
     network = training.train(options.pop("content_images"), options.pop("style_images"),
                              fv.train_dir, mode=fv.mode, **options)
     exported = list(network.written)
@@ -357,8 +365,15 @@ def train_and_export(flag_values):
 
 def execute(flag_values):
     """Run with parsed flags; print where things went. Returns the exit code: 0, 1 (an error)
-    or 130 (stopped by Ctrl-C after saving a checkpoint; the same command resumes)."""
-    result, code = call_reporting_errors(PROGRAM, train_and_export, flag_values)
+    or 130 (stopped by Ctrl-C after saving a checkpoint; the same command resumes); 130 or 143
+    for Ctrl-C or SIGTERM while the workers of a multi-worker run wait for each other."""
+    from nst_tf.training.rendezvous import StartupInterrupted
+
+    try:
+        result, code = call_reporting_errors(PROGRAM, train_and_export, flag_values)
+    except StartupInterrupted as e:       # Ctrl-C or SIGTERM before the workers met
+        print(f"{PROGRAM}: {e}; nothing was trained", file=sys.stderr)
+        return 128 + e.signum
     if result is None:
         return code
     network, exported = result

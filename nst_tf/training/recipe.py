@@ -50,8 +50,8 @@ RECIPES = (
 
 #: The options of :func:`~nst_tf.training.train` that every mode takes (they are the driver's).
 COMMON_OPTIONS = ("batch_size", "image_size", "learning_rate", "train_steps", "strategy",
-                  "collective_timeout", "jit_compile", "seed", "save_every", "log_dir", "summary_every", "verbose",
-                  "callbacks", "style_images")
+                  "collective_timeout", "startup_timeout", "jit_compile", "seed", "save_every",
+                  "log_dir", "summary_every", "verbose", "callbacks", "style_images")
 
 
 class Recipe:

@@ -39,7 +39,8 @@ import keras
 import tensorflow as tf
 
 from nst_tf.layers import ReflectConv2D, instance_norm
-from nst_tf.models.arbitrary.inception import SlimBatchNorm, inception_keras_name, inception_trunk
+from nst_tf.batch_norm import SlimBatchNorm
+from nst_tf.models.arbitrary.inception import inception_keras_name, inception_trunk
 from nst_tf.models.arbitrary.mobilenet import TOP_DEPTH, mobilenet_keras_name, mobilenet_trunk
 from nst_tf.models.pastiche.network import PASTICHE_LAYERS, keras_name, pastiche_widths
 
