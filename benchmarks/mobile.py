@@ -21,7 +21,7 @@ to end at 1024² (predictor on a 256² style, then the transformer on a 1024² p
 interleaved: ``--rounds`` rounds, each running every engine's process once; a case's time is the
 median over rounds of each process's median of ``--repeats`` calls. The load average is recorded
 before every process (the machine may be shared). ``--profile`` adds a per-op profile of the
-1024² transformer for nst_tf exact (TensorFlow's profiler) and ONNX Runtime float (its own).
+1024² transformer for nst_tf exact (TensorFlow's step statistics) and ONNX Runtime float (its own).
 
 Usage::
 
@@ -212,8 +212,8 @@ def child(engine, folder, repeats):
 
 
 def profile(folder):
-    """Per-op time of the 1024² transformer: nst_tf exact (TensorFlow's profiler, op types) and
-    ONNX Runtime float (its own profiler, op types). Printed as two short tables."""
+    """Per-op time of the 1024² transformer: nst_tf exact (TensorFlow's step statistics, op
+    types) and ONNX Runtime float (its own profiler, op types). Printed as two short tables."""
     for engine in ("nst_tf_exact", "ort_float"):
         command = [sys.executable, os.path.abspath(__file__), "--profile_child", engine,
                    "--folder", folder]
@@ -224,6 +224,13 @@ def profile(folder):
 
 
 def profile_child(engine, folder):
+    try:
+        per_op_table(engine, folder)
+    except Exception as error:      # a profiler that fails leaves the timings standing
+        print(f"\nper-op profile of {engine} failed: {type(error).__name__}: {error}")
+
+
+def per_op_table(engine, folder):
     data = inputs()
     if engine == "ort_float":
         import onnxruntime
@@ -254,34 +261,39 @@ def profile_child(engine, folder):
 
 
 def tf_profile(folder, data):
-    """``{op type: ms per call}`` of nst_tf's compiled transformer at 1024², from a
-    TensorFlow profiler trace of 4 calls."""
-    import glob
-    import gzip
-
+    """``{op type: ms per call}`` of nst_tf's compiled transformer at 1024²: its traced graph
+    with the weights frozen, run 4 times by a one-thread session with full tracing (the
+    kernels' own start and end times)."""
     import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2)
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
     from nst_tf.families import resolve
     from nst_tf.models.arbitrary.family import runner_for
 
     runner = runner_for(resolve(os.path.join(folder, "model"))[1], jit_compile=False)
-    runner.transform(data[1024], data["embedding"])
-    logdir = tempfile.mkdtemp(dir=folder)
-    tf.profiler.experimental.start(logdir)
-    for _ in range(4):
-        runner.transform(data[1024], data["embedding"])
-    tf.profiler.experimental.stop()
-    trace = glob.glob(os.path.join(logdir, "**", "*.trace.json.gz"), recursive=True)[0]
-    with gzip.open(trace) as f:
-        events = json.load(f)["traceEvents"]
+    frozen = convert_variables_to_constants_v2(runner._transform.get_concrete_function())
+    graph_def = frozen.graph.as_graph_def()
+    op_of = {node.name: node.op for node in graph_def.node}
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=1,
+                                      inter_op_parallelism_threads=1)
+    feeds = dict(zip([t.name for t in frozen.inputs], [data[1024], data["embedding"]]))
+    fetches = [t.name for t in frozen.outputs]
     per_op = {}
-    for event in events:
-        op = event.get("args", {}).get("long_name", "")
-        if event.get("ph") == "X" and ":" in op:         # "name:OpType" of an executed op
-            kind = op.split(":")[-1].split("#")[0].strip()
-            per_op[kind] = per_op.get(kind, 0.0) + event["dur"] / 1e3 / 4
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
+        session.run(fetches, feeds)
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        for _ in range(4):
+            metadata = tf.compat.v1.RunMetadata()
+            session.run(fetches, feeds, options=options, run_metadata=metadata)
+            for device in metadata.step_stats.dev_stats:
+                for node in device.node_stats:
+                    kind = op_of.get(node.node_name.split(":")[0])
+                    if kind is not None:
+                        per_op[kind] = per_op.get(kind, 0.0) + node.op_end_rel_micros / 4e3
     return per_op
 
 
