@@ -309,6 +309,8 @@ def main(argv=None):
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max_minutes", type=float, default=float("inf"),
+                        help="start no new round after this many minutes (a busy machine)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--folder", default=None, help="where the prepared files go (default: "
                         "a temporary folder, removed at the end)")
@@ -328,6 +330,9 @@ def main(argv=None):
         runs = {engine: [] for engine in args.engines}
         loads = []
         for round_ in range(args.rounds):
+            if round_ and time.perf_counter() - start > 60 * args.max_minutes:
+                print(f"stopping after {round_} rounds: over --max_minutes", flush=True)
+                break
             for engine in args.engines:
                 loads.append(os.getloadavg()[0])
                 command = [sys.executable, os.path.abspath(__file__), "--child", engine,
@@ -361,7 +366,8 @@ def main(argv=None):
     report("mobile", "Mobile arbitrary-style model, ms per call (median), one thread",
            f"{'engine':<14}" + "".join(f"{case:>17}" for case in CASES), rows,
            lambda row: f"{row['engine']:<14}" + "".join(f"{cell(row, c):>17}" for c in CASES),
-           notes, rounds=args.rounds, repeats=args.repeats, loads=loads, runs=runs)
+           notes, rounds=len(loads) // len(args.engines), repeats=args.repeats, loads=loads,
+           runs=runs)
 
 
 if __name__ == "__main__":

