@@ -90,7 +90,8 @@ def available_gb():
     return float("nan")
 
 
-def child(mode, content, output, tile_size, seed, model=None, style=None):
+def child(mode, content, output, tile_size, seed, model=None, style=None,
+          thumbnail_size=1024):
     """One case in this process; prints one JSON line."""
     import tensorflow as tf
 
@@ -114,21 +115,23 @@ def child(mode, content, output, tile_size, seed, model=None, style=None):
         np.save(output, result)
     else:
         nst_tf.stylize_to_file(content, output, style, network, tile_size=tile_size,
-                               statistics=mode, crop=True)
+                               statistics=mode, thumbnail_size=thumbnail_size, crop=True)
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "cpu_s": usage.ru_utime + usage.ru_stime,
                       "peak_rss_gb": usage.ru_maxrss / 2 ** 20}))
 
 
-def run_case(mode, width, height, folder, tile_size, seed, model=None, style=None, photo=None):
+def run_case(mode, width, height, folder, tile_size, seed, model=None, style=None, photo=None,
+             thumbnail_size=1024):
     source = "synthetic" if photo is None else os.path.splitext(os.path.basename(photo))[0]
     content = write_input(os.path.join(folder, f"{source}_{width}x{height}.png"), width, height,
                           photo)
     output = os.path.join(folder, f"{mode}_{width}x{height}" + (".npy" if mode == "whole"
                                                                  else ".png"))
     command = [sys.executable, os.path.abspath(__file__), "--child", mode, "--content", content,
-               "--output", output, "--tile_size", str(tile_size), "--seed", str(seed)]
+               "--output", output, "--tile_size", str(tile_size), "--seed", str(seed),
+               "--thumbnail_size", str(thumbnail_size)]
     if model is not None:
         command += ["--model", model, "--style", style]
     done = subprocess.run(command, capture_output=True, text=True)
@@ -169,6 +172,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", nargs="+", default=DEFAULT_CASES)
     parser.add_argument("--tile_size", type=int, default=1024)
+    parser.add_argument("--thumbnail_size", type=int, default=1024,
+                        help="longest side of the thumbnail of the thumbnail cases")
     parser.add_argument("--whole_memory_gb", type=float, default=14.0,
                         help="skip a whole-image case when less memory is available")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,7 +193,7 @@ def main(argv=None):
         parser.error("--model and --style go together")
     if args.child:
         child(args.child, args.content, args.output, args.tile_size, args.seed, args.model,
-              args.style)
+              args.style, args.thumbnail_size)
         return
     from benchmarks.common import report
 
@@ -206,9 +211,11 @@ def main(argv=None):
                              f"< {args.whole_memory_gb} GB")
                 continue
             result, output = run_case(mode, width, height, folder, args.tile_size, args.seed,
-                                      args.model, args.style, args.photo)
+                                      args.model, args.style, args.photo, args.thumbnail_size)
             row = {"mode": mode, "width": width, "height": height, "megapixels": megapixels,
-                   "tile_size": None if mode == "whole" else args.tile_size, **result,
+                   "tile_size": None if mode == "whole" else args.tile_size,
+                   "thumbnail_size": args.thumbnail_size if mode == "thumbnail" else None,
+                   **result,
                    "max_diff": None, "mean_diff": None, "psnr_db": None, "coarse_diff": None}
             if mode == "whole":
                 wholes[size] = output
