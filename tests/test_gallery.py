@@ -18,7 +18,7 @@ from conftest import ROOT
 from onnx_reference import pair_folder
 
 GALLERY = os.path.join(ROOT, "docs", "_static", "gallery")
-PICTURES = ["grid.jpg", "interpolation.jpg", "strength.jpg", "before_after.jpg"]
+PICTURES = ["grid.png", "interpolation.png", "strength.png", "before_after.png"]
 
 
 def pixels(path):
@@ -33,7 +33,7 @@ def test_committed_pictures_are_small_and_shown():
     for name in PICTURES[:3]:
         assert f"_static/gallery/{name}" in page
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        assert "docs/_static/gallery/before_after.jpg" in f.read()
+        assert "docs/_static/gallery/before_after.png" in f.read()
 
 
 @pytest.mark.slow
