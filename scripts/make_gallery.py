@@ -14,7 +14,7 @@ names another folder or preset). Written into ``--output`` (default
 * ``before_after.png``: one photo and its stylization (the README's picture).
 
 Each photo is cut to its centre square and resized to ``CONTENT`` px (Lanczos), stylized at that
-size, and shown at ``CELL`` px (Lanczos). Usage::
+size, and shown at ``CELL`` px (``README_CELL`` in the README's picture; Lanczos). Usage::
 
     python scripts/make_gallery.py                       # re-make docs/_static/gallery
     python scripts/make_gallery.py --model=FOLDER --output=/tmp/gallery --only=strength
@@ -37,6 +37,7 @@ STYLES = ["Theo_van_Doesburg_sq.jpg", "Camille_Mauclair.jpg", "puck_smallest_spe
           "hubble_deep_field_sq.jpg"]
 CONTENT = 384          # the published transfer model's input size
 CELL = 144             # shown size of every square
+README_CELL = 176      # the README's before / after
 GAP = 4
 STEPS = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 PICTURES = ("grid", "interpolation", "strength", "before_after")
@@ -67,26 +68,27 @@ def square(path, size):
     return np.asarray(image.resize((size, size), Image.LANCZOS), np.float32) / 255.0
 
 
-def shown(image):
-    """A float [0, 1] square as the uint8 ``CELL`` px picture of the page."""
+def shown(image, size=CELL):
+    """A float [0, 1] square as the uint8 ``size`` px picture of the page."""
     from PIL import Image
 
     from nst_tf.images import float_to_uint8
 
     picture = Image.fromarray(float_to_uint8(image))
-    return np.asarray(picture.resize((CELL, CELL), Image.LANCZOS))
+    return np.asarray(picture.resize((size, size), Image.LANCZOS))
 
 
 def sheet(rows):
-    """Rows of uint8 ``CELL`` px squares (None: blank) pasted on white with ``GAP`` px gaps."""
+    """Rows of equal uint8 squares (None: blank) pasted on white with ``GAP`` px gaps."""
+    size = next(cell for row in rows for cell in row if cell is not None).shape[0]
     width = max(len(row) for row in rows)
-    out = np.full((len(rows) * (CELL + GAP) - GAP, width * (CELL + GAP) - GAP, 3), 255,
+    out = np.full((len(rows) * (size + GAP) - GAP, width * (size + GAP) - GAP, 3), 255,
                   np.uint8)
     for r, row in enumerate(rows):
         for c, cell in enumerate(row):
             if cell is not None:
-                out[r * (CELL + GAP):r * (CELL + GAP) + CELL,
-                    c * (CELL + GAP):c * (CELL + GAP) + CELL] = cell
+                out[r * (size + GAP):r * (size + GAP) + size,
+                    c * (size + GAP):c * (size + GAP) + size] = cell
     return out
 
 
@@ -113,8 +115,10 @@ def make(model, output, only=PICTURES):
             out = nst_tf.stylize_from_embedding(np.repeat(photo[None], len(styles), 0),
                                                 embeddings, model=model)
             rows.append([shown(photo)] + [shown(image) for image in out])
+            if len(rows) == 3:                                          # the cat, Puck
+                pictures["before_after"] = sheet([[shown(photo, README_CELL),
+                                                   shown(out[2], README_CELL)]])
         pictures["grid"] = sheet(rows)
-        pictures["before_after"] = sheet([[rows[2][0], rows[2][3]]])     # the cat, Puck
     if "interpolation" in only:            # the cat, from Doesburg to the Hubble deep field
         mixes = np.stack([mix(embeddings[0], embeddings[3], t) for t in STEPS])
         out = nst_tf.stylize_from_embedding(np.repeat(photos[1:2], len(STEPS), 0), mixes,

@@ -27,7 +27,7 @@ def pixels(path):
 
 def test_committed_pictures_are_small_and_shown():
     sizes = [os.path.getsize(os.path.join(GALLERY, name)) for name in PICTURES]
-    assert sum(sizes) <= 2 * 2 ** 20, sizes
+    assert sum(sizes) <= 2_000_000, sizes
     with open(os.path.join(ROOT, "docs", "gallery.md"), encoding="utf-8") as f:
         page = f.read()
     for name in PICTURES[:3]:
