@@ -61,7 +61,7 @@ _EXPORTS = {
     # feed-forward training
     "content_dataset": "data", "style_images": "data",
     "StyleTrainer": "training", "PerceptualLoss": "training", "train": "training",
-    "export_magenta_checkpoint": "export",
+    "export_magenta_checkpoint": "export", "export_mobile_tflite": "export",
     # preference learning (NumPy; the web page is nst_tf.preference.app, extra "ui")
     "PreferenceLearner": "preference",
     # whole datasets on Apache Beam (extra "beam")

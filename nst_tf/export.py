@@ -9,7 +9,9 @@ Pastiche networks take Magenta's TFLite-export interface (mixture mode); single-
 * output ``stylized_image``: float32 ``[1, 4·ceil(H/4), 4·ceil(W/4), 3]`` in [0, 1].
 
 :func:`export_keras` writes any nst_tf network as a ``.keras`` file (``keras.saving.load_model``,
-:func:`nst_tf.stylize` and :func:`nst_tf.synthesize` load it).
+:func:`nst_tf.stylize` and :func:`nst_tf.synthesize` load it). :func:`export_mobile_tflite`
+writes a mobile arbitrary-style network as Magenta's published TF Lite pairs (int8 calibrated on
+representative images, fp16; :mod:`nst_tf.models.arbitrary.tflite`).
 
 Files are written atomically: the SavedModel goes to a temporary folder beside ``path`` that is
 renamed into place; the ``.tflite`` bytes go through :func:`nst_tf.io.atomic_write`.
@@ -30,6 +32,7 @@ import tensorflow as tf
 
 from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_directory, atomic_path, atomic_write, check_output_dir
+from nst_tf.models.arbitrary.tflite import export_mobile_tflite
 from nst_tf.networks import (MIN_PASTICHE_SIZE, as_weights_network, is_conditional,
                              pastiche_config)
 

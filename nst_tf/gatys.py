@@ -32,6 +32,7 @@ import numpy as np
 from nst_tf import images, multiscale
 from nst_tf.device import resolve_jit_compile
 from nst_tf.errors import ConfigError, ImageError, LayerError
+from nst_tf.grid import check_tile_size, parse_tile_size
 from nst_tf.io import check_output_dir
 from nst_tf.objective import DEFAULT_CONTENT_WEIGHT, DEFAULT_TV_WEIGHT, normalize_blend_weights
 from nst_tf.optimize import (INITS, OPTIMIZERS, PRECISIONS, Progbar, SaveEvery,
@@ -194,18 +195,7 @@ def validate_options(options):
     if opts["save_pattern"]:
         check_output_dir(opts["save_pattern"])
     opts["lbfgs_memory"] = _positive_int(opts, "lbfgs_memory")
-    tile = opts["tile_size"]
-    if isinstance(tile, str) and tile.lower() in ("none", ""):
-        tile = None
-    if isinstance(tile, str) and tile.lower() != "auto":
-        try:
-            tile = int(tile)
-        except ValueError:
-            raise ConfigError(f"tile_size must be None, 'auto' or a number of pixels, "
-                              f"got {tile!r}") from None
-    if tile is not None and not (isinstance(tile, str)):
-        tile = _positive_int({"tile_size": tile}, "tile_size")
-    opts["tile_size"] = tile.lower() if isinstance(tile, str) else tile
+    opts["tile_size"] = parse_tile_size(opts["tile_size"], words=("auto",))
     if opts["max_memory"] is not None:
         from nst_tf.tiling import parse_memory
 
@@ -370,7 +360,7 @@ def _level_tile_sizes(opts, extractor, content_layers, style_layers, shapes, cha
     content = list(dict.fromkeys(names(content_layers)))
     layers = list(dict.fromkeys(content + names(style_layers)))
     if tile != "auto":
-        tiling.check_tile_size(tile, tiling.halo_for(extractor, layers)[1])
+        check_tile_size(tile, tiling.halo_for(extractor, layers)[1])
         return [tile if max(shape) > tile else None for shape in shapes]  # else one tile
     budget = opts["max_memory"] or tiling.default_max_memory()
     return [tiling.plan_tile_size(extractor, layers, content, shape[0], shape[1], budget,

@@ -23,8 +23,8 @@ Example:
 
 from nst_tf.models.adain.network import (AdaptiveInstanceNorm, adain_config, adain_network,
                                          is_adain_network)
-from nst_tf.models.arbitrary.inception import (SlimBatchNorm, inception_convs,
-                                               inception_keras_name)
+from nst_tf.batch_norm import BatchNorm, SlimBatchNorm
+from nst_tf.models.arbitrary.inception import inception_convs, inception_keras_name
 from nst_tf.models.arbitrary.network import (EMBEDDING_SIZE, MIN_STYLE_SIZE, STYLE_NORM_SCOPES,
                                              STYLE_SIZE, ConditionalStyleNorm, arbitrary_config,
                                              arbitrary_network, arbitrary_transformer,
@@ -43,7 +43,7 @@ from nst_tf.models.texture.network import (check_texture_size, is_texture_networ
 
 __all__ = ["AdaptiveInstanceNorm", "adain_config", "adain_network", "is_adain_network",
            "ConditionalStyleNorm", "EMBEDDING_SIZE", "MIN_STYLE_SIZE", "STYLE_NORM_SCOPES",
-           "STYLE_SIZE", "SlimBatchNorm", "arbitrary_config", "arbitrary_network",
+           "STYLE_SIZE", "BatchNorm", "SlimBatchNorm", "arbitrary_config", "arbitrary_network",
            "arbitrary_transformer", "inception_convs", "inception_keras_name",
            "is_arbitrary_network", "style_prediction_network", "style_predictor_of",
            "transformer_of",

@@ -14,7 +14,9 @@ patches of a large image with the statistics of another pass (:mod:`nst_tf.patch
 * :func:`replaying`: normalize with given statistics instead of the tensor's own;
 * :func:`measuring`: replay the first ``index`` calls and measure call ``index`` on a crop
   (the core of a patch) as ``(count, mean, M2)``, to be summed over patches in float64
-  (:func:`combine`).
+  (:func:`combine`);
+* :func:`float64_reference`: compute every statistic in NumPy float64 instead (eager only; the
+  independent reference of tests and benchmarks).
 
 The contexts act while a function is *traced* (or run eagerly), not on flags read at run time:
 a ``tf.function`` traced inside :func:`replaying` takes the statistics as tensors, so pass them
@@ -50,6 +52,36 @@ def pixel_count(x, dtype=tf.float32):
     """H·W of ``x`` [B,H,W,C] as a scalar of ``dtype``."""
     shape = tf.shape(x)
     return tf.cast(shape[1] * shape[2], dtype)
+
+
+def spatial_sum(x):
+    """Σ of ``x`` [B,H,W,C] over H and W, ``[B,1,1,C]`` in ``x``'s dtype: each row summed, then
+    the row sums summed by a matrix product (a blocked sum).
+
+    One long running sum over H·W float32 values (what ``tf.reduce_sum`` over both axes does on
+    the CPU) has a rounding error that grows with the pixel count: the variance of a 4000x3000
+    tensor came out 1.6e-3 off. Two short sums keep it near float32's resolution at any size
+    (2e-7 there), with float32 ops only (TF Lite has no float64 sums).
+
+    Example:
+        >>> x = tf.fill([1, 3000, 4000, 1], 1.1)
+        >>> float(tf.reshape(spatial_sum(x), [])) / 12e6          # 1.1 to float32's resolution
+        1.1000000...
+    """
+    shape = tf.shape(x)
+    rows = tf.reduce_sum(x, axis=2)                                              # [B, H, C]
+    total = tf.matmul(tf.ones([1, 1, shape[1]], x.dtype), rows)                  # [B, 1, C]
+    return tf.reshape(total, [shape[0], 1, 1, shape[3]])
+
+
+def two_pass_moments(x):
+    """Mean and biased variance of ``x`` [B,H,W,C] over H and W, each ``[B,1,1,C]`` in ``x``'s
+    dtype: the mean by :func:`spatial_sum`, then the mean squared deviation from it the same way
+    (no gradient through the mean in the second pass, like ``tf.nn.moments``)."""
+    count = pixel_count(x, x.dtype)
+    mean = spatial_sum(x) / count
+    variance = spatial_sum(tf.math.squared_difference(x, tf.stop_gradient(mean))) / count
+    return mean, variance
 
 
 def _stack():
@@ -134,6 +166,28 @@ class _Measure(_Mode):
         raise _Measured()     # nothing after this call is needed: stop the body here
 
 
+class _Float64(_Mode):
+    rows = 64                 # rows per float64 copy: bounded memory at any image size
+
+    def call(self, index, x, compute):
+        if not tf.executing_eagerly():
+            raise ValueError("float64_reference() computes statistics in NumPy: run the network "
+                             "eagerly (not inside a tf.function)")
+        values = x.numpy()
+        total = np.zeros(values.shape[:1] + (1, 1) + values.shape[3:])
+        for top in range(0, values.shape[1], self.rows):
+            total += values[:, top:top + self.rows].astype(np.float64).sum((1, 2), keepdims=True)
+        count = values.shape[1] * values.shape[2]
+        mean = total / count
+        m2 = np.zeros_like(total)
+        for top in range(0, values.shape[1], self.rows):
+            part = values[:, top:top + self.rows].astype(np.float64)
+            m2 += ((part - mean) ** 2).sum((1, 2), keepdims=True)
+        dtype = _stat_dtype(x)
+        return (tf.constant(mean, dtype), tf.constant(m2 / count, dtype),
+                tf.constant(count, dtype))
+
+
 class _Measured(BaseException):
     """Ends the body of :func:`measuring` at the measured call. A BaseException, so that the
     ``except Exception`` of the layers it passes through (Keras adds context to errors) leave
@@ -150,7 +204,8 @@ def crop_moments(x, box, scale):
     ``box`` is an int32 tensor ``[top, left, bottom, right]`` in input pixels of a patch (a
     ``bottom`` / ``right`` past the patch's end means "to the end"); ``scale`` = input pixels
     per pixel of ``x`` as ``(numerator, denominator)``. ``mean`` ``[B,1,1,C]`` and ``M2`` (the sum
-    of squared deviations from ``mean``) are computed in float32 by two passes over the crop.
+    of squared deviations from ``mean``) are float64, by two passes over the crop: each row
+    summed in the crop's dtype, the rows in float64.
     """
     num, den = scale
     shape = tf.shape(x)
@@ -158,9 +213,14 @@ def crop_moments(x, box, scale):
     bottom = tf.minimum(box[2] * den // num, shape[1])
     right = tf.minimum(box[3] * den // num, shape[2])
     crop = tf.cast(x[:, top:bottom, left:right, :], _stat_dtype(x))
-    mean = tf.reduce_mean(crop, axis=[1, 2], keepdims=True)
-    m2 = tf.reduce_sum(tf.math.squared_difference(crop, mean), axis=[1, 2], keepdims=True)
-    return pixel_count(crop, tf.float64), mean, m2
+
+    def total(values):
+        rows = tf.cast(tf.reduce_sum(values, axis=2, keepdims=True), tf.float64)
+        return tf.reduce_sum(rows, axis=1, keepdims=True)
+    count = pixel_count(crop, tf.float64)
+    mean = total(crop) / count
+    m2 = total(tf.math.squared_difference(crop, tf.cast(mean, crop.dtype)))
+    return count, mean, m2
 
 
 @contextlib.contextmanager
@@ -211,6 +271,26 @@ def measuring(statistics, index, box, scale):
         yield mode
     if mode.partial is None:
         raise ValueError(f"the body normalized fewer than {index + 1} tensors")
+
+
+@contextlib.contextmanager
+def float64_reference():
+    """Compute every normalization's mean and variance in NumPy float64 (two passes over the
+    float64 values, in row blocks), then round them to the layer's dtype: the whole-image
+    statistics as exactly as the tensor defines them. Eager execution only (a reference for
+    tests and benchmarks, not fast).
+
+    Example:
+        >>> from nst_tf.layers import instance_norm
+        >>> x = tf.constant(np.random.default_rng(0).random((1, 300, 200, 3)), tf.float32)
+        >>> with float64_reference():
+        ...     y = instance_norm(x, 1.0, 0.0)
+        >>> bool(np.allclose(y, (x - np.mean(x, (1, 2), keepdims=True, dtype=np.float64))
+        ...      / np.sqrt(np.var(x, (1, 2), keepdims=True, dtype=np.float64) + 1e-5), atol=1e-6))
+        True
+    """
+    with _active(_Float64()) as mode:
+        yield mode
 
 
 class Accumulator:

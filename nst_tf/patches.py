@@ -18,9 +18,10 @@ one of two sources through the record/replay point of :mod:`nst_tf.norm_statisti
 * ``statistics="patch"``: each patch's own statistics (naive tiling, with seams; for
   comparison only).
 
-Patches are a grid of *cores* ``tile_size`` pixels wide (a multiple of the network's stride)
-surrounded by a *halo* from the network's receptive field (:mod:`nst_tf.receptive_field`), both
-computed from the model's layers and clipped at the image border. With fixed statistics the
+Patches are the tiles of :class:`nst_tf.grid.Grid` (the tile geometry exact tiled Gatys uses
+too): *cores* ``tile_size`` pixels wide (a multiple of the network's stride) surrounded by a
+*halo* from the network's receptive field (:mod:`nst_tf.receptive_field`), both computed from
+the model's layers and clipped at the image border. With fixed statistics the
 network is local, so each core's output equals the whole image's: cores are cropped and
 placed, no blending. The output goes into ``sink`` (by default a float32 array; for very large
 images a uint8 memory map on disk, see :func:`stylize_to_file`), so only one patch is in memory
@@ -93,60 +94,13 @@ class PatchModel:
     crop: Optional[tuple] = None
 
 
-# --- The grid ----------------------------------------------------------------------------------
+# --- Options ---------------------------------------------------------------------------------
 
-#: One patch: ``core`` and ``box`` are ``(top, bottom, left, right)`` in image pixels; the core
-#: is written to the output, the box (core + halo, clipped at the border) is what runs.
-Patch = collections.namedtuple("Patch", "core box")
-
-
-def _axis(size, tile, halo):
-    spans = []
-    for start in range(0, size, tile):
-        stop = min(start + tile, size)
-        spans.append((start, stop, max(start - halo, 0), min(stop + halo, size)))
-    return spans
-
-
-def grid(height, width, tile_size, halo):
-    """The patches of a ``height x width`` image, row by row.
-
-    Example:
-        >>> [p.core for p in grid(10, 7, 4, 2)][:3]
-        [(0, 4, 0, 4), (0, 4, 4, 7), (4, 8, 0, 4)]
-        >>> grid(10, 7, 4, 2)[3].box
-        (2, 10, 2, 7)
-    """
-    return [Patch((r0, r1, c0, c1), (b0, b1, d0, d1))
-            for r0, r1, b0, b1 in _axis(height, tile_size, halo)
-            for c0, c1, d0, d1 in _axis(width, tile_size, halo)]
-
-
-def check_tile_size(tile_size, stride):
-    """``tile_size`` as an int after checking it is a positive multiple of ``stride``."""
-    if isinstance(tile_size, bool) or not isinstance(tile_size, numbers.Integral) \
-            or tile_size < 1:
-        raise ConfigError(f"tile_size must be a positive number of pixels, got {tile_size!r}")
-    tile_size = int(tile_size)
-    if tile_size % stride:
-        down, up = tile_size // stride * stride, -(-tile_size // stride) * stride
-        hint = f"{down} or {up}" if down else str(up)
-        raise ConfigError(f"tile_size={tile_size} is not a multiple of {stride}, the stride of "
-                          f"this network (patches must start on its coarsest pixel grid); use "
-                          f"{hint}")
-    return tile_size
-
-
-def _check_halo(halo, footprint):
+def _halo(halo, footprint):
+    from nst_tf.grid import check_halo
     from nst_tf.receptive_field import minimal_halo
 
-    if halo is None:
-        return minimal_halo(footprint)
-    if isinstance(halo, bool) or not isinstance(halo, numbers.Integral) or halo < 0 \
-            or halo % footprint.stride:
-        raise ConfigError(f"halo must be a multiple of the network's stride {footprint.stride} "
-                          f"(>= 0), got {halo!r}")
-    return int(halo)
+    return minimal_halo(footprint) if halo is None else check_halo(halo, footprint.stride)
 
 
 def check_statistics(statistics, thumbnail_size):
@@ -309,23 +263,22 @@ def _scales(model, stride):
     return scales
 
 
-def _exact_statistics(model, patches, aligned, scales, progress):
+def _exact_statistics(model, grid, aligned, scales, progress):
     """Each normalization's statistics over the whole image, measured on the patch cores (one
     pass per normalization, in call order; ``scales`` from :func:`_scales`)."""
     from nst_tf.norm_statistics import Accumulator, combine
 
     far = 2 ** 30          # a core bottom / right "to the end of the tensor"
-    height, width = model.image.shape[:2]
     statistics = []
     for index, scale in enumerate(scales):
         function = _compiled(model, "measure", index, scale)
         total = Accumulator()
-        for patch in patches:
-            (top, bottom, left, right), (y0, y1, x0, x1) = patch
-            box = np.array([top - y0, left - x0, far if bottom == height else bottom - y0,
-                            far if right == width else right - x0], np.int32)
+        for tile in grid:
+            (top, bottom, left, right), (y0, y1, x0, x1) = tile.core, tile.box
+            box = np.array([top - y0, left - x0, far if tile.last_row else bottom - y0,
+                            far if tile.last_col else right - x0], np.int32)
             count, mean, m2 = function(model.image[None, y0:y1, x0:x1],
-                                       _crop_aligned(aligned, patch.box), list(model.extras),
+                                       _crop_aligned(aligned, tile.box), list(model.extras),
                                        statistics, box)
             total.add(count.numpy(), mean.numpy(), m2.numpy())
             progress(f"statistics {index + 1}/{len(scales)}")
@@ -412,22 +365,22 @@ def run(model, tile_size, statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNA
     """
     from nst_tf.receptive_field import footprint
 
+    from nst_tf.grid import Grid
+
     check_statistics(statistics, thumbnail_size)
     fp = footprint(model.chain)
-    tile_size = check_tile_size(tile_size, fp.stride)
-    halo = _check_halo(halo, fp)
     height, width = model.image.shape[:2]
-    patches = grid(height, width, tile_size, halo)
+    grid = Grid(height, width, tile_size, _halo(halo, fp), fp.stride)
     aligned = model.aligned(height, width) if model.aligned else []
     extras = list(model.extras)
     sink = sink or _float_sink
     scales = _scales(model, fp.stride) if statistics == "exact" else []
-    report = _Progress((len(scales) + 1) * len(patches), progress)
+    report = _Progress((len(scales) + 1) * len(grid), progress)
     try:
         if statistics == "thumbnail":
             stats = _thumbnail_statistics(model, thumbnail_size)
         elif statistics == "exact":
-            stats = _exact_statistics(model, patches, aligned, scales, report)
+            stats = _exact_statistics(model, grid, aligned, scales, report)
         if statistics == "patch":
             function = _compiled(model, "patch")
             args = ()
@@ -435,17 +388,17 @@ def run(model, tile_size, statistics="thumbnail", thumbnail_size=DEFAULT_THUMBNA
             function, args = _compiled(model, "replay"), (stats,)
         out = None
         # The last patch first: its output's size gives the size of the whole output.
-        for patch in patches[-1:] + patches[:-1]:
-            (top, bottom, left, right), (y0, y1, x0, x1) = patch
-            result = function(model.image[None, y0:y1, x0:x1], _crop_aligned(aligned, patch.box),
+        for tile in grid.tiles[-1:] + grid.tiles[:-1]:
+            (top, bottom, left, right), (y0, y1, x0, x1) = tile.core, tile.box
+            result = function(model.image[None, y0:y1, x0:x1], _crop_aligned(aligned, tile.box),
                               extras, *args)[0].numpy()
             if out is None:
                 out_h, out_w = y0 + result.shape[0], x0 + result.shape[1]
                 if model.crop is not None:
                     out_h, out_w = min(out_h, model.crop[0]), min(out_w, model.crop[1])
                 out = sink(out_h, out_w)
-            rows = slice(top, out_h if bottom == height else min(bottom, out_h))
-            cols = slice(left, out_w if right == width else min(right, out_w))
+            rows = slice(top, out_h if tile.last_row else min(bottom, out_h))
+            cols = slice(left, out_w if tile.last_col else min(right, out_w))
             out[rows, cols] = result[rows.start - y0:rows.stop - y0,
                                      cols.start - x0:cols.stop - x0]
             report("output")

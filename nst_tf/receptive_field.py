@@ -152,7 +152,7 @@ _POINTWISE = ("InputLayer", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "
               "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
               "BatchNormalization", "LayerNormalization", "Normalization", "Dropout",
               "SpatialDropout2D", "GaussianNoise", "Identity", "Rescaling",
-              "nst_tf>InstanceNormalization", "nst_tf>SlimBatchNorm",
+              "nst_tf>InstanceNormalization", "nst_tf>SlimBatchNorm", "nst_tf>BatchNorm",
               "nst_tf>BackbonePreprocessing")
 
 #: Registered Keras layer name (a built-in layer: its class name) → ``rule(layer, axis) ->

@@ -4,9 +4,9 @@
 and gradient as the whole-image objective (to float32 round-off) while the backbone only ever sees
 one tile at a time:
 
-1. **Grid** (:class:`Grid`). Tile *cores* partition the image; core origins are multiples of the
-   deepest stride ``S`` of the layers used (16 for VGG up to relu5_1), so every layer's feature map
-   is partitioned too: the core ``[y0, y1)`` owns feature rows ``[y0/s, y1/s)`` of a layer with
+1. **Grid** (:class:`nst_tf.grid.Grid`, the tile geometry shared with feed-forward patches).
+   Tile *cores* partition the image; core origins are multiples of the deepest stride ``S`` of the
+   layers used (16 for VGG up to relu5_1), so every layer's feature map is partitioned too: the core ``[y0, y1)`` owns feature rows ``[y0/s, y1/s)`` of a layer with
    stride ``s`` (the last row and column of cores run to the layer's end). A tile is its core plus
    a *halo* on each side, clipped at the image border (never padded: the backbone's own zero
    padding then reproduces the whole image's border). The halo is computed from the backbone's
@@ -71,10 +71,10 @@ import time
 import numpy as np
 
 from nst_tf.errors import ConfigError
+from nst_tf.grid import Grid
 
-__all__ = ["TiledObjective", "Grid", "Tile", "halo_for", "check_tile_size", "parse_memory",
-           "estimate_bytes", "plan_tile_size", "default_max_memory", "ACTIVATION_FACTOR",
-           "FIXED_BYTES"]
+__all__ = ["TiledObjective", "halo_for", "parse_memory", "estimate_bytes", "plan_tile_size",
+           "default_max_memory", "ACTIVATION_FACTOR", "FIXED_BYTES"]
 
 #: Peak bytes of one forward + backward pass ≈ this × 4 bytes × the backbone's activation floats
 #: per pixel (:func:`nst_tf.receptive_field.activation_floats_per_pixel`). Fitted to the peak RSS
@@ -82,106 +82,6 @@ __all__ = ["TiledObjective", "Grid", "Tile", "halo_for", "check_tile_size", "par
 ACTIVATION_FACTOR = 1.6
 #: Resident bytes besides images and activations: Python, TensorFlow, the backbone's weights.
 FIXED_BYTES = 0.8e9
-
-
-class Tile(collections.namedtuple("Tile", "core box last_row last_col")):
-    """One tile: ``core = (y0, y1, x0, x1)`` it owns, ``box = (ty0, ty1, tx0, tx1)`` it reads
-    (core plus halo, clipped at the border); ``last_row`` / ``last_col``: its core runs to the
-    image's bottom / right edge (its feature crops then run to the layers' ends)."""
-
-    __slots__ = ()
-
-    @property
-    def shape(self):
-        ty0, ty1, tx0, tx1 = self.box
-        return ty1 - ty0, tx1 - tx0
-
-
-class Grid:
-    """Cores of ``core`` pixels (the last row / column takes the remainder), tiles of core + halo.
-
-    With ``core >= halo`` there are at most nine tile shapes (corners, edges, interior), so at
-    most nine compiled functions per pass.
-
-    Args:
-        height, width: the image size.
-        core: the core side, a multiple of ``stride``.
-        halo: pixels read beyond each core side, a multiple of ``stride``.
-        stride: the deepest stride of the layers used.
-
-    Raises:
-        ConfigError: a core or halo that is not a positive multiple of ``stride``.
-    """
-
-    def __init__(self, height, width, core, halo, stride):
-        check_tile_size(core, stride)
-        if int(halo) != halo or halo < 0 or halo % stride:
-            raise ConfigError(f"halo {halo!r} must be a multiple of the stride {stride}")
-        self.height, self.width = int(height), int(width)
-        self.core, self.halo, self.stride = int(core), int(halo), int(stride)
-        rows = _starts(self.height, self.core, self.halo)
-        cols = _starts(self.width, self.core, self.halo)
-        self.rows, self.cols = len(rows), len(cols)
-        self.tiles = []
-        for i, (y0, y1) in enumerate(rows):
-            for j, (x0, x1) in enumerate(cols):
-                box = (max(0, y0 - self.halo), min(self.height, y1 + self.halo),
-                       max(0, x0 - self.halo), min(self.width, x1 + self.halo))
-                self.tiles.append(Tile((y0, y1, x0, x1), box, i == self.rows - 1,
-                                       j == self.cols - 1))
-
-    @property
-    def overhead(self):
-        """Σ tile pixels / image pixels (the extra work the halos cost)."""
-        read = sum(h * w for h, w in (t.shape for t in self.tiles))
-        return read / (self.height * self.width)
-
-    @property
-    def max_tile_pixels(self):
-        return max(h * w for h, w in (t.shape for t in self.tiles))
-
-    def __len__(self):
-        return len(self.tiles)
-
-    def __repr__(self):
-        return (f"Grid({self.height}x{self.width}, core={self.core}, halo={self.halo}: "
-                f"{self.rows}x{self.cols} tiles, overhead {self.overhead:.2f})")
-
-
-def _starts(size, core, halo):
-    """``[(start, end), ...]`` of cores along one axis; the last one ends at ``size``.
-
-    A remainder shorter than the halo joins the last full core (then only the last tile
-    touches the far border, and an axis has at most three tile sizes: first, interior, last).
-    """
-    count = max(1, math.ceil(size / core))
-    if count > 1 and size - (count - 1) * core < halo:
-        count -= 1
-    return [(k * core, size if k == count - 1 else (k + 1) * core) for k in range(count)]
-
-
-def check_tile_size(core, stride):
-    """Raise :class:`~nst_tf.errors.ConfigError` unless ``core`` is a positive multiple of
-    ``stride`` (the message suggests the nearest one).
-
-    >>> check_tile_size(512, 16)
-    >>> try:
-    ...     check_tile_size(500, 16)
-    ... except ConfigError as error:
-    ...     print(str(error).split("; ")[-1])
-    e.g. 496
-    """
-    if isinstance(core, bool) or int(core) != core or core < stride or core % stride:
-        raise ConfigError(f"tile_size {core!r} must be a positive multiple of {stride}, the "
-                          f"deepest stride of the layers used (so every layer's feature map "
-                          f"splits exactly at tile borders); e.g. {_nearest(core, stride)}")
-
-
-def _nearest(value, stride):
-    try:
-        return max(stride, int(round(float(value) / stride)) * stride)
-    except (TypeError, ValueError):
-        return 32 * stride
 
 
 def halo_for(extractor, layers):
@@ -354,7 +254,7 @@ class TiledObjective:
         jit_compile: ``"auto"`` (XLA on GPU/TPU), True or False, for the tile functions.
 
     Attributes:
-        grid: the :class:`Grid`. seconds: accumulated wall time per pass (``pass_a``,
+        grid: the :class:`~nst_tf.grid.Grid`. seconds: accumulated wall time per pass (``pass_a``,
         ``adjoint``, ``pass_b``, ``full_image``, ``content_targets``). evaluations: calls of
         :meth:`value_and_gradient`.
 

@@ -1,11 +1,13 @@
 """One worker of the loopback multi-worker tests (tests/test_multiworker.py) and of
 benchmarks/multiworker.py: ``python tests/multiworker_worker.py SPEC_JSON``.
 
-SPEC: ``{"collective_timeout": seconds or null, "runs": [RUN, ...]}`` with each RUN either
+SPEC: ``{"collective_timeout": seconds or null, "local_replicas": n (default 1), "runs": [RUN,
+...]}`` with each RUN either
 
 * ``{"content": ..., "styles": ..., "train_dir": ..., "options": {train() options},
-  "kill": {"task": i, "step": k}}``: :func:`nst_tf.training.train`; ``kill`` SIGKILLs worker
-  ``task`` right after optimizer step ``k`` (a lost host);
+  "kill": {"task": i, "step": k, "signal": "SIGKILL"}}``: :func:`nst_tf.training.train`;
+  ``kill`` sends the signal (SIGKILL: a lost host; SIGSTOP: a hung one) to worker ``task``
+  (or the task named so, e.g. ``"worker 0"``) right after optimizer step ``k``;
 * ``{"canary": true}``: Keras' own ``fit`` under the strategy, without and with
   :class:`~nst_tf.training.distribute.MultiWorkerFit` (see :func:`canary`).
 
@@ -16,7 +18,7 @@ then does the runs in order, printing one ``RESULT {json}`` line per run, or
 
 import json
 import os
-import signal
+import signal as signal_module
 import sys
 import time
 
@@ -25,6 +27,27 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nst_tf.training.distribute import make_strategy, worker_info  # noqa: E402
 
 SPEC = json.loads(sys.argv[1])
+
+
+def local_replicas(count):
+    """``count`` replicas on this worker, as ``count`` GPUs would give: ``count`` logical CPUs,
+    which ``MultiWorkerMirroredStrategy`` would not use by itself (it takes GPUs, else one CPU),
+    so its choice of local devices is replaced (a test stand-in for several GPUs per host)."""
+    import tensorflow as tf
+    from tensorflow.python.distribute import collective_all_reduce_strategy
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu,
+                                               [tf.config.LogicalDeviceConfiguration()] * count)
+
+    def devices(self, cluster_resolver, worker_device):
+        return tuple(f"{worker_device}/device:CPU:{i}" for i in range(count)), "CPU"
+
+    collective_all_reduce_strategy.CollectiveAllReduceExtended._initialize_local_devices = devices
+
+
+if SPEC.get("local_replicas", 1) > 1:
+    local_replicas(SPEC["local_replicas"])
 STRATEGY = make_strategy("multi_worker", SPEC.get("collective_timeout"))   # before any TF op
 
 import keras  # noqa: E402
@@ -34,30 +57,37 @@ import tensorflow as tf  # noqa: E402
 from nst_tf import training  # noqa: E402
 from nst_tf.errors import NSTError  # noqa: E402
 from nst_tf.training.distribute import MultiWorkerFit  # noqa: E402
+from multiworker_helpers import StepLosses, moving_statistics  # noqa: E402
 
 
 class KillAt(keras.callbacks.Callback):
-    """SIGKILL this worker after optimizer step ``step`` if it is worker ``task``."""
+    """Send ``signal`` (default SIGKILL: a lost host; SIGSTOP: a hung one) to this worker after
+    optimizer step ``step`` if it is task ``task`` (an index of the ``worker`` job, or a name
+    such as ``"worker 0"``)."""
 
-    def __init__(self, task, step):
+    def __init__(self, task, step, signal="SIGKILL"):
         super().__init__()
-        self.task, self.step = task, step
+        self.task, self.step, self.signal = task, step, getattr(signal_module, signal)
 
     def on_train_batch_end(self, batch, logs=None):
-        if worker_info(STRATEGY).task_id == self.task \
+        me = worker_info(STRATEGY)
+        if (me.name == self.task or me.task_id == self.task and me.task_type == "worker") \
                 and int(self.model.optimizer.iterations.numpy()) == self.step:
-            print(f"KILLED at step {self.step} t={time.time():.3f}", flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+            word = "KILLED" if self.signal == signal_module.SIGKILL else "STOPPED"
+            print(f"{word} at step {self.step} t={time.time():.3f}", flush=True)
+            os.kill(os.getpid(), self.signal)
 
 
 def train(run):
-    callbacks = [KillAt(**run["kill"])] if run.get("kill") else []
+    losses = StepLosses()
+    callbacks = [losses] + ([KillAt(**run["kill"])] if run.get("kill") else [])
     start = time.perf_counter()
     net = training.train(run.get("content"), run["styles"], run["train_dir"],
                          strategy=STRATEGY, callbacks=callbacks, **run["options"])
     return {"train_dir": run["train_dir"], "final_step": net.final_step,
             "chief": net.worker.is_chief, "written": net.written,
-            "seconds": time.perf_counter() - start,
+            "seconds": time.perf_counter() - start, "losses": losses.losses,
+            "moving": moving_statistics(net),
             "history": {k: [float(v) for v in vs] for k, vs in net.train_history.items()}}
 
 

@@ -138,7 +138,8 @@ def test_tiling_and_checkpoint_flags(tmp_path, base_args, capsys):
         ("auto", "20GB", 4)
     assert (options["checkpoint"], options["checkpoint_every"]) == (out + ".ckpt.npz", 5)
     assert stylize.main(base_args + [f"--output={out}", "--tile_size=big"]) == 1
-    assert "tile_size must be None, 'auto' or a number" in capsys.readouterr().err
+    assert "tile_size must be a positive whole number of pixels, got 'big'" in \
+        capsys.readouterr().err
     assert stylize.main(base_args + [f"--output={out}", "--tile_size=20",
                                      "--style_loss=sliced_wasserstein"]) == 1
     assert "cannot be tiled exactly" in capsys.readouterr().err
@@ -153,8 +154,8 @@ def test_tiling_and_checkpoint_flags(tmp_path, base_args, capsys):
     (["--tile_size=auto", "--max_memory=0GB"], "max_memory must be positive, got '0GB'"),
     (["--max_memory=20GB"], "max_memory is the budget of tile_size='auto'"),
     (["--tile_size=auto", "--max_memory=1MB"], "the full-size buffers do not fit"),
-    (["--tile_size=24"], "tile_size 24 must be a positive multiple of 16"),
-    (["--tile_size=-32"], "tile_size must be a positive integer"),
+    (["--tile_size=24"], "tile_size=24 is not a multiple of 16, the stride of the network"),
+    (["--tile_size=-32"], "tile_size must be a positive whole number of pixels, got '-32'"),
 ])
 def test_bad_memory_budgets_are_one_line_errors(tmp_path, base_args, capsys, extra, message):
     """Budgets and tile sizes are checked before the first step (a tile size off VGG's stride

@@ -117,7 +117,7 @@ def test_checkpoint_folder_matching_flags_and_new_output_dir(files, tmp_path):
     (["--which_styles=3"], "must be a list"),
     (["--save_format=gif"], "save_format"),
     (["--jit_compile=maybe"], "jit_compile"),
-    (["--tile_size=6"], "tile_size=6 is not a multiple of 4, the stride of this network"),
+    (["--tile_size=6"], "tile_size=6 is not a multiple of 4, the stride of the network"),
     (["--tile_size=16", "--thumbnail_size=0"], "thumbnail_size must be a positive"),
     (["--tile_size=16", "--statistics=global"], "statistics"),
 ])

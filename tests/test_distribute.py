@@ -54,7 +54,20 @@ def test_tf_config_errors_name_the_problem():
              (_config(cluster=two, task={"type": "worker", "index": 2}),
               "is not in the cluster {'worker': 2}"),
              (_config(cluster={"chief": ["a:1", "b:1"]}, task={"type": "chief", "index": 0}),
-              "at most one chief")]
+              "at most one chief"),
+             (_config(cluster={"worker": ["h0:2222", "h1:abc"]},
+                      task={"type": "worker", "index": 0}),
+              "cluster['worker'][1] = 'h1:abc': the port must be a number from 1 to 65535"),
+             (_config(cluster={"worker": ["h0:2222", ":2223"]},
+                      task={"type": "worker", "index": 0}),
+              "cluster['worker'][1] = ':2223': the port must be a number from 1 to 65535"),
+             (_config(cluster={"worker": ["h0:70000"]}, task={"type": "worker", "index": 0}),
+              "cluster['worker'][0] = 'h0:70000': the port must be a number"),
+             (_config(cluster={"chief": ["h0:1"], "worker": ["h0:1"]},
+                      task={"type": "worker", "index": 0}),
+              "the cluster lists h0:1 more than once"),
+             (_config(cluster=two, task={"type": "worker", "index": True}),
+              "is not in the cluster")]
     for environ, message in cases:
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("{", r"\{")
                            .replace("[", r"\[")):

@@ -13,12 +13,14 @@ MODULES = [
     "nst_tf.training.distribute", "nst_tf.training.schedules",
     "nst_tf.models.pastiche.recipe", "nst_tf.models.johnson.recipe",
     "nst_tf.models.adain.recipe", "nst_tf.models.texture.recipe",
-    "nst_tf.models.arbitrary.recipe", "nst_tf.models.arbitrary.inception",
+    "nst_tf.models.arbitrary.recipe", "nst_tf.models.arbitrary.distill",
+    "nst_tf.models.arbitrary.tflite", "nst_tf.models.arbitrary.inception",
     "nst_tf.models.arbitrary.inputs", "nst_tf.models.arbitrary.network",
     "nst_tf.models.pastiche.network", "nst_tf.networks", "nst_tf.families",
     "magenta_compat.pastiche", "nst_tf.io", "nst_tf.device",
     "nst_tf.patches", "nst_tf.norm_statistics", "nst_tf.receptive_field",
-    "nst_tf.models.texture.network",
+    "nst_tf.models.texture.network", "nst_tf.batch_norm", "nst_tf.training.rendezvous",
+    "nst_tf.training.local_cluster",
 ]
 
 

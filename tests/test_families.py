@@ -58,6 +58,20 @@ def test_keras_file_of_a_single_style_network(tmp_path, johnson):
     np.testing.assert_allclose(out, johnson(batch).numpy()[:, :18, :21], atol=1e-5)
 
 
+def test_a_damaged_keras_file_is_one_line_with_keras_own_reason(tmp_path, johnson):
+    import keras
+
+    path = tmp_path / "damaged.keras"
+    johnson.save(path)
+    path.write_bytes(path.read_bytes()[:200])  # cut off: the zip's directory is gone
+    with pytest.raises(Exception) as direct:
+        keras.saving.load_model(path, compile=False)
+    reason = f"{type(direct.value).__name__}: {str(direct.value).strip().splitlines()[0]}"
+    with pytest.raises(CheckpointError) as ours:
+        nst_tf.stylize(np.zeros((8, 8, 3), np.float32), model=str(path))
+    assert str(ours.value) == f"cannot load Keras model {path}: {reason}"
+
+
 def test_errors_name_the_problem(tmp_path, pastiche, johnson):
     image = np.zeros((16, 16, 3), np.float32)
     with pytest.raises(ConfigError, match="strength do not apply|strength does not apply"):

@@ -108,6 +108,10 @@ def test_random_directions_are_unit_and_seeded():
     np.testing.assert_array_equal(d, losses.random_directions(16, 8, seed=3).numpy())
     assert not np.allclose(d, losses.random_directions(16, 8, seed=4).numpy())
     np.testing.assert_array_equal(losses.random_directions(16, None, seed=3).shape, (16, 16))
+    # Zero directions would make a loss that is always 0: refused (1 is the smallest count).
+    assert losses.random_directions(16, 1, seed=3).shape == (16, 1)
+    with pytest.raises(ValueError, match="num_projections must be >= 1, got 0"):
+        losses.random_directions(16, 0)
 
 
 @pytest.mark.parametrize("target_hw", [(4, 5), (7, 6), (2, 3), (3, 3)])
@@ -201,6 +205,28 @@ def test_style_loss_objects_match_pure_functions(rng, name):
     # The batch loss is the mean of the per-example losses against the same target.
     singles = [obj.loss(tf.constant(f[i:i + 1]), stats).numpy() for i in range(2)]
     assert rel_err(value, np.mean(singles)) <= RTOL
+
+
+@pytest.mark.parametrize("name", ["gram", "gaussian_w2", "mean_std"])
+def test_losses_from_sums_over_tiles_match_numpy(rng, name):
+    """The tiled route: feature sums of two pixel blocks, added, give the whole image's
+    statistics (``from_moments``, ``target_from_moments``) and so the NumPy float64 loss."""
+    f = rng.standard_normal((1, 6, 5, 4)) * 1.5 + 0.7
+    target = rng.standard_normal((1, 7, 3, 4)) - 0.3
+    obj = losses.STYLE_LOSSES[name]
+
+    def summed(a, rows):
+        parts = [losses.feature_sums(tf.constant(a[:, :rows]), obj.moments),
+                 losses.feature_sums(tf.constant(a[:, rows:]), obj.moments)]
+        return {k: parts[0][k] + parts[1][k] for k in obj.moments}
+
+    prepared = obj.from_moments(summed(f, 2), 30.0)
+    stats = obj.target_from_moments(summed(target, 4), 21.0)
+    reference = {"gram": lambda: np.mean((np_gram(f) - np_gram(target)) ** 2),
+                 "gaussian_w2": lambda: np_gaussian_w2(f, target),
+                 "mean_std": lambda: np_mean_std_loss(f, target)}[name]()
+    # target_from_moments keeps float32 statistics (as target() of a float32 style image).
+    assert rel_err(obj.compare(prepared, stats).numpy(), reference) <= 1e-5
 
 
 @pytest.mark.parametrize("name", sorted(losses.STYLE_LOSSES))

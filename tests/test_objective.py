@@ -7,7 +7,7 @@ import tensorflow as tf
 from nst_tf import losses, objective as objective_module
 from nst_tf.errors import ConfigError, ImageError, LayerError, NSTError, StyleWeightsError
 from nst_tf.features import FeatureExtractor
-from nst_tf.objective import StyleObjective
+from nst_tf.objective import StyleObjective, Term
 from numpy_losses import (np_gaussian_w2, np_gram, np_mean_std_loss,
                           np_sliced_wasserstein_and_grad, np_tv_and_grad)
 
@@ -271,3 +271,54 @@ def test_extra_terms_are_added_to_the_total_and_reported(extractor, pictures):
     with pytest.raises(ConfigError, match="style"):
         StyleObjective(extractor, pictures["content"], [pictures["style_a"]], **kwargs,
                        extra_terms={"style": lambda x: 0.0})
+
+
+def test_a_batch_of_style_images_is_that_many_styles(extractor, pictures):
+    """A ``[N, H, W, 3]`` array is N style images (N = 2 here, not the height 30)."""
+    rng = np.random.default_rng(3)
+    batch = rng.random((2, 30, 34, 3), np.float32)
+    kwargs = dict(content_layers=["relu2_1"], style_layers=["conv1_1"])
+    stacked = StyleObjective(extractor, pictures["content"], batch, **kwargs)
+    listed = StyleObjective(extractor, pictures["content"], [batch[0], batch[1]], **kwargs)
+    assert len(stacked.style_targets) == 2
+    flat = [tf.nest.flatten(o.style_targets) for o in (stacked, listed)]
+    assert len(flat[0]) == len(flat[1]) == 2
+    for a, b in zip(*flat):
+        np.testing.assert_array_equal(a, b)
+
+
+def _weighted_mse(image, target, weight):
+    return weight * tf.reduce_mean(tf.square(image - target))
+
+
+def _weighted_mae(image, target, weight):
+    return weight * tf.reduce_mean(tf.abs(image - target))
+
+
+def test_retarget_swaps_term_data_and_refuses_terms_that_do_not_fit(extractor, pictures):
+    image = pictures["image"]
+    zeros, half = np.zeros_like(image), np.full_like(image, 0.5)
+    objective = StyleObjective(extractor, pictures["content"], [pictures["style_a"]],
+                               content_layers=["relu2_1"], style_layers=["conv1_1"],
+                               extra_terms={"temporal": Term(_weighted_mse, target=zeros,
+                                                             weight=2.0)})
+
+    def temporal():
+        return float(objective(image)[1]["temporal"])
+
+    before = temporal()
+    assert before == pytest.approx(2.0 * np.mean(image.astype(np.float64) ** 2), rel=1e-5)
+    same = dict(target=half, weight=2.0)
+    refused = {"another name": {"other": Term(_weighted_mse, **same)},
+               "one name more": {"temporal": Term(_weighted_mse, **same),
+                                 "other": Term(_weighted_mse, **same)},
+               "another function": {"temporal": Term(_weighted_mae, **same)},
+               "other shapes": {"temporal": Term(_weighted_mse, target=half[:, :20], weight=2.0)},
+               "not a Term": {"temporal": lambda x: tf.reduce_mean(x)}}
+    for why, terms in refused.items():
+        assert objective.retarget(extra_terms=terms) is False, why
+        assert temporal() == before, why  # nothing changed
+    assert objective.retarget(extra_terms={"temporal": Term(_weighted_mse, target=half,
+                                                            weight=3.0)}) is True
+    expected = 3.0 * np.mean((image.astype(np.float64) - 0.5) ** 2)
+    assert temporal() == pytest.approx(expected, rel=1e-5)

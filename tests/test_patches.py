@@ -61,17 +61,6 @@ def tiled(content, style, model, tile_size=48, **options):
 
 # --- The grid and its errors --------------------------------------------------------------------
 
-def test_grid_cores_partition_the_image_and_boxes_add_the_clipped_halo():
-    grid = patches.grid(150, 131, 48, 56)
-    covered = np.zeros((150, 131), int)
-    for (top, bottom, left, right), (y0, y1, x0, x1) in grid:
-        covered[top:bottom, left:right] += 1
-        assert (y0, y1, x0, x1) == (max(top - 56, 0), min(bottom + 56, 150),
-                                    max(left - 56, 0), min(right + 56, 131))
-        assert top % 48 == 0 and left % 48 == 0
-    assert (covered == 1).all() and len(grid) == 4 * 3
-
-
 @pytest.mark.parametrize("tile_size, fragment", [
     (0, "positive"), (-8, "positive"), (True, "positive"), (12.0, "positive"),
     ("64", "positive"), (6, "tile_size=6 is not a multiple of 4, .* use 4 or 8"),

@@ -233,6 +233,7 @@ def test_the_best_mix_lists_its_largest_weights_with_style_thumbnails(tmp_path):
     client, session = make_client(tmp_path / "p.sqlite", speculate=False)
     for i in range(3):
         vote(client, open_id(client), i, f"v{i}")
+    assert session.wait_idle(60)   # the best mix of the last fit, which has every answer
     best = client.get("/api/state").get_json()["best"]
     weights = session.learner.best()
     assert [w["style"] for w in best["weights"]] == [
@@ -257,7 +258,8 @@ def test_the_next_question_is_rendered_while_the_current_one_is_shown(tmp_path):
     client = create_app(session).test_client()
     for i in range(5):
         question_id = open_id(client)
-        session._executor.submit(lambda: None).result()   # the render thread is idle again
+        assert session.wait_idle(60)                        # the next questions are chosen
+        session._executor.submit(lambda: None).result()   # and rendered
         before = len(rendered)
         state = vote(client, question_id, [0, 2, 1, 3, 2][i], f"v{i}").get_json()
         question = session.store.question(state["question"]["id"])
@@ -413,7 +415,8 @@ def test_import_nst_tf_does_not_load_flask():
 
 
 @pytest.mark.parametrize("name", ["__init__", "gp", "acquisition", "simplex", "learner",
-                                  "labeler", "questions", "store", "session", "app", "pages"])
+                                  "labeler", "tastes", "baseline", "questions", "store",
+                                  "session", "app", "pages"])
 def test_docstring_examples_run(name):
     import doctest
     import importlib

@@ -530,3 +530,52 @@ def test_load_rejects_other_files(tmp_path):
     path.write_text("[" * 100000)
     with pytest.raises(PreferenceError, match="cannot read"):
         PreferenceLearner.load(path)
+
+
+# ------------------------------------------------------------------ generalization (issue 27)
+def _family_scores(family, make, people=3, num_styles=8, budget=20):
+    from nst_tf.preference.tastes import simulate
+
+    return np.array([simulate(make(num_styles, seed), family, seed, 2, budget)[budget]
+                     for seed in range(people)])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(4))   # one validation family of each kind
+def test_pairs_are_not_worse_than_the_pairs_learner_before_k_option_questions(index):
+    """On tastes the learner was not tuned on, pairs chosen by the learner do at least as well
+    as the pairs learner it replaced (N = 8 styles, 20 answers, 3 people per family)."""
+    from nst_tf.preference.baseline import BaselinePairsLearner
+    from nst_tf.preference.tastes import draw_families
+
+    family = draw_families("validation", 4)[index]
+    new = _family_scores(family, lambda n, seed: PreferenceLearner(n, seed=seed))
+    old = _family_scores(family, lambda n, seed: BaselinePairsLearner(n, seed=seed))
+    assert new.mean() >= old.mean() - 0.05, (family, new, old)
+    assert new.min() >= 0.0, (family, new)          # never below a random mix
+
+
+def test_taste_families_cover_every_kind_and_their_optima_beat_every_sampled_mix():
+    from scipy.optimize import minimize
+
+    from nst_tf.preference.tastes import KINDS, draw_families
+
+    tuning, validation = draw_families("tuning", 8), draw_families("validation", 8)
+    assert not {f.name for f in tuning} & {f.name for f in validation}
+    for families in (tuning, validation):
+        assert sorted({f.kind for f in families}) == sorted(KINDS)
+        purity = [f.params["purity"] for f in families if "purity" in f.params]
+        assert min(purity) < 0 < max(purity)          # a taste for mixing and one for purity
+    rng = np.random.default_rng(0)
+    W = np.concatenate([simplex.dirichlet(rng, 8, 5000, 0.5), np.eye(8)])
+    for family in tuning + validation:
+        utility = family.utility(8, seed=1)
+        best = utility(utility.optimum[None])[0]
+        assert best >= utility(W).max() - 1e-9, family
+        # an independent optimizer (SLSQP on the simplex) finds nothing better
+        found = minimize(lambda w: -utility(w[None])[0], np.full(8, 1 / 8), method="SLSQP",
+                         bounds=[(0, 1)] * 8,
+                         constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}])
+        assert best >= -found.fun - 1e-6, family
+    _, labeler = validation[3].person(8, seed=1)
+    assert labeler.lapse == validation[3].lapse

@@ -27,8 +27,8 @@ def folders(tmp_path_factory):
 def test_registry_names_every_mode_once():
     classes = [recipes.recipe_class(mode) for mode in recipes.modes()]
     assert len(classes) == len(recipes.RECIPES) == len(set(recipes.modes()))
-    assert set(recipes.modes()) == {"adain", "arbitrary", "cin", "finetune", "johnson",
-                                    "texture", "texture_stylize"}
+    assert set(recipes.modes()) == {"adain", "arbitrary", "cin", "distill", "finetune",
+                                    "johnson", "texture", "texture_stylize"}
     for cls in classes:
         assert issubclass(cls, training.Recipe) and cls.summary and cls.__doc__
         assert set(cls.defaults) == {"learning_rate", "train_steps"}
@@ -42,9 +42,12 @@ def test_declared_options_decide_who_takes_what():
     assert recipes.modes_taking("network_options") == ["texture", "texture_stylize"]
     assert "adain" not in recipes.modes_taking("tv_weight")
     assert "texture" not in recipes.modes_taking("content_images")
-    assert recipes.modes_taking("export_magenta") == ["arbitrary", "cin", "finetune"]
+    assert recipes.modes_taking("export_magenta") == ["arbitrary", "cin", "distill", "finetune"]
+    assert recipes.modes_taking("export_tflite") == ["arbitrary", "distill"]
     for option in ("depth_multiplier", "augment_style_images", "random_style_image_size"):
-        assert recipes.modes_taking(option) == ["arbitrary"], option
+        assert recipes.modes_taking(option) == ["arbitrary", "distill"], option
+    assert recipes.modes_taking("predictor") == ["arbitrary"]
+    assert recipes.modes_taking("true_loss_weight") == ["distill"]
     assert "arbitrary" in recipes.modes_taking("tv_weight")
     assert "arbitrary" not in recipes.modes_taking("network_options")
     assert "johnson" not in recipes.modes_taking("export_magenta")
@@ -53,7 +56,7 @@ def test_declared_options_decide_who_takes_what():
 
 def test_python_api_refuses_an_option_of_another_mode(folders, tmp_path):
     with pytest.raises(ConfigError, match=r"^tv_weight does not apply to mode adain; it applies "
-                                          r"to mode .*cin, finetune, johnson"):
+                                          r"to mode .*cin, distill, finetune, johnson"):
         training.train(str(folders / "content"), str(folders / "style.png"), str(tmp_path),
                        mode="adain", tv_weight=1.0)
     with pytest.raises(ConfigError, match="no_such_option does not apply to mode cin; no mode "
@@ -78,7 +81,9 @@ def test_python_api_refuses_an_option_of_another_mode(folders, tmp_path):
                                                   "--mode=adain"),
     ("cin", "--encoder=keras", "--encoder does not apply to --mode=cin"),
     ("cin", "--depth_multiplier=0.5", "--depth_multiplier does not apply to --mode=cin; it "
-                                      "applies to --mode=arbitrary"),
+                                      "applies to --mode=arbitrary, distill"),
+    ("johnson", "--tflite_samples=3", "--tflite_samples does not apply to --mode=johnson; it "
+                                      "applies to --mode=arbitrary, distill"),
     ("arbitrary", "--init_decoder=d.pth", "--init_decoder does not apply to --mode=arbitrary; "
                                           "it applies to --mode=adain"),
     ("arbitrary", "--num_scales=3", "--num_scales does not apply to --mode=arbitrary"),
@@ -126,7 +131,8 @@ def test_mode_defaults_and_untrained_network():
     net, offset = training.build_network("arbitrary", alpha=0.25, depth_multiplier=0.25,
                                          weights="random")
     assert offset == 0 and arbitrary_config(net) == {"embedding_size": 100, "alpha": 0.25,
-                                                     "depth_multiplier": 0.25}
+                                                     "depth_multiplier": 0.25,
+                                                     "predictor": "inception_v3"}
     # A train_dir's record rebuilds the same architecture (what its checkpoint is read into).
     again = recipes.recipe_class("arbitrary").network_from_config(
         {"mode": "arbitrary", **arbitrary_config(net)})

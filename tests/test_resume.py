@@ -109,3 +109,15 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path, images):
     with pytest.raises(OutputPathError, match="does not exist"):
         gatys.run(content, style, checkpoint=str(tmp_path / "no" / "x.npz"), **options)
     assert sorted(os.listdir(tmp_path)) == ["run.npz"]  # nothing half-written left behind
+
+
+def test_a_saved_image_of_another_size_is_refused_naming_both_sizes(tmp_path):
+    from nst_tf.resume import RunCheckpoint
+
+    path = tmp_path / "run.npz"
+    trial = np.arange(24 * 36 * 3, dtype=np.float32).reshape(1, 24, 36, 3)
+    RunCheckpoint(path, fingerprint="f").write(0, 1, {"trial": trial}, [1.0])
+    level = RunCheckpoint(path, fingerprint="f").level(0)
+    np.testing.assert_array_equal(level.saved_image((24, 36)), trial)
+    with pytest.raises(CheckpointError, match="its image is 24x36, this scale's 20x30; delete"):
+        level.saved_image((20, 30))

@@ -398,14 +398,18 @@ with strategy.scope():
 step = tf.function(lambda: strategy.run(lambda: layer(tf.zeros([1, 4, 4, 3]))))
 first = [t.numpy() for t in strategy.experimental_local_results(step())]
 second = strategy.experimental_local_results(step())[0].numpy()
-print(float(np.abs(first[0] - first[1]).max()), float(np.abs(first[0] - second).max()))
+alone = NoiseFill(3, seed=1)(tf.zeros([2, 4, 4, 3])).numpy()     # one device, global batch 2
+print(float(np.abs(first[0] - first[1]).max()), float(np.abs(first[0] - second).max()),
+      float(np.abs(np.concatenate(first) - alone).max()))
 """
 
 
-def test_replicas_draw_different_noise():
-    """Under MirroredStrategy every replica reads the same generator state; the layer folds the
-    replica id into the seed so the replicas' samples differ (else the global batch would hold
-    copies). Subprocess: logical devices must be set before TensorFlow starts."""
+def test_replicas_draw_one_devices_noise():
+    """Under MirroredStrategy every replica reads the same generator state; each draws the
+    global batch's noise and keeps its own rows, so the replicas' samples differ (else the
+    global batch would hold copies) and together are what one device draws for the whole batch
+    (two workers train as one process). Subprocess: logical devices must be set before
+    TensorFlow starts."""
     import subprocess
     import sys
 
@@ -415,8 +419,9 @@ def test_replicas_draw_different_noise():
     result = subprocess.run([sys.executable, "-c", _REPLICAS], capture_output=True, text=True,
                             env=env, timeout=300, cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
-    across_replicas, across_calls = map(float, result.stdout.split()[-2:])
+    across_replicas, across_calls, versus_one_device = map(float, result.stdout.split()[-3:])
     assert across_replicas > 0.05 and across_calls > 0.05
+    assert versus_one_device == 0.0
 
 
 def test_synthesize_is_exported_lazily():

@@ -32,6 +32,7 @@ RUNS = {
     "texture": dict(image_size=32, batch_size=2, network_options=dict(num_scales=3, channels=4)),
     "adain": dict(alpha=1 / 16, image_size=32, batch_size=1),
     "arbitrary": dict(alpha=0.25, depth_multiplier=0.25, image_size=48, batch_size=1),
+    "distill": dict(depth_multiplier=0.35, image_size=48, batch_size=1),   # teacher: arbitrary's
 }
 
 
@@ -47,11 +48,13 @@ def runs(tmp_path_factory):
     trained = {"root": root, "content": str(root / "content"),
                "style": str(root / "styles" / "0.png")}
     for mode, options in RUNS.items():
-        styles = str(root / "styles") if mode in ("cin", "adain", "arbitrary") \
+        styles = str(root / "styles") if mode in ("cin", "adain", "arbitrary", "distill") \
             else trained["style"]
         content = None if mode == "texture" else trained["content"]
+        if mode == "distill":      # the teacher is the arbitrary run's train_dir
+            options = dict(options, checkpoint=trained["arbitrary"][0])
         network = training.train(content, styles, str(root / mode), mode=mode, train_steps=1,
-                                 weights=None if mode != "arbitrary" else "random",
+                                 weights="random" if mode in ("arbitrary", "distill") else None,
                                  learning_rate=0.05, verbose=0, log_dir="", save_every=0,
                                  **options)
         trained[mode] = (str(root / mode),
@@ -63,8 +66,9 @@ def _run_model(model, mode, style_path):
     """What a user gets from ``model`` for PHOTO (texture networks: a sample)."""
     if mode == "texture":
         return nst_tf.synthesize(model, (24, 32), seed=3)
-    style = {"cin": 1, "adain": style_path, "arbitrary": style_path}.get(mode)
-    small = {"style_size": 64} if mode in ("adain", "arbitrary") else {}
+    style = {"cin": 1, "adain": style_path, "arbitrary": style_path,
+             "distill": style_path}.get(mode)
+    small = {"style_size": 64} if mode in ("adain", "arbitrary", "distill") else {}
     return nst_tf.stylize(PHOTO, style, model=model, crop=True, **small)
 
 

@@ -117,13 +117,16 @@ def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=N
 def execute(flag_values):
     """Run with parsed flags; print the written paths. Returns the exit code (0 or 1)."""
     fv = flag_values
+    tiles, code = call_reporting_errors(PROGRAM, tiling_options, fv)
+    if code:
+        return code
     styles = [s.strip() for s in fv.style.split(",") if s.strip()]
     paths, code = call_reporting_errors(
         PROGRAM, stylize_files, fv.content, styles, fv.output, model=fv.model, vgg=fv.vgg,
         decoder=fv.decoder, style_interpolation_weights=fv.style_interpolation_weights,
         alpha=fv.alpha, preserve_color=fv.preserve_color, mask=fv.mask,
         content_size=fv.content_size, style_size=fv.style_size, crop_output=fv.crop_output,
-        save_ext=fv.save_ext, **tiling_options(fv))
+        save_ext=fv.save_ext, **tiles)
     for path in paths or ():
         print(path)
     return code

@@ -174,12 +174,12 @@ def entry_points(program, define_flags, execute):
 def define_tiling_flags(flag_values):
     """``--tile_size``, ``--statistics`` and ``--thumbnail_size``: stylize by patches
     (:mod:`nst_tf.patches`), streaming the output to disk."""
-    flags.DEFINE_integer(
+    flags.DEFINE_string(
         "tile_size", None,
         "Stylize by patches whose cores are this many pixels wide (a multiple of the network's "
         "stride: 4 for pastiche / arbitrary networks, 8 for AdaIN), for images too large to "
-        "stylize at once; the output streams to disk. Default: the whole image at once.",
-        flag_values=flag_values)
+        "stylize at once; the output streams to disk. Default (or none): the whole image at "
+        "once.", flag_values=flag_values)
     flags.DEFINE_enum(
         "statistics", "thumbnail", ["thumbnail", "exact"],
         "With --tile_size, the instance-norm statistics of every patch: thumbnail (those of a "
@@ -196,7 +196,7 @@ def define_tiling_flags(flag_values):
 def _check_tiling_flags(values):
     """``--statistics`` and ``--thumbnail_size`` mean nothing without ``--tile_size``: refuse
     them rather than ignore them (the whole image at once is what ``exact`` reproduces)."""
-    if values["tile_size"] is None:
+    if values["tile_size"] is None or values["tile_size"].strip().lower() in ("", "none"):
         given = [f"--{name}={values[name]}" for name, default in
                  (("statistics", "thumbnail"), ("thumbnail_size", 1024))
                  if values[name] != default]
@@ -211,6 +211,10 @@ def _check_tiling_flags(values):
 
 def tiling_options(flag_values):
     """The options of :func:`nst_tf.stylize_to_file` from the flags of
-    :func:`define_tiling_flags`."""
-    return {"tile_size": flag_values.tile_size, "statistics": flag_values.statistics,
-            "thumbnail_size": flag_values.thumbnail_size}
+    :func:`define_tiling_flags`; a bad ``--tile_size`` raises the
+    :class:`~nst_tf.errors.ConfigError` of :func:`nst_tf.grid.parse_tile_size` (the message
+    nst-stylize gives for the same value). Call it before loading a model."""
+    from nst_tf.grid import parse_tile_size
+
+    return {"tile_size": parse_tile_size(flag_values.tile_size),
+            "statistics": flag_values.statistics, "thumbnail_size": flag_values.thumbnail_size}

@@ -24,6 +24,12 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
     nst-train --mode=arbitrary --content_images=imagenet/ --style_images=paintings/ \\
         --train_dir=runs/arbitrary --batch_size=8 --export_magenta=arbitrary/model.ckpt
 
+    nst-train --mode=distill --checkpoint=arbitrary --content_images=imagenet/ \\
+        --style_images=paintings/ --train_dir=runs/distill --batch_size=8  # Magenta's distill
+
+    nst-train --mode=arbitrary --predictor=mobilenet_v2 --content_images=imagenet/ \\
+        --style_images=paintings/ --train_dir=runs/mobile --export_tflite=mobile_tflite
+
 * Running the same command again resumes from ``--train_dir`` (step, weights, optimizer state,
   data position); a different set-up there (mode, architecture, ``--style_images``) is refused.
   Ctrl-C saves a checkpoint and stops with exit status 130; run again to continue.
@@ -35,8 +41,11 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
   and ``--pooling`` override them.
 * TensorBoard summaries go to ``--logdir`` (default ``<train_dir>/logs``; the name ``--log_dir``
   belongs to absl's own logging flags).
-* ``--export_magenta`` (cin / finetune / arbitrary), ``--export_saved_model`` and
-  ``--export_keras`` (every mode) write the trained network at the end; their folders are
+* ``--export_magenta`` (cin / finetune / arbitrary / distill), ``--export_saved_model`` and
+  ``--export_keras`` (every mode) write the trained network at the end; ``--export_tflite``
+  (distill, and arbitrary with the MobileNetV2 predictor) writes Magenta's mobile TF Lite pairs
+  ``int8/`` (calibrated on ``--tflite_samples`` training images) and ``fp16/``, with the
+  published files' inputs and outputs (:func:`nst_tf.export.export_mobile_tflite`); their folders are
   created (and checked) before the first step. An export that is the ``--train_dir`` or a
   folder holding it, or a Magenta export into the train_dir (its ``checkpoint`` file would
   replace the run's), is refused before training.
@@ -45,7 +54,10 @@ Flags follow Magenta's ``image_stylization_train`` / ``_finetune`` where they ov
 * ``--strategy=multi_worker``: run the same command on every host, each with its ``TF_CONFIG``
   (docs: "Training on several machines"). The strategy is created before anything else;
   the chief (task 0) writes checkpoints, summaries and exports; a lost worker stops the others
-  with one line naming it, and running every worker again resumes.
+  with one line naming it, and running every worker again resumes. At start-up each worker
+  waits for the others (saying for whom) up to ``--startup_timeout`` seconds; Ctrl-C there
+  exits with 130, SIGTERM with 143; workers whose ``TF_CONFIG`` clusters differ stop with one
+  line naming both.
 * Each mode is a recipe (:mod:`nst_tf.training.recipe`) that declares the options it takes; a
   flag given for a mode that does not take it is an error naming the modes that do
   (``--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, ...``).
@@ -92,17 +104,19 @@ def define_flags(flag_values=flags.FLAGS):
                        **fv)
     flags.DEFINE_string("checkpoint", None,
                         "finetune: the pastiche checkpoint to extend (file, folder or preset "
-                        "name such as 'varied'); arbitrary: start from this Magenta arbitrary "
-                        "checkpoint (or 'arbitrary') instead of ImageNet weights.", **fv)
+                        "name such as 'varied'); arbitrary: start from this arbitrary-style "
+                        "model (a Magenta checkpoint, 'arbitrary', 'arbitrary-mobile', a "
+                        "folder, a train_dir) instead of ImageNet weights; distill: the teacher "
+                        "(default 'arbitrary').", **fv)
     flags.DEFINE_integer("batch_size", 16, "Global batch size.", **fv)
     flags.DEFINE_integer("image_size", 256, "Side of the square content crops.", **fv)
     flags.DEFINE_integer("style_size", None,
                          "Resize style images so their shorter side is this (default: native "
                          "size, as Magenta).", **fv)
     flags.DEFINE_float("learning_rate", None, "Adam learning rate (default 1e-3; adain: 1e-4; "
-                       "texture modes 0.1; arbitrary 1e-5).", **fv)
+                       "texture modes 0.1; arbitrary, distill 1e-5).", **fv)
     flags.DEFINE_integer("train_steps", None, "Total training steps including resumed ones "
-                         "(default 40000; texture modes 2000; arbitrary 8000000).", **fv)
+                         "(default 40000; texture modes 2000; arbitrary, distill 8000000).", **fv)
     flags.DEFINE_string("content_weights", None,
                         'JSON {layer: weight}; default \'{"vgg_16/conv3": 1.0}\'.', **fv)
     flags.DEFINE_string("style_weights", None,
@@ -119,11 +133,21 @@ def define_flags(flag_values=flags.FLAGS):
                       "in the BGR order of Keras' VGG weights).", **fv)
     flags.DEFINE_string("weights", "imagenet",
                         "Loss network weights: imagenet (Keras cache), random, or a local .h5 "
-                        "(adain: the encoder's; arbitrary: also the Inception-v3 start).", **fv)
-    flags.DEFINE_float("alpha", None, "Width multiplier of a new network (default 1; finetune: "
-                       "a check of the checkpoint's).", **fv)
-    flags.DEFINE_float("depth_multiplier", None, "arbitrary: width multiplier of the "
-                       "Inception-v3 style network (default 1; ImageNet weights need 1).", **fv)
+                        "(adain: the encoder's; arbitrary: also the style trunk's start; "
+                        "distill: the MobileNetV2 start, and the loss network of "
+                        "--true_loss_weight).", **fv)
+    flags.DEFINE_float("alpha", None, "Width multiplier of a new network (default 1; arbitrary "
+                       "with --predictor=mobilenet_v2: 0.25; finetune: a check of the "
+                       "checkpoint's).", **fv)
+    flags.DEFINE_float("depth_multiplier", None, "arbitrary, distill: width multiplier of the "
+                       "style trunk (default 1; ImageNet weights need 1).", **fv)
+    flags.DEFINE_enum("predictor", None, ["inception_v3", "mobilenet_v2"],
+                      "arbitrary: the style trunk: inception_v3 (default; Magenta's train) or "
+                      "mobilenet_v2 (Magenta's train_mobile: the style network frozen, the "
+                      "transformer at --alpha 0.25 by default).", **fv)
+    flags.DEFINE_float("true_loss_weight", None, "distill: weight of the arbitrary-style "
+                       "loss added to the embedding error (default 0; Magenta's "
+                       "--use_true_loss uses 1e-9).", **fv)
     flags.DEFINE_boolean("augment_style_images", None, "arbitrary: random size, crop, colour "
                          "and flips of the style images (default true, as Magenta).", **fv)
     flags.DEFINE_boolean("random_style_image_size", None, "arbitrary: resize each style batch "
@@ -139,6 +163,10 @@ def define_flags(flag_values=flags.FLAGS):
                        "multi_worker: seconds after which a step waiting for a stuck worker "
                        "fails (default none: dead workers are still detected within about "
                        "10 s). Make it longer than the chief's checkpoint writes.", **fv)
+    flags.DEFINE_float("startup_timeout", 600,
+                       "multi_worker: seconds to wait for every worker of TF_CONFIG's cluster "
+                       "to start (0: for ever); the wait names the workers it waits for and "
+                       "stops on Ctrl-C or SIGTERM.", lower_bound=0, **fv)
     flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU/TPU only), true or false.", **fv)
     flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, crops and labels.", **fv)
     flags.DEFINE_integer("save_every", 1000, "Checkpoint every this many steps (0: only at the "
@@ -154,6 +182,17 @@ def define_flags(flag_values=flags.FLAGS):
     flags.DEFINE_string("export_saved_model", None, "At the end, write a SavedModel here.", **fv)
     flags.DEFINE_string("export_keras", None, "At the end, write the network as a .keras file "
                         "(every mode).", **fv)
+    flags.DEFINE_string("export_tflite", None,
+                        "distill, arbitrary with --predictor=mobilenet_v2: at the end, write "
+                        "Magenta's mobile TF Lite files into this folder: int8/ (calibrated on "
+                        "training images) and fp16/, each prediction.tflite + transfer.tflite.",
+                        **fv)
+    flags.DEFINE_integer("tflite_image_size", 384, "--export_tflite: the transfer file's "
+                         "content size (Magenta's default 384; the prediction file takes 256).",
+                         **fv)
+    flags.DEFINE_integer("tflite_samples", 100, "--export_tflite: style images calibrating the "
+                         "int8 prediction file; the transfer file takes 3x as many content "
+                         "images (Magenta's 100 and 300).", **fv)
     # Texture networks (Ulyanov et al. 2016, 2017).
     flags.DEFINE_integer("num_scales", 6, "Texture modes: number of scales K (sizes are "
                          "multiples of 2^(K-1)).", **fv)
@@ -175,7 +214,8 @@ def define_flags(flag_values=flags.FLAGS):
 
 
 #: Flags that are not options of ``train()`` under their own name: flag -> option.
-_OPTION_OF_FLAG = {"logdir": "log_dir", "num_scales": "network_options",
+_OPTION_OF_FLAG = {"logdir": "log_dir", "tflite_image_size": "export_tflite",
+                   "tflite_samples": "export_tflite", "num_scales": "network_options",
                    "texture_channels": "network_options", "norm": "network_options",
                    "padding": "network_options"}
 #: Flags of the command itself, taken by every mode.
@@ -209,7 +249,8 @@ def mode_options(flag_values):
                 raise ConfigError(not_taken_message(fv.mode, option, flag=name))
             continue
         value = getattr(fv, name)
-        if value is not None and option not in ("network_options", "export_magenta"):
+        if value is not None and option not in ("network_options", "export_magenta",
+                                                 "export_tflite"):
             options[option] = value
     if options.get("mixed_precision") == "none":
         options.pop("mixed_precision")
@@ -229,7 +270,7 @@ def check_exports_keep_the_train_dir(flag_values):
     from nst_tf.io import check_not_replacing, same_file
 
     fv = flag_values
-    for name in ("export_saved_model", "export_keras"):
+    for name in ("export_saved_model", "export_keras", "export_tflite"):
         if fv[name].value:
             check_not_replacing(fv[name].value, fv.train_dir, f"--{name}",
                                 "the --train_dir of this run, with its checkpoints")
@@ -254,7 +295,7 @@ def prepare_exports(flag_values):
     fv = flag_values
     if fv.export_keras and not fv.export_keras.endswith(".keras"):
         raise ConfigError(f"--export_keras must name a .keras file, got {fv.export_keras!r}")
-    for name in ("export_magenta", "export_saved_model", "export_keras"):
+    for name in ("export_magenta", "export_saved_model", "export_keras", "export_tflite"):
         path = fv[name].value
         if not path:
             continue
@@ -288,10 +329,15 @@ def train_and_export(flag_values):
     fv = flag_values
     check_exports_keep_the_train_dir(fv)
     options = mode_options(fv)
+    if fv.export_tflite:
+        from nst_tf.training.recipe import recipe_class
+
+        recipe_class(fv.mode).check_tflite_export(options)
     prepare_exports(fv)
     # Before any TensorFlow op (VGG, images): MultiWorkerMirroredStrategy needs that.
     options["strategy"] = training.make_strategy(options.get("strategy", "default"),
-                                                 options.pop("collective_timeout", None))
+                                                 options.pop("collective_timeout", None),
+                                                 options.pop("startup_timeout", None) or None)
     network = training.train(options.pop("content_images"), options.pop("style_images"),
                              fv.train_dir, mode=fv.mode, **options)
     exported = list(network.written)
@@ -303,13 +349,31 @@ def train_and_export(flag_values):
         exported.append(export.export_saved_model(network, fv.export_saved_model))
     if fv.export_keras and not network.interrupted:
         exported.append(export.export_keras(network, fv.export_keras))
+    if fv.export_tflite and not network.interrupted:
+        from nst_tf.cli import quiet
+        from nst_tf.images import split_sources
+
+        # The TF Lite calibrator prints its settings ("fully_quantize: 0, inference_type: ...").
+        quiet.drop_lines(lambda line: line.startswith(b"fully_quantize: "))
+
+        exported.extend(export.export_mobile_tflite(
+            network, fv.export_tflite, split_sources(fv.style_images),
+            split_sources(fv.content_images) if fv.content_images else None,
+            image_size=fv.tflite_image_size, samples=fv.tflite_samples, seed=fv.seed))
     return network, exported
 
 
 def execute(flag_values):
     """Run with parsed flags; print where things went. Returns the exit code: 0, 1 (an error)
-    or 130 (stopped by Ctrl-C after saving a checkpoint; the same command resumes)."""
-    result, code = call_reporting_errors(PROGRAM, train_and_export, flag_values)
+    or 130 (stopped by Ctrl-C after saving a checkpoint; the same command resumes); 130 or 143
+    for Ctrl-C or SIGTERM while the workers of a multi-worker run wait for each other."""
+    from nst_tf.training.rendezvous import StartupInterrupted
+
+    try:
+        result, code = call_reporting_errors(PROGRAM, train_and_export, flag_values)
+    except StartupInterrupted as e:       # Ctrl-C or SIGTERM before the workers met
+        print(f"{PROGRAM}: {e}; nothing was trained", file=sys.stderr)
+        return 128 + e.signum
     if result is None:
         return code
     network, exported = result

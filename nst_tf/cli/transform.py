@@ -232,12 +232,16 @@ def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, st
 
 def execute(flag_values):
     """Run with parsed flags; print the written paths. Returns the exit code (0 or 1)."""
+    tiles, code = call_reporting_errors(PROGRAM, tiling_options, flag_values)
+    if code:
+        return code
     if flag_values.style_images:
         if flag_values["which_styles"].present:
             print_error(PROGRAM, "--which_styles selects styles of a multi-style network; an "
                         "arbitrary-style model takes --style_images (and --style_weights)")
             return 1
-        paths, code = call_reporting_errors(PROGRAM, _transform_arbitrary_flags, flag_values)
+        paths, code = call_reporting_errors(PROGRAM, _transform_arbitrary_flags, flag_values,
+                                            tiles)
         for path in paths or ():
             print(path)
         return code
@@ -259,7 +263,7 @@ def execute(flag_values):
         which_styles=flag_values.which_styles, num_styles=flag_values.num_styles,
         alpha=flag_values.alpha, save_format=flag_values.save_format,
         jit_compile=flag_values.jit_compile, precision=flag_values.precision,
-        fast=flag_values.fast, **tiling_options(flag_values))
+        fast=flag_values.fast, **tiles)
     for path in paths or ():
         print(path)
     return code
@@ -286,7 +290,7 @@ def _family_of(checkpoint):
         return None
 
 
-def _transform_arbitrary_flags(flag_values):
+def _transform_arbitrary_flags(flag_values, tiles):
     weights = (None if flag_values.style_weights is None
                else parse_numbers(flag_values.style_weights, "style_weights"))
     return transform_arbitrary(
@@ -295,7 +299,7 @@ def _transform_arbitrary_flags(flag_values):
         strengths=parse_numbers(flag_values.strength, "strength"),
         style_image_size=flag_values.style_image_size, image_size=flag_values.image_size,
         save_format=flag_values.save_format, jit_compile=flag_values.jit_compile,
-        fast=flag_values.fast, **tiling_options(flag_values))
+        fast=flag_values.fast, **tiles)
 
 
 main, run = entry_points(PROGRAM, define_flags, execute)

@@ -4,7 +4,8 @@
   (``gp``), question selection (``next_query``, ``next_pair``; qEUBO in ``acquisition``) and a
   cautious recommended mix (``best``). NumPy only.
 * :class:`SimulatedLabeler` and the hidden-utility families (``labeler``): a stand-in person for
-  tests and ``benchmarks/preference.py``.
+  tests and ``benchmarks/preference.py``; ``tastes`` draws families of such people (a tuning
+  and a validation set); ``baseline`` is the pairs learner from before k-option questions.
 * ``questions`` (the kinds of question: ``pair``, ``grid4``), ``store`` (SQLite), ``session``,
   ``app`` and ``pages`` (the Flask page, extra ``nst-tf[ui]``) and ``nst-prefer`` (the CLI) put a
   real person in the loop; Flask is imported only by ``app``.
@@ -24,8 +25,8 @@ _EXPORTS = {
     "PreferenceLearner": "learner", "PreferenceError": "learner",
     "SimulatedLabeler": "labeler", "make_utility": "labeler",
 }
-_SUBMODULES = {"learner", "gp", "acquisition", "simplex", "labeler", "questions", "store",
-               "session", "app", "pages"}
+_SUBMODULES = {"learner", "gp", "acquisition", "simplex", "labeler", "tastes", "baseline",
+               "questions", "store", "session", "app", "pages"}
 
 __all__ = sorted(_EXPORTS)
 

@@ -79,6 +79,9 @@ MIN_GAP = 0.2
 #: Per option after the incumbent, the pool kinds it may come from: "global" (dense and sparse
 #: mixes, pure styles) or "all" (also local moves and mixes shown); then "all" again.
 SLOTS = ("all", "global")
+#: For pairs, every this many questions is a random one (0: never), as the pairs learner before
+#: k-option questions did (:mod:`nst_tf.preference.baseline`).
+EXPLORE_PAIRS_EVERY = 0
 #: ``best()`` maximizes mean − CAUTION · std.
 CAUTION = 1.0
 #: Dirichlet(1) mixes over which :meth:`PreferenceLearner.random_level` averages.
@@ -324,7 +327,7 @@ class PreferenceLearner:
         a, b = self.next_query(2)
         return a, b
 
-    def next_query(self, k=4):
+    def next_query(self, k=4, after=None):
         """The next k mixes to show, float32 [k, N]; distinct mixes on the simplex.
 
         The first ``init_pairs`` questions are random pool draws; then the incumbent (``best()``)
@@ -332,59 +335,100 @@ class PreferenceLearner:
         :data:`MIN_GAP` apart; the second option must come from the dense / sparse side of the
         pool (:data:`SLOTS`: measured, without it the grid mostly polishes one recipe). A
         function of the data: asking again before an answer gives the same question.
+
+        ``after``: optional ``(options, chosen)``, an answer this learner has not been given
+        (the web page asks from the last fitted posterior while the next fit runs): the question
+        that follows it, from this posterior. Its picked option takes the incumbent's place and
+        its other options are not shown again.
         """
         k = int(k)
         if k < 2:
             raise PreferenceError(f"a question needs at least 2 options, got k={k}")
-        # the pool depends on the data only: asking twice gives the same question, and a copy of
-        # the learner with one more answer predicts the question that will follow that answer
-        rng = np.random.default_rng([self.seed, len(self._answers), k])
-        if len(self._answers) < self.init_pairs or self.posterior() is None:
+        answers = len(self._answers) + (after is not None)
+        explore = (k == 2 and EXPLORE_PAIRS_EVERY
+                   and (answers - self.init_pairs) % EXPLORE_PAIRS_EVERY == EXPLORE_PAIRS_EVERY - 1)
+        if answers < self.init_pairs or explore or self.posterior() is None:
+            rng = np.random.default_rng([self.seed, answers, k])
             return self._pool_draws(rng, k).astype(np.float32)
-        incumbent = self.best().astype(np.float64)
-        parts = {
-            "incumbent": incumbent[None],
-            "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
-            "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
-                rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
-            "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
-            "shown": np.array(self._W),
-        }
-        kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
-        pool, first = _distinct(np.concatenate(list(parts.values())))
-        kinds = kinds[first]
+        pool, is_global, X, mean, V, ucb = self._query_pool(answers, k)
         post = self.posterior()
-        X = self._embed(pool)
-        mean, V = post.mean_and_projection(X)
-        var = post.kernel.diag(X) - np.sum(V * V, 0)
+        rows, picked = np.arange(len(pool)), None
+        if after is not None:
+            shown, chosen = np.asarray(after[0], np.float64), after[1]
+            shown = shown / shown.sum(1, keepdims=True)
+            picked = None if chosen is None else shown[chosen]
+            gap = np.abs(pool[1:, None, :] - shown[None]).sum(2).min(1)
+            rows = np.concatenate([[0], 1 + np.flatnonzero(gap >= MIN_GAP)])
         # joint Monte Carlo on the most promising candidates (optimistic: mean + 2 std), the
         # best of the global kinds and of the others alike
-        ucb = mean + 2.0 * np.sqrt(np.maximum(var, 0))
-        is_global = np.isin(kinds, ["dense", "sparse"])
         keep = [np.array([0])]
-        for group in (is_global, ~is_global):
-            index = np.flatnonzero(group)
+        for group in (is_global[rows], ~is_global[rows]):
+            index = rows[group]
             keep.append(index[np.argsort(-ucb[index])[:CANDIDATES // 2]])
         keep = np.unique(np.concatenate(keep))   # the incumbent stays row 0
-        cov = post.covariance(X[keep], V[:, keep], X[keep], V[:, keep])
+        candidates, Xk, mk, Vk = pool[keep], X[keep], mean[keep], V[:, keep]
+        if picked is not None:   # the pick takes the incumbent's place
+            candidates[0], Xk[0] = picked, self._embed(picked[None])[0]
+            m, v = post.mean_and_projection(Xk[:1])
+            mk[0], Vk[:, 0] = m[0], v[:, 0]
+        cov = post.covariance(Xk, Vk, Xk, Vk)
         fixed = (0,) if INCUMBENT else ()
-        candidates = pool[keep]
         apart = np.abs(candidates[:, None, :] - candidates[None, :, :]).sum(2) >= MIN_GAP
         masks = {"all": None, "global": is_global[keep]}
         slots = [masks[where] for where in SLOTS]
-        chosen = acquisition.greedy_max_set(mean[keep], cov, min(k, len(keep)), rng, fixed,
+        rng = np.random.default_rng([self.seed, answers, k, 1])
+        chosen = acquisition.greedy_max_set(mk, cov, min(k, len(keep)), rng, fixed,
                                             SAMPLES, apart, slots)
-        options = pool[keep[chosen]]
+        options = candidates[chosen]
         if len(options) < k:   # a tiny simplex: fill with random mixes
             options = np.concatenate([options, self._pool_draws(rng, k - len(options))])
         return options.astype(np.float32)
 
-    def copy(self):
-        """An independent learner with the same settings and answers."""
+    def prepare(self, k=4):
+        """Compute now the candidate mixes (and their posterior) of the question that follows an
+        answer this learner has not been given yet: ``next_query(k, after=...)`` is then fast."""
+        if len(self._answers) + 1 >= self.init_pairs and self.posterior() is not None:
+            self._query_pool(len(self._answers) + 1, k)
+
+    def _query_pool(self, answers, k):
+        """The candidate mixes of a question (row 0: the incumbent, ``best()``), whether each is
+        of the global kinds, their kernel inputs, posterior means, projections and mean + 2 std;
+        one pool per (answers, k), kept."""
+        key = ("pool", answers, k)
+        if key not in self._cache:
+            # the pool depends on the data only: asking twice gives the same question, and a
+            # copy of the learner with one more answer predicts the question after that answer
+            rng = np.random.default_rng([self.seed, answers, k])
+            incumbent = self.best().astype(np.float64)
+            parts = {
+                "incumbent": incumbent[None],
+                "dense": simplex.dirichlet(rng, self.num_styles, POOL_DENSE, 1.0),
+                "sparse": np.concatenate([np.eye(self.num_styles), simplex.sparse_mixes(
+                    rng, self.num_styles, POOL_SPARSE, sizes=(2, 3, 4))]),
+                "local": simplex.neighbours(rng, incumbent, POOL_LOCAL, self.num_styles),
+                "shown": np.array(self._W),
+            }
+            kinds = np.concatenate([[name] * len(W) for name, W in parts.items()])
+            pool, first = _distinct(np.concatenate(list(parts.values())))
+            X = self._embed(pool)
+            post = self.posterior()
+            mean, V = post.mean_and_projection(X)
+            ucb = mean + 2.0 * np.sqrt(np.maximum(post.kernel.diag(X) - np.sum(V * V, 0), 0))
+            is_global = np.isin(kinds[first], ["dense", "sparse"])
+            self._cache[key] = (pool, is_global, X, mean, V, ucb)
+        return self._cache[key]
+
+    def copy(self, warm=None):
+        """An independent learner with the same settings and answers.
+
+        Its fits start from this learner's hyperparameters and modes, or from ``warm``'s (a
+        learner fitted on fewer of the same answers: a refit is then a few Newton steps).
+        """
         other = PreferenceLearner(self.num_styles, self.seed, self.features, self.init_pairs)
         for W, c in self._answers:
             other.add_choice(W, c)
-        other._hyper, other._modes = self._hyper, dict(self._modes)
+        warm = self if warm is None else warm
+        other._hyper, other._modes = warm._hyper, dict(warm._modes)
         other._rng.bit_generator.state = self._rng.bit_generator.state
         return other
 

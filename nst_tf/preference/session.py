@@ -4,10 +4,11 @@
 or a grid of four, see :mod:`nst_tf.preference.questions`), records answers (idempotent, via
 :class:`~nst_tf.preference.store.PreferenceStore`), feeds them to a
 :class:`~nst_tf.preference.learner.PreferenceLearner`, shuffles the options on screen, and
-renders images in one background thread, *ahead of time*: while a question is on screen it
-renders the question that would follow each answer (the learner's next question is a function
-of its data), the likeliest answer first, so the next question is usually ready when the answer
-arrives.
+renders images in one background thread. No request waits for the model: a ``refit`` thread
+fits the learner to the newest answers and then, while a question is on screen, chooses the
+question that would follow each answer (the learner's next question is a function of its data),
+the likeliest answer first, and has it rendered. A vote takes that question when it is ready,
+and otherwise one chosen from the last fitted posterior.
 
 Example (a renderer that paints each mix a flat colour):
     >>> import os, tempfile, numpy as np
@@ -25,6 +26,7 @@ import concurrent.futures
 import hashlib
 import io
 import json
+import sys
 import threading
 
 import numpy as np
@@ -37,6 +39,21 @@ from nst_tf.preference.store import StoreError
 BEST_WEIGHTS = 5
 
 
+class _Fit:
+    """A learner whose posterior and ``best()`` are computed (``version``: of the session's data,
+    ``base``: bumps when answers are taken back, so versions of one base only ever add answers)."""
+
+    def __init__(self, base, version, learner):
+        self.base, self.version, self.learner = base, version, learner
+        self._question = None
+
+    def question(self, k):
+        """The learner's next question (computed once)."""
+        if self._question is None:
+            self._question = self.learner.next_query(k)
+        return self._question
+
+
 class PreferenceSession:
     """Questions, answers and images of one session.
 
@@ -46,7 +63,12 @@ class PreferenceSession:
         num_styles: N.
         render: ``weights [N] float32 -> image [H, W, 3] float32 in [0, 1]``.
         seed: seeds the learner and the order on screen.
-        speculate: pre-render the questions that may come next (see the module docstring).
+        speculate: prepare the questions that may come next (see the module docstring).
+
+    The learner is fitted in a background thread (``refit``): a request never waits for a fit.
+    A vote takes the question prepared for that answer when it is ready, and otherwise asks
+    from the last fitted posterior (:meth:`PreferenceLearner.next_query` with ``after``);
+    ``state()["fitted"]`` says whether the best mix shown is based on every answer.
     """
 
     def __init__(self, store, num_styles, render, seed=0, speculate=True):
@@ -54,39 +76,160 @@ class PreferenceSession:
         self.kind = store.kind
         self.seed, self.speculate = int(seed), speculate
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="render")
         self._images = {}      # key -> Future of PNG bytes
         self._weights = {}     # key -> weights
+        self._base = self._version = 0
+        self._ahead = {}       # (version, question id, chosen) -> _Fit of that answer's data
+        self._closed = False
         self._rebuild()
-        if self.store.open_question() is None:
-            self._new_question()
-        self._prefetch(self.store.open_question())
+        learner = self.learner.copy()
+        learner.best()         # the first fit, before the page is served
+        learner.prepare(self.kind.k)
+        self._fitted = _Fit(self._base, self._version, learner)
+        self._speculated = None
+        with self._lock:
+            if self.store.open_question() is None:
+                self._new_question()
+            self._prefetch(self.store.open_question())
+        self._worker = threading.Thread(target=self._refit_loop, name="refit", daemon=True)
+        self._worker.start()
 
     def close(self):
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ learner
     def _rebuild(self):
         self.learner = PreferenceLearner(self.num_styles, seed=self.seed)
         self._learned = set()
+        self._base += 1
+        self._version += 1
         for answer in self.store.answers():
             self._learn(answer)
 
     def _learn(self, answer):
+        """Give the learner ``answer`` (once); True when its data changed."""
         if answer["id"] in self._learned:
-            return
+            return False
         self._learned.add(answer["id"])
         chosen = self.kind.chosen(answer["choice"])
-        if chosen is not SKIP:
-            self.learner.add_choice(answer["options"], chosen)
+        if chosen is SKIP:
+            return False
+        self.learner.add_choice(answer["options"], chosen)
+        self._version += 1
+        return True
 
-    def _new_question(self):
-        options = list(self.learner.next_query(self.kind.k))
-        count = len(self.store.answers(include_undone=True))
+    def _next_options(self, after):
+        """The next question's options, without fitting: prepared for this answer, or asked
+        from the last fitted posterior (``after``: ``(version before, question, chosen)`` of
+        the answer just given, or None)."""
+        fit = self._fitted
+        if after is not None:
+            before, question, chosen = after
+            ready = self._ahead.get((before, question["id"], chosen))
+            if ready is not None and ready.version == self._version:
+                self._fitted = ready
+                return ready.question(self.kind.k)
+        if fit.base == self._base and fit.version == self._version:
+            return fit.question(self.kind.k)
+        if after is not None and fit.base == self._base:
+            return fit.learner.next_query(self.kind.k, after=(after[1]["options"], after[2]))
+        return fit.learner.next_query(self.kind.k)
+
+    def _new_question(self, after=None):
+        options = list(self._next_options(after))
+        count = self.store.count(include_undone=True)
         shown, order = self.kind.shuffle(np.random.default_rng([self.seed, 1, count]), options)
         question = self.store.question(self.store.add_question(shown, order))
         self._prefetch(question)
+        self._changed.notify_all()
         return question
+
+    def wait_idle(self, timeout=None):
+        """Wait until the ``refit`` thread has nothing left to do: the best mix is based on every
+        answer and the questions after each answer are prepared. True if so by ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(self._is_idle, timeout)
+
+    def _is_idle(self):
+        return self._is_fitted() and (not self.speculate or self._speculated == self._open_key())
+
+    def _is_fitted(self):
+        return self._fitted.base == self._base and self._fitted.version == self._version
+
+    def _refit_loop(self):
+        """The ``refit`` thread: fit the newest data, then prepare the questions that would
+        follow each answer to the open question, the likeliest answer first. A failure is
+        reported once per state of the data; the page goes on from the last fit."""
+        failed = None
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or (
+                    not self._is_idle() and failed != (self._base, self._version)))
+                if self._closed:
+                    return
+                base, version, warm = self._base, self._version, self._fitted.learner
+                learner = self.learner.copy(warm=warm)
+                fitted = self._is_fitted()
+            try:
+                if fitted:
+                    self._prepare_answers(base, version, learner)
+                else:
+                    self._publish(base, version, learner)
+            except Exception as e:   # noqa: BLE001 -- a thread has no caller to raise to
+                failed = (base, version)
+                print(f"nst-prefer: refitting the model failed ({type(e).__name__}: {e}); "
+                      "questions come from the last fit", file=sys.stderr, flush=True)
+
+    def _publish(self, base, version, learner):
+        learner.best()
+        learner.prepare(self.kind.k)   # a vote before the next fit is answered from it
+        with self._changed:
+            if not self._closed and base == self._base and version >= self._fitted.version:
+                self._fitted = _Fit(base, version, learner)
+                self._changed.notify_all()
+
+    def _open_key(self):
+        question = self.store.open_question()
+        return (self._base, self._version, question and question["id"])
+
+    def _prepare_answers(self, base, version, learner):
+        with self._lock:
+            if self._closed:
+                return
+            key = self._open_key()
+            question = self.store.open_question()
+            self._ahead = {k: v for k, v in self._ahead.items() if k[0] == version}
+        try:
+            if question is not None and key[:2] == (base, version):
+                self._prepare(key, question, learner)
+        finally:
+            with self._changed:
+                self._speculated = key
+                self._changed.notify_all()
+
+    def _prepare(self, key, question, learner):
+        base, version, _ = key
+        options = question["options"]
+        mean = learner.predict(np.asarray(options, np.float64))[0]
+        for chosen in np.argsort(-mean):          # the person's likeliest pick first
+            with self._lock:
+                if self._closed or self._open_key() != key:
+                    return                         # answered meanwhile: fit the new data first
+            guess = learner.copy()
+            guess.add_choice(options, int(chosen))
+            ready = _Fit(base, version + 1, guess)
+            images = [self.image_key(w) for w in ready.question(self.kind.k)]
+            with self._lock:
+                if self._closed:
+                    return
+                self._ahead[(version, question["id"], int(chosen))] = ready
+                for image in images:
+                    self._submit(image)
 
     # ------------------------------------------------------------ images
     def image_key(self, weights):
@@ -122,44 +265,20 @@ class PreferenceSession:
     def _prefetch(self, question):
         for w in question["options"]:
             self._submit(self.image_key(w))
-        if self.speculate:
-            self._executor.submit(self._speculate, question)
-
-    def _speculate(self, question):
-        """Render the questions that would follow each answer to ``question``, the likeliest
-        answer first (runs in the render thread)."""
-        with self._lock:
-            learner = self.learner.copy()
-        options = question["options"]
-        mean = learner.predict(np.asarray(options, np.float64))[0]
-        for chosen in np.argsort(-mean):          # the person's likeliest pick first
-            guess = learner.copy()
-            guess.add_choice(options, int(chosen))
-            for w in guess.next_query(self.kind.k):
-                self._render_now(w)
-
-    def _render_now(self, weights):
-        key = self.image_key(weights)
-        with self._lock:
-            if key in self._images:
-                return
-            future = self._images[key] = concurrent.futures.Future()
-        try:
-            future.set_result(self._png(weights))
-        except BaseException as e:  # surfaced when the page asks for the image
-            future.set_exception(e)
 
     # ------------------------------------------------------------ requests
     def state(self):
         """The open question, the number of answers and the current best mix, for the page."""
         with self._lock:
             question = self.store.open_question() or self._new_question()
-            best = self.learner.best()
+            fitted = self._fitted.learner
+            best = fitted.best()
             top = [int(i) for i in np.argsort(-best)[:BEST_WEIGHTS] if best[i] >= 0.005]
             state = self.kind.page_state(question, [self.image_key(w)
                                                     for w in question["options"]])
             state.update({
-                "count": len(self.store.answers()),
+                "count": self.store.count(),
+                "fitted": self._is_fitted(),
                 "best": {"image": self.image_key(best),
                          "weights": [{"style": i, "weight": round(float(best[i]), 3),
                                       "image": self.image_key(np.eye(self.num_styles)[i])}
@@ -170,8 +289,12 @@ class PreferenceSession:
     def vote(self, question_id, choice, client_id, annotator):
         """Record an answer (a retried ``client_id`` counts once); returns the new :meth:`state`."""
         with self._lock:
+            before = self._version
             answer = self.store.answer(question_id, choice, client_id, annotator)
-            self._learn(answer)
+            if self._learn(answer) and self.store.open_question() is None:
+                question = {"id": answer["question_id"], "options": answer["options"]}
+                self._new_question((before, question, self.kind.chosen(answer["choice"])))
+            self._changed.notify_all()
             return self.state()
 
     def undo(self):
@@ -181,4 +304,5 @@ class PreferenceSession:
                 raise StoreError("nothing to undo")
             self._rebuild()
             self._prefetch(self.store.open_question())
+            self._changed.notify_all()
             return self.state()

@@ -334,6 +334,12 @@ class PreferenceStore:
             "" if include_undone else " WHERE undone = 0")
         return [self._answer(r) for r in self._db.execute(query + " ORDER BY id")]
 
+    def count(self, include_undone=False):
+        """How many answers :meth:`answers` would return (without reading them)."""
+        query = f"SELECT COUNT(*) FROM {self.kind.answer_table}" + (
+            "" if include_undone else " WHERE undone = 0")
+        return self._db.execute(query).fetchone()[0]
+
     def learner_data(self):
         """``(options, chosen)`` of every answer for the learner (skips dropped)."""
         data = [(a["options"], self.kind.chosen(a["choice"])) for a in self.answers()]

@@ -58,14 +58,20 @@ def check_strategy(name):
     return name
 
 
-def make_strategy(name="default", collective_timeout=None):
+#: Default seconds a worker waits for the others to start (``--startup_timeout``).
+STARTUP_TIMEOUT = 600.0
+
+
+def make_strategy(name="default", collective_timeout=None, startup_timeout=STARTUP_TIMEOUT):
     """``"default"`` (no distribution), ``"mirrored"`` (all visible GPUs, else the CPU devices),
     ``"one_device"`` (the first GPU, else the CPU) or ``"multi_worker"``
     (``MultiWorkerMirroredStrategy`` over the cluster of ``TF_CONFIG``; every local GPU of each
     worker is a replica). A ``tf.distribute.Strategy`` is returned as it is.
 
     ``"multi_worker"`` must come before any TensorFlow op of the process (else a ConfigError),
-    and waits until every worker of the cluster has started. ``collective_timeout`` (seconds,
+    and waits until every worker of the cluster has started and agrees on the cluster
+    (:func:`nst_tf.training.rendezvous.meet_peers`: it says for whom it waits, gives up after
+    ``startup_timeout`` seconds, None for never, and stops on Ctrl-C or SIGTERM). ``collective_timeout`` (seconds,
     None for none) bounds each all-reduce: a worker that is alive but stuck makes the others fail
     after that long. It must exceed the longest pause of the chief between steps (checkpoint and
     TensorBoard writes) and the difference between the workers' first-step compile times.
@@ -76,7 +82,7 @@ def make_strategy(name="default", collective_timeout=None):
     if name in (None, "default"):
         return tf.distribute.get_strategy()
     if name == "multi_worker":
-        return _multi_worker_strategy(collective_timeout)
+        return _multi_worker_strategy(collective_timeout, startup_timeout)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored":
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
@@ -118,10 +124,20 @@ def read_tf_config(environ=None):
                 or not all(isinstance(h, str) and ":" in h for h in hosts):
             raise ConfigError(f"TF_CONFIG: cluster[{job!r}] must be a list of 'host:port', "
                               f"got {hosts!r}")
+        for i, address in enumerate(hosts):
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"TF_CONFIG: cluster[{job!r}][{i}] = {address!r}: the port "
+                                  f"must be a number from 1 to 65535 (and the host not empty)")
+    addresses = [a for hosts in cluster.values() for a in hosts]
+    twice = sorted({a for a in addresses if addresses.count(a) > 1})
+    if twice:
+        raise ConfigError(f"TF_CONFIG: the cluster lists {', '.join(twice)} more than once; "
+                          f"every task needs its own host:port")
     if len(cluster.get("chief", [])) > 1:
         raise ConfigError(f"TF_CONFIG: at most one chief, got {cluster['chief']}")
     kind, index = task.get("type"), task.get("index")
-    if kind not in cluster or not isinstance(index, int) \
+    if kind not in cluster or not isinstance(index, int) or isinstance(index, bool) \
             or not 0 <= index < len(cluster[kind]):
         raise ConfigError(f"TF_CONFIG: task {task} is not in the cluster "
                           f"{ {job: len(hosts) for job, hosts in cluster.items()} } "
@@ -129,11 +145,23 @@ def read_tf_config(environ=None):
     return {"cluster": cluster, "task": {"type": kind, "index": index}}
 
 
-def _multi_worker_strategy(collective_timeout):
-    read_tf_config()
-    if collective_timeout is not None and not float(collective_timeout) > 0:
-        raise ConfigError(f"collective_timeout must be a positive number of seconds or None, "
-                          f"got {collective_timeout!r}")
+def _positive_seconds(name, value):
+    """``value`` as float seconds (None stays None); a ConfigError unless it is positive."""
+    try:
+        ok = value is None or float(value) > 0 and float(value) != float("inf")
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{name} must be a positive number of seconds or None, got {value!r}")
+    return None if value is None else float(value)
+
+
+def _multi_worker_strategy(collective_timeout, startup_timeout):
+    from nst_tf.training.rendezvous import meet_peers
+
+    config = read_tf_config()
+    collective_timeout = _positive_seconds("collective_timeout", collective_timeout)
+    meet_peers(config, _positive_seconds("startup_timeout", startup_timeout))
     options = tf.distribute.experimental.CommunicationOptions(
         timeout_seconds=None if collective_timeout is None else float(collective_timeout))
     try:

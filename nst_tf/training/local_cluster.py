@@ -42,13 +42,22 @@ def free_ports(count, host="127.0.0.1"):
             sock.close()
 
 
-def tf_config(addresses, index, task_type="worker"):
-    """The ``TF_CONFIG`` JSON of worker ``index`` of a cluster of ``addresses`` (``host:port``).
+def tf_config(addresses, index, task_type="worker", chief=False):
+    """The ``TF_CONFIG`` JSON of process ``index`` of a cluster of ``addresses``
+    (``host:port``): all ``worker`` s, or with ``chief`` the first a ``chief`` and the others
+    ``worker`` s (Vertex AI's layout; ``task_type`` is then ignored).
 
     Example:
         >>> tf_config(["127.0.0.1:2222", "127.0.0.1:2223"], 1)
         '{"cluster": {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}, "task": {"type": "worker", "index": 1}}'
+        >>> tf_config(["127.0.0.1:2222", "127.0.0.1:2223"], 1, chief=True)
+        '{"cluster": {"chief": ["127.0.0.1:2222"], "worker": ["127.0.0.1:2223"]}, "task": {"type": "worker", "index": 0}}'
     """
+    if chief:
+        task = {"type": "chief", "index": 0} if index == 0 else \
+            {"type": "worker", "index": int(index) - 1}
+        return json.dumps({"cluster": {"chief": list(addresses[:1]), "worker": list(addresses[1:])},
+                           "task": task})
     return json.dumps({"cluster": {"worker": list(addresses)},
                        "task": {"type": task_type, "index": int(index)}})
 
@@ -69,11 +78,14 @@ class LocalCluster:
     """Worker processes on loopback. ``command(i)`` is worker ``i``'s argv; ``env`` is added to
     every worker's environment (plus its ``TF_CONFIG``); outputs go to files in ``log_dir``.
 
-    Use :meth:`start`, then :meth:`wait`; or :func:`run_workers` for the whole round.
+    Use :meth:`start`, then :meth:`wait`; or :func:`run_workers` for the whole round. With
+    ``chief`` process 0 is the ``chief`` task and the others are ``worker`` s (Vertex AI's
+    layout), else all are ``worker`` s.
     """
 
-    def __init__(self, command, workers=2, env=None, log_dir=None, host="127.0.0.1"):
-        self.command, self.workers, self.host = command, int(workers), host
+    def __init__(self, command, workers=2, env=None, log_dir=None, host="127.0.0.1",
+                 chief=False):
+        self.command, self.workers, self.host, self.chief = command, int(workers), host, chief
         self.env = dict(env or {})
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="nst-cluster-")
         self.addresses = [f"{host}:{port}" for port in free_ports(self.workers, host)]
@@ -83,7 +95,8 @@ class LocalCluster:
         """Start every worker; returns self."""
         self._started = time.monotonic()
         for i in range(self.workers):
-            env = {**os.environ, **self.env, "TF_CONFIG": tf_config(self.addresses, i)}
+            env = {**os.environ, **self.env,
+                   "TF_CONFIG": tf_config(self.addresses, i, chief=self.chief)}
             log = open(os.path.join(self.log_dir, f"worker-{i}.log"), "w+")
             self._logs.append(log)
             self.processes.append(subprocess.Popen(self.command(i), env=env, stdout=log,
@@ -137,12 +150,13 @@ def address_in_use(results):
                for r in results)
 
 
-def run_workers(command, workers=2, env=None, timeout=300, log_dir=None, retries=1):
-    """Run ``command(i)`` for every worker ``i`` on loopback with its ``TF_CONFIG`` and wait;
-    returns the :class:`WorkerResult` s. Runs again on new ports (up to ``retries`` times) when
-    a worker could not bind its port."""
+def run_workers(command, workers=2, env=None, timeout=300, log_dir=None, retries=1,
+                chief=False):
+    """Run ``command(i)`` for every worker ``i`` on loopback with its ``TF_CONFIG`` (process 0
+    a ``chief`` with ``chief``) and wait; returns the :class:`WorkerResult` s. Runs again on new
+    ports (up to ``retries`` times) when a worker could not bind its port."""
     for attempt in range(retries + 1):
-        with LocalCluster(command, workers, env, log_dir) as cluster:
+        with LocalCluster(command, workers, env, log_dir, chief=chief) as cluster:
             results = cluster.start().wait(timeout)
         if not address_in_use(results) or attempt == retries:
             return results

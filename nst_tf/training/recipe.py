@@ -26,7 +26,7 @@ a recipe class there plus one line here.
 Example:
     >>> from nst_tf.training.recipe import modes, modes_taking
     >>> modes()
-    ('adain', 'arbitrary', 'cin', 'finetune', 'johnson', 'texture', 'texture_stylize')
+    ('adain', 'arbitrary', 'cin', 'distill', 'finetune', 'johnson', 'texture', 'texture_stylize')
     >>> modes_taking("init_decoder")
     ['adain']
 """
@@ -45,12 +45,13 @@ RECIPES = (
     "nst_tf.models.texture.recipe:TextureRecipe",
     "nst_tf.models.texture.recipe:TextureStylizeRecipe",
     "nst_tf.models.arbitrary.recipe:ArbitraryRecipe",
+    "nst_tf.models.arbitrary.distill:DistillRecipe",
 )
 
 #: The options of :func:`~nst_tf.training.train` that every mode takes (they are the driver's).
 COMMON_OPTIONS = ("batch_size", "image_size", "learning_rate", "train_steps", "strategy",
-                  "collective_timeout", "jit_compile", "seed", "save_every", "log_dir", "summary_every", "verbose",
-                  "callbacks", "style_images")
+                  "collective_timeout", "startup_timeout", "jit_compile", "seed", "save_every",
+                  "log_dir", "summary_every", "verbose", "callbacks", "style_images")
 
 
 class Recipe:
@@ -79,6 +80,9 @@ class Recipe:
     uses_content = True
     #: Whether ``nst-train --export_magenta`` can write the trained network in a Magenta format.
     exports_magenta = False
+    #: Whether ``nst-train --export_tflite`` can write the trained network as Magenta's mobile
+    #: TF Lite files (:func:`nst_tf.export.export_mobile_tflite`).
+    exports_tflite = False
 
     def __init__(self, content_images, style_images, *, batch_size=16, image_size=256, seed=0,
                  **options):
@@ -97,12 +101,19 @@ class Recipe:
     @classmethod
     def takes(cls, option):
         """True when this mode accepts ``option`` (an option of :func:`~nst_tf.training.train`,
-        ``"content_images"`` or ``"export_magenta"``)."""
+        ``"content_images"``, ``"export_magenta"`` or ``"export_tflite"``)."""
         if option == "content_images":
             return cls.uses_content
         if option == "export_magenta":
             return cls.exports_magenta
+        if option == "export_tflite":
+            return cls.exports_tflite
         return option in COMMON_OPTIONS or option in cls.options
+
+    @classmethod
+    def check_tflite_export(cls, options):
+        """ConfigError, before training, when ``--export_tflite`` cannot write the network that
+        the mode's ``options`` (as given) will train (default: it can)."""
 
     # --- Before the strategy exists --------------------------------------------------------------
 
@@ -217,7 +228,7 @@ def not_taken_message(mode, option, flag=None):
     Example:
         >>> not_taken_message("adain", "tv_weight", flag="tv_weight")
         '--tv_weight does not apply to --mode=adain; it applies to --mode=arbitrary, cin, \
-finetune, johnson, texture, texture_stylize'
+distill, finetune, johnson, texture, texture_stylize'
     """
     name, prefix = (f"--{flag}", "--mode=") if flag else (option, "mode ")
     takers = modes_taking(option)

@@ -17,8 +17,9 @@ from nst_tf.errors import ConfigError
 from nst_tf.io import atomic_write
 from nst_tf.training.callbacks import (CheckpointCallback, ProgressCallback, SummaryCallback,
                                        ThroughputCallback, latest_checkpoint_step)
-from nst_tf.training.distribute import (agree, check_strategy, distribute_input, make_strategy,
-                                        reporting_lost_workers, worker_info)
+from nst_tf.training.distribute import (STARTUP_TIMEOUT, agree, check_strategy,
+                                        distribute_input, make_strategy, reporting_lost_workers,
+                                        worker_info)
 from nst_tf.training.recipe import recipe_class
 from nst_tf.training.train_dir import CONFIG_FILE, read_run_config
 
@@ -63,8 +64,8 @@ def _check_common(batch_size, image_size, train_steps, learning_rate):
 
 def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16, image_size=256,
           learning_rate=None, train_steps=None, strategy="default", collective_timeout=None,
-          jit_compile="auto", seed=0, save_every=1000, log_dir=None, summary_every=100, verbose=1,
-          callbacks=(), **options):
+          startup_timeout=STARTUP_TIMEOUT, jit_compile="auto", seed=0, save_every=1000,
+          log_dir=None, summary_every=100, verbose=1, callbacks=(), **options):
     """Train a style network from content images and style images; resumes from ``train_dir``.
 
     Args:
@@ -94,6 +95,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16,
             be before any TensorFlow op of the process.
         collective_timeout: ``"multi_worker"``: seconds after which a step waiting for a stuck
             worker fails (None: only dead workers are detected, within about 10 s).
+        startup_timeout: ``"multi_worker"``: seconds to wait for every worker to start (None:
+            for ever); the wait says for whom it waits and stops on Ctrl-C or SIGTERM.
         jit_compile: ``"auto"`` (XLA on GPU/TPU), True or False.
         seed: seeds the network initialization (``keras.utils.set_random_seed``, which also
             seeds Python's and NumPy's generators), the file order, the crops and the labels.
@@ -131,7 +134,8 @@ def train(content_images, style_images, train_dir, *, mode="cin", batch_size=16,
     if collective_timeout is not None and not isinstance(strategy, str):
         raise ConfigError("collective_timeout goes with strategy='multi_worker'; a strategy "
                           "object has its own (make_strategy(..., collective_timeout=...))")
-    strategy = make_strategy(strategy, collective_timeout)     # before any TensorFlow op
+    # Before any TensorFlow op.
+    strategy = make_strategy(strategy, collective_timeout, startup_timeout)
     worker = worker_info(strategy)
     if batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"batch_size={batch_size} is the global batch: it must be a multiple "

@@ -176,14 +176,14 @@ def feature_statistics(x, convention="pytorch", role="content", epsilon=ADAIN_EP
 
 
 def _moments(x, mask=None):
-    """Mean, biased variance and pixel count of float32 ``x`` over H, W (of ``mask``'s pixels)."""
+    """Mean, biased variance and pixel count of float32 ``x`` over H, W (of ``mask``'s pixels),
+    summed by rows (:func:`nst_tf.norm_statistics.spatial_sum`)."""
     if mask is None:
-        mask = tf.ones_like(x[..., :1])
+        return (*norm_statistics.two_pass_moments(x), norm_statistics.pixel_count(x))
     mask = tf.cast(mask, tf.float32)
-    count = tf.reduce_sum(mask, axis=[1, 2], keepdims=True)
-    safe = tf.maximum(count, 1.0)
-    mean = tf.reduce_sum(x * mask, axis=[1, 2], keepdims=True) / safe
-    squares = tf.reduce_sum(tf.math.squared_difference(x, mean) * mask, axis=[1, 2], keepdims=True)
+    safe = tf.maximum(norm_statistics.spatial_sum(mask), 1.0)
+    mean = norm_statistics.spatial_sum(x * mask) / safe
+    squares = norm_statistics.spatial_sum(tf.math.squared_difference(x, mean) * mask)
     return mean, squares / safe, safe
 
 

@@ -7,4 +7,7 @@
   (checkpoints: :mod:`magenta_compat.arbitrary`; the mobile model's TF Lite / ONNX files:
   :mod:`magenta_compat.mobile`).
 * :mod:`.hub`: TF-Hub modules with the signature of Magenta's, loaded and exported.
+* :mod:`.recipe` (``nst-train --mode=arbitrary``, also ``--predictor=mobilenet_v2``) and
+  :mod:`.distill` (``--mode=distill``): Magenta's training scripts; :mod:`.tflite`: the mobile
+  model as Magenta's published TF Lite files.
 """

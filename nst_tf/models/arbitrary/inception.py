@@ -2,7 +2,7 @@
 
 Magenta's style prediction network (:func:`~nst_tf.networks.style_prediction_network`) is
 ``inception_v3_base(final_endpoint="Mixed_6e")`` under Magenta's arg scope: every conv has no
-bias, then a gamma-free batch norm (eps 1e-3, :class:`SlimBatchNorm`), then **ReLU6**; the trunk
+bias, then a gamma-free batch norm (eps 1e-3, :class:`~nst_tf.batch_norm.SlimBatchNorm`), then **ReLU6**; the trunk
 takes [0, 1] images unchanged. The layout is data (:data:`INCEPTION_LAYOUT`, 70 convs); layer
 names follow slim's scopes (:func:`inception_keras_name`), so checkpoints map one to one.
 
@@ -20,55 +20,11 @@ import collections
 import keras
 import tensorflow as tf
 
-_REGISTER = keras.saving.register_keras_serializable(package="nst_tf")
+from nst_tf.batch_norm import SlimBatchNorm  # noqa: F401  (the trunk's batch norm)
 
 #: One conv of the Inception trunk: slim scope under ``InceptionV3/``, output depth at
 #: ``depth_multiplier=1``, kernel ``(kh, kw)``, stride, padding.
 InceptionConv = collections.namedtuple("InceptionConv", "scope depth kernel stride padding")
-
-
-@_REGISTER
-class SlimBatchNorm(keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` computed as tf-slim's ``batch_norm`` computes it:
-    TensorFlow's fused kernel (Magenta's numbers), in inference and in training.
-
-    In training (``training=True`` and trainable) it normalizes with the batch's statistics and
-    moves the averages towards the kernel's batch mean and Bessel-corrected batch variance, as
-    slim's fused batch norm does (Keras' own layer uses the uncorrected variance), with
-    ``momentum`` as slim's ``decay``. Defaults are slim's: ``center=True, scale=False`` (no
-    gamma), ``epsilon=1e-3``.
-
-    Example:
-        >>> SlimBatchNorm()(tf.ones([1, 2, 2, 4])).shape
-        TensorShape([1, 2, 2, 4])
-    """
-
-    def __init__(self, momentum=0.999, epsilon=1e-3, center=True, scale=False, **kwargs):
-        super().__init__(momentum=momentum, epsilon=epsilon, center=center, scale=scale,
-                         **kwargs)
-
-    def call(self, inputs, training=None, mask=None):
-        if mask is not None or self.axis not in (-1, 3) or len(inputs.shape) != 4:
-            return super().call(inputs, training=training, mask=mask)
-        dtype = inputs.dtype
-        x = tf.cast(inputs, tf.float32)
-        channels = x.shape[-1]
-        scale = (tf.cast(self.gamma, tf.float32) if self.scale
-                 else tf.ones([channels], tf.float32))
-        offset = (tf.cast(self.beta, tf.float32) if self.center
-                  else tf.zeros([channels], tf.float32))
-        if training and self.trainable:
-            out, mean, variance = tf.compat.v1.nn.fused_batch_norm(
-                x, scale, offset, epsilon=self.epsilon, is_training=True)
-            for average, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
-                average.assign(average * self.momentum + tf.cast(value, average.dtype)
-                               * (1.0 - self.momentum))
-        else:
-            out, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                x, scale, offset, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-                is_training=False)
-        return tf.cast(out, dtype)
 
 
 # --- The trunk ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import collections
 
 import keras
 
-from nst_tf.models.arbitrary.inception import SlimBatchNorm
+from nst_tf.batch_norm import SlimBatchNorm
 
 #: One inverted-residual block of slim's ``V2_DEF``: scope, expansion factor, output depth at
 #: ``depth_multiplier=1``, stride of its depthwise conv.
@@ -108,10 +108,8 @@ def keras_applications_norm_name(scope):
 
 def batch_norm(name):
     """The trunk's batch norm: slim's (gamma and beta, eps 1e-3, decay 0.997), computed by
-    TensorFlow's fused kernel (:class:`~nst_tf.models.arbitrary.inception.SlimBatchNorm`).
-
-    Every batch norm of the trunk is made here, so another kind (a synchronized one for
-    multi-replica training) is swapped in by changing this function only."""
+    TensorFlow's fused kernel, over the global batch under several replicas
+    (:class:`~nst_tf.batch_norm.SlimBatchNorm`). Every batch norm of the trunk is made here."""
     return SlimBatchNorm(momentum=0.997, epsilon=1e-3, center=True, scale=True, name=name)
 
 

@@ -39,7 +39,8 @@ import keras
 import tensorflow as tf
 
 from nst_tf.layers import ReflectConv2D, instance_norm
-from nst_tf.models.arbitrary.inception import SlimBatchNorm, inception_keras_name, inception_trunk
+from nst_tf.batch_norm import SlimBatchNorm
+from nst_tf.models.arbitrary.inception import inception_keras_name, inception_trunk
 from nst_tf.models.arbitrary.mobilenet import TOP_DEPTH, mobilenet_keras_name, mobilenet_trunk
 from nst_tf.models.pastiche.network import PASTICHE_LAYERS, keras_name, pastiche_widths
 
@@ -68,15 +69,15 @@ class ConditionalStyleNorm(keras.layers.Layer):
     Call as ``layer([x, embedding])`` with ``x`` ``[B, H, W, C]`` and ``embedding`` ``[S, E]``
     (``S`` = 1 or B). ``beta = embedding @ beta_kernel + beta_bias`` and likewise ``gamma`` (used
     as is, not ``1 + gamma``); then the arithmetic of Magenta's ``conditional_style_norm``:
-    ``tf.nn.moments`` over H, W and ``tf.nn.batch_normalization`` with eps 1e-5
-    (:func:`~nst_tf.layers.instance_norm`). The kernels are stored ``[1, 1, E, C]``, the shape of
+    moments over H, W (summed more accurately than ``tf.nn.moments``) and
+    ``tf.nn.batch_normalization`` with eps 1e-5 (:func:`~nst_tf.layers.instance_norm`). The kernels are stored ``[1, 1, E, C]``, the shape of
     Magenta's ``style_params/<site>/StyleNorm/Conv{,_1}/weights`` (beta first, gamma second).
 
     Args:
         embedding_size: E.
         epsilon: added to the variance.
-        fast: moments by matrix products (faster, float32-rounding different; see
-            :func:`~nst_tf.layers.spatial_moments`).
+        fast: kept for saved configurations; the moments are computed one way now
+            (:func:`~nst_tf.layers.spatial_moments`).
 
     Example:
         >>> norm = ConditionalStyleNorm(embedding_size=5)
@@ -232,8 +233,8 @@ def arbitrary_transformer(embedding_size=EMBEDDING_SIZE, alpha=1.0, fast=False,
     Args:
         embedding_size: E (100 in Magenta's model).
         alpha: width multiplier (conv widths ``int(alpha * 32/64/128)``).
-        fast: faster forms of the same function (sub-pixel / space-to-depth convs, moments by
-            matrix products), within float32 rounding of Magenta's outputs; see
+        fast: faster forms of the same function (sub-pixel / space-to-depth convs), within
+            float32 rounding of Magenta's outputs; see
             :func:`~nst_tf.networks.pastiche_network` and :func:`~nst_tf.networks.set_fast`.
         name: model name.
     """

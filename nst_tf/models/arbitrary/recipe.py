@@ -16,6 +16,15 @@ What Magenta's ``arbitrary_image_stylization_train.py`` does, on :func:`nst_tf.t
   (:func:`~nst_tf.models.arbitrary.inception.load_keras_inception_weights`; Magenta starts from
   slim's copy of the same network) or random, or everything from a Magenta checkpoint; the style
   network and the transformer are trained together, batch norm in training mode.
+  ``predictor="mobilenet_v2"`` is Magenta's ``arbitrary_image_stylization_train_mobile.py``
+  (:data:`PREDICTOR_TRAINING`): the MobileNetV2 trunk starts from
+  ``keras.applications.MobileNetV2``'s ImageNet weights
+  (:func:`~nst_tf.models.arbitrary.mobilenet.load_keras_mobilenet_weights`) and runs with batch
+  norm in inference mode; the bottleneck conv keeps its random start, frozen; the transformer
+  (``alpha=0.25`` by default) is trained. Magenta's ``mobilenet_trainable=False`` does just
+  that: ``nets.mobilenet``'s ``training_scope(is_training=False)`` sets the trunk's batch norm
+  mode only, so the trunk's weights stay trainable variables that Adam updates, while
+  ``mobilenet_conv`` is built with ``trainable=False``.
 * The loss (:class:`ArbitraryLoss`): Magenta's ``arbitrary_image_stylization_losses.total_loss``
   on its VGG-16 (average pooling, Magenta's preprocessing): content ``vgg_16/conv3`` weight 1,
   style ``vgg_16/conv1..4`` weight 0.5e-3 each against the Gram matrices of each example's own
@@ -29,6 +38,8 @@ Example:
     >>> net = train("imagenet/", "paintings/", "runs/arbitrary", mode="arbitrary",
     ...             batch_size=8)                                              # doctest: +SKIP
 """
+
+import dataclasses
 
 import tensorflow as tf
 
@@ -44,6 +55,91 @@ ARBITRARY_STYLE_WEIGHTS = {"vgg_16/conv1": 0.5e-3, "vgg_16/conv2": 0.5e-3,
 ARBITRARY_TV_WEIGHT = 1e4
 #: Magenta's random side of a style batch at ``image_size`` 256: ``[128, 300)``.
 STYLE_BATCH_SIDES = (128, 300)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictorTraining:
+    """How Magenta trains the arbitrary-style network with one style trunk.
+
+    Attributes:
+        alpha: the transformer's default width multiplier with this trunk.
+        load_imagenet: ``load_imagenet(style_predictor)`` copies the trunk's ImageNet weights
+            from ``keras.applications`` (the bottleneck keeps its random start).
+        batch_norm_training: the style prediction network runs in training mode (batch
+            statistics, moving averages updated); False: inference mode.
+        frozen: layers of the style prediction network that are not trained.
+        tflite: Magenta publishes this model as TF Lite files, which ``--export_tflite`` writes
+            (:func:`nst_tf.export.export_mobile_tflite`).
+        script: Magenta's training script (documentation).
+    """
+
+    alpha: float
+    load_imagenet: object
+    batch_norm_training: bool
+    frozen: tuple
+    tflite: bool
+    script: str
+
+
+def _load_inception(predictor):
+    from nst_tf.models.arbitrary.inception import load_keras_inception_weights
+
+    return load_keras_inception_weights(predictor)
+
+
+def _load_mobilenet(predictor):
+    from nst_tf.models.arbitrary.mobilenet import load_keras_mobilenet_weights
+
+    return load_keras_mobilenet_weights(predictor)
+
+
+#: :class:`PredictorTraining` by ``predictor=`` name (:data:`nst_tf.networks.PREDICTORS`).
+PREDICTOR_TRAINING = {
+    "inception_v3": PredictorTraining(1.0, _load_inception, batch_norm_training=True,
+                                      frozen=(), tflite=False,
+                                      script="arbitrary_image_stylization_train.py"),
+    "mobilenet_v2": PredictorTraining(0.25, _load_mobilenet, batch_norm_training=False,
+                                      frozen=("bottleneck",), tflite=True,
+                                      script="arbitrary_image_stylization_train_mobile.py"),
+}
+
+
+def predictor_training(name):
+    """The :class:`PredictorTraining` of predictor ``name``; ConfigError naming the predictors."""
+    from nst_tf.models.arbitrary.network import predictor_kind
+
+    return PREDICTOR_TRAINING[predictor_kind(name).name]
+
+
+def prepare_predictor(network):
+    """Freeze the layers of ``network``'s style prediction network that its trunk's
+    :class:`PredictorTraining` leaves untrained; returns that :class:`PredictorTraining`."""
+    from nst_tf.models.arbitrary.network import predictor_of_network, style_predictor_of
+
+    setup = PREDICTOR_TRAINING[predictor_of_network(network).name]
+    for name in setup.frozen:
+        style_predictor_of(network).get_layer(name).trainable = False
+    return setup
+
+
+class ArbitraryTrainer(ImagePairTrainer):
+    """:class:`~nst_tf.training.trainer.ImagePairTrainer` of an arbitrary-style network whose
+    style prediction network runs in training mode only when ``style_training`` (Magenta's
+    ``train_mobile`` runs MobileNetV2's batch norm in inference mode while training it)."""
+
+    def __init__(self, network, loss, style_training=True, **kwargs):
+        super().__init__(network, loss, **kwargs)
+        self.style_training = bool(style_training)
+
+    def call(self, inputs, training=False):
+        from nst_tf.models.arbitrary.network import style_predictor_of, transformer_of
+
+        images, styles = inputs
+        if styles.dtype.is_integer:
+            styles = tf.gather(self.perceptual_loss.validation_styles, styles)
+        embedding = style_predictor_of(self.network)(styles,
+                                                     training=training and self.style_training)
+        return transformer_of(self.network)([images, embedding], training=training)
 
 
 class ArbitraryLoss(PerceptualLoss):
@@ -190,15 +286,19 @@ class ArbitraryRecipe(PerceptualRecipe):
       defaults: content ``vgg_16/conv3`` 1, style ``vgg_16/conv1..4`` 0.5e-3, TV 1e4);
     * ``backbone``, ``pooling``, ``preprocessing``: the loss network (Magenta's VGG-16 with
       average pooling by default);
-    * ``weights``: ``"imagenet"`` (the VGG-16 loss network and the Inception-v3 start, Keras'
-      cached downloads), ``"random"`` / None (both random), or a VGG ``.h5`` (Inception from
+    * ``weights``: ``"imagenet"`` (the VGG-16 loss network and the style trunk's start, Keras'
+      cached downloads), ``"random"`` / None (both random), or a VGG ``.h5`` (the trunk from
       ImageNet);
-    * ``alpha``: the transformer's width multiplier; ``depth_multiplier``: the style network's
-      (ImageNet weights need 1);
+    * ``predictor``: the style trunk, ``"inception_v3"`` (Magenta's ``train``) or
+      ``"mobilenet_v2"`` (its ``train_mobile``: batch norm of the style trunk in inference
+      mode, the bottleneck frozen; see :data:`PREDICTOR_TRAINING`);
+    * ``alpha``: the transformer's width multiplier (default: the predictor's, 1 or 0.25);
+      ``depth_multiplier``: the style trunk's (ImageNet weights need 1);
     * ``checkpoint``: start every weight from another arbitrary-style model instead — anything
       :func:`nst_tf.stylize` takes (a Magenta checkpoint, the presets ``"arbitrary"`` and
       ``"arbitrary-mobile"``, a folder holding the mobile model's TF Lite / ONNX files, a
-      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along;
+      ``.keras`` file, a train_dir); its predictor, widths and embedding size come along, and
+      its predictor's :class:`PredictorTraining`;
     * ``augment_style_images``, ``random_style_image_size``: Magenta's flags of the same names
       (both on by default; see :func:`style_stream`);
     * ``lr_schedule``: ``"constant"`` (Magenta's) or ``"ulyanov"``.
@@ -211,10 +311,11 @@ class ArbitraryRecipe(PerceptualRecipe):
     options = {"content_weights": ARBITRARY_CONTENT_WEIGHTS,
                "style_weights": ARBITRARY_STYLE_WEIGHTS, "tv_weight": ARBITRARY_TV_WEIGHT,
                "backbone": "vgg16", "pooling": "avg", "preprocessing": "magenta",
-               "weights": "imagenet", "lr_schedule": "constant", "alpha": 1.0,
-               "depth_multiplier": 1.0, "checkpoint": None, "augment_style_images": True,
-               "random_style_image_size": True}
+               "weights": "imagenet", "lr_schedule": "constant", "predictor": "inception_v3",
+               "alpha": None, "depth_multiplier": 1.0, "checkpoint": None,
+               "augment_style_images": True, "random_style_image_size": True}
     exports_magenta = True
+    exports_tflite = True
 
     def check(self):
         from nst_tf.models.arbitrary.network import MIN_STYLE_SIZE
@@ -224,33 +325,50 @@ class ArbitraryRecipe(PerceptualRecipe):
             raise ConfigError(f"mode 'arbitrary' crops style images to image_size, which must "
                               f"be at least {MIN_STYLE_SIZE} (the style network's minimum), got "
                               f"{self.image_size}")
+        predictor_training(options["predictor"])
         if options["weights"] not in (None, "random") and options["depth_multiplier"] != 1.0 \
                 and not options["checkpoint"]:
-            raise ConfigError("ImageNet Inception-v3 weights need depth_multiplier=1; use "
-                              "weights='random' for another width")
+            raise ConfigError(f"ImageNet {options['predictor']} weights need depth_multiplier=1; "
+                              "use weights='random' for another width")
         self.check_loss_options()
+
+    @classmethod
+    def check_tflite_export(cls, options):
+        """Magenta's TF Lite files hold the mobile model: a run from ``checkpoint`` is checked
+        when it is written; otherwise ``predictor`` must be one Magenta publishes as TF Lite."""
+        predictor = options.get("predictor", cls.options["predictor"])
+        if not options.get("checkpoint") and not predictor_training(predictor).tflite:
+            raise ConfigError(f"--export_tflite writes Magenta's mobile model (MobileNetV2 style "
+                              f"predictor); add --predictor=mobilenet_v2 (got {predictor!r})")
 
     def build(self):
         self.network, _ = self.build_network(**self.options)
         loss = ArbitraryLoss(self.loss_network(), self.content_weights, self.style_weights,
                              self.options["tv_weight"],
                              data.validation_batch(self.style_images, self.image_size, count=4))
-        self.trainer = ImagePairTrainer(self.network, loss)
+        setup = prepare_predictor(self.network)
+        self.trainer = ArbitraryTrainer(self.network, loss,
+                                        style_training=setup.batch_norm_training)
         return self.trainer
 
     @classmethod
     def build_network(cls, num_styles=1, **options):
         """``(network, 0)``: the arbitrary-style network to train (``num_styles`` is unused:
-        it takes any style)."""
-        from nst_tf.models.arbitrary.inception import load_keras_inception_weights
+        it takes any style), with the layers that Magenta's recipe does not train frozen
+        (:func:`prepare_predictor`)."""
         from nst_tf.models.arbitrary.network import arbitrary_network, style_predictor_of
 
         if options["checkpoint"]:
-            return copy_network(options["checkpoint"]), 0
-        network = arbitrary_network(alpha=options["alpha"],
-                                    depth_multiplier=options["depth_multiplier"])
+            network = copy_network(options["checkpoint"])
+            prepare_predictor(network)
+            return network, 0
+        setup = predictor_training(options["predictor"])
+        alpha = setup.alpha if options["alpha"] is None else options["alpha"]
+        network = arbitrary_network(alpha=alpha, depth_multiplier=options["depth_multiplier"],
+                                    predictor=options["predictor"])
         if options["weights"] not in (None, "random"):
-            load_keras_inception_weights(style_predictor_of(network))
+            setup.load_imagenet(style_predictor_of(network))
+        prepare_predictor(network)
         return network, 0
 
     @classmethod

@@ -305,12 +305,13 @@ def stylize(content, weights, model="varied", *, crop=False, batch_size=4, jit_c
         crop: crop the output back to the input size (Magenta does not; default False).
         batch_size: images per forward pass (bounds memory for large batches).
         jit_compile: ``"auto"`` (XLA on GPU/TPU only), True or False.
-        precision: ``"float32"`` (default: Magenta's arithmetic, within 1e-5 of its graph),
+        precision: ``"float32"`` (default: Magenta's arithmetic with accurately summed
+            moments, within 1e-5 of its graph at small sizes),
             ``"bfloat16"`` (about 2x faster on CPUs with fast bfloat16 units, slower on some;
             ~1 grey level different) or ``"auto"`` (bfloat16 where it measures faster); see
             :data:`PRECISIONS`.
-        fast: compute the same function in faster forms (sub-pixel and space-to-depth convs,
-            moments by matrix products; see :func:`~nst_tf.networks.pastiche_network`): about
+        fast: compute the same function in faster forms (sub-pixel and space-to-depth convs;
+            see :func:`~nst_tf.networks.pastiche_network`): about
             1.4x less CPU time, outputs within 1e-4 of Magenta's instead of 1e-5. Default False
             (Magenta's arithmetic, unless the network is already fast).
 

@@ -134,14 +134,14 @@ def pastiche_network(num_styles, alpha=1.0, style_input="weights", name="pastich
         name: model name.
         fast: compute the same function in faster forms: sub-pixel convs for the upsampling
             convs, the RGB output conv on a space-to-depth grid
-            (:class:`~nst_tf.layers.ReflectConv2D`) and instance-norm moments by matrix
-            products (:func:`~nst_tf.layers.spatial_moments`). ~1.4x less CPU time than
+            (:class:`~nst_tf.layers.ReflectConv2D`). ~1.4x less CPU time than
             Magenta at 512x512 (``benchmarks/pastiche.py``); outputs differ from Magenta's by
             float32 rounding (< 1e-4 in the tests; ~3e-4 measured at 512x512), while they stay
             within twice Magenta's own float32 error of a float64 evaluation. The default
-            ``False`` keeps Magenta's arithmetic: called directly on the CPU, the network's
-            outputs equal Magenta's graph bit for bit in the tests; compiled (as
-            :func:`nst_tf.stylize` runs it), within 1e-5. Switch later with
+            ``False`` keeps Magenta's kernels: the network's outputs equal Magenta's graph to
+            ~1e-7 in the tests (its instance-norm moments are summed by rows,
+            :func:`~nst_tf.layers.spatial_moments`, where Magenta's drift with the image size:
+            1.6e-3 of the variance at 4000x3000). Switch later with
             :func:`set_fast`. Keep ``False`` for TFLite export (the fast kernels are larger).
     """
     if style_input not in ("weights", "labels"):

@@ -38,6 +38,7 @@ Example:
 
 import keras
 
+from nst_tf.batch_norm import BatchNorm
 from nst_tf.errors import ImageError
 from nst_tf.layers import (CircularPad2D, InstanceNormalization, NearestUpsample2D, NoiseFill,
                            ReflectionPad2D)
@@ -51,7 +52,8 @@ TEXTURE_ACTIVATIONS = ("leaky_relu", "relu")
 def _normalization(norm, name):
     if norm == "batch":
         # Torch's defaults (momentum 0.1 there is 0.9 here, eps 1e-5), as in texture_nets.
-        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+        # Global-batch statistics under a tf.distribute strategy (nst_tf.batch_norm).
+        return BatchNorm(momentum=0.9, epsilon=1e-5, name=name)
     return InstanceNormalization(name=name)
 
 
