@@ -8,7 +8,6 @@ after its block: ``test_block_runs[docs/tasks/gatys.md:17]``.
 import json
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +23,9 @@ CHECK = [b for b in BLOCKS if b.needs is not None]
 
 #: One Python session per page: blocks share its names, like a user's interpreter.
 WORKER = r'''
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, os, sys, traceback
+replies = os.fdopen(os.dup(1), "w")   # the answers; anything else written to fd 1 goes to stderr
+os.dup2(2, 1)
 names = {"__name__": "__main__"}
 for request in sys.stdin:
     request, out = json.loads(request), io.StringIO()
@@ -35,8 +36,8 @@ for request in sys.stdin:
         reply = {"ok": True, "output": out.getvalue()}
     except BaseException:
         reply = {"ok": False, "output": out.getvalue(), "error": traceback.format_exc()}
-    sys.__stdout__.write(json.dumps(reply) + "\n")
-    sys.__stdout__.flush()
+    replies.write(json.dumps(reply) + "\n")
+    replies.flush()
 '''
 
 
@@ -69,22 +70,26 @@ class Page:
                                            env=self.env, text=True, stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, stderr=self.log)
             self.replies = queue.Queue()
-            threading.Thread(target=lambda: [self.replies.put(line) for line in
-                                             self.worker.stdout], daemon=True).start()
+            threading.Thread(target=self._read, daemon=True).start()
         code = examples.shrink_python(block.code)
         self.worker.stdin.write(json.dumps({"page": block.page, "line": block.line,
                                             "code": code}) + "\n")
         self.worker.stdin.flush()
         try:
-            reply = json.loads(self.replies.get(timeout=timeout))
+            line = self.replies.get(timeout=timeout)
         except queue.Empty:
             pytest.fail(f"{block.id} did not finish in {timeout} s")
-        except json.JSONDecodeError:
-            reply = {"ok": False, "error": "the Python session died", "output": ""}
+        reply = json.loads(line) if line else \
+            {"ok": False, "error": "the Python session died", "output": ""}
         if not reply["ok"]:
             self.log.seek(0)
             pytest.fail(f"{block.id} failed as run:\n{code}\n--- error\n{reply['error']}"
                         f"\n--- stderr\n{self.log.read()[-3000:]}", pytrace=False)
+
+    def _read(self):
+        for line in self.worker.stdout:
+            self.replies.put(line)
+        self.replies.put(None)   # the session ended
 
     def close(self):
         if self.worker is not None:
@@ -198,3 +203,18 @@ def test_checks_find_a_wrong_flag_and_a_missing_name():
     assert errors == ["from nst_tf.training import no_such: no such name",
                       "nst_tf.stylize_everything: no such name",
                       "nst_tf.load_adain() takes no keyword colour="]
+
+
+def test_a_page_session_keeps_names_and_reports_errors_at_their_markdown_line(tmp_path):
+    page = Page("docs/faq.md", tmp_path)
+    page.python(examples.Block("docs/faq.md", 3, "python",
+                               "import os\nos.write(1, b'fd 1 is not the answer channel\\n')\nx = 5"))
+    page.python(examples.Block("docs/faq.md", 9, "python", "assert x == 5"))   # same session
+    with pytest.raises(pytest.fail.Exception, match=r'(?s)docs/faq.md", line 22.*ValueError: boom'):
+        page.python(examples.Block("docs/faq.md", 20, "python", "y = x\nraise ValueError('boom')"))
+    with pytest.raises(pytest.fail.Exception, match="the Python session died"):
+        page.python(examples.Block("docs/faq.md", 30, "python", "import os; os._exit(3)"),
+                    timeout=60)
+    with pytest.raises(AssertionError, match=r"docs/faq.md:40 failed \(exit 3\)"):
+        page.bash(examples.Block("docs/faq.md", 40, "bash", "true\nexit 3\n"))
+    page.close()
