@@ -8,6 +8,7 @@ after its block: ``test_block_runs[docs/tasks/gatys.md:17]``.
 import json
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
@@ -147,6 +148,19 @@ def test_python_block_defines_what_it_uses(block):
     """Every name a Python block reads is defined by it or by a block above it on the page
     (a run block would fail on it too, but only in the slow run)."""
     assert not examples.undefined_names(block.code, bound_before(block))
+
+
+@pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
+def test_a_run_block_names_no_download(block):
+    """A block without a marker names no preset (``model="varied"``, ``--checkpoint=arbitrary``:
+    their weights are a download) and no ``gs://`` path: a page that gains one fails here, in
+    seconds, with the marker to add, not after minutes of the slow run."""
+    from nst_tf.families import preset_names
+
+    presets = "|".join(map(re.escape, preset_names()))
+    found = re.findall(rf"""(?:model|checkpoint)=["']?(?:{presets})(?![\w-])|gs://""", block.code)
+    assert not found, (f"{block.id} uses {found}: a download or a cloud; add "
+                       "'<!-- example: needs=download; why -->' (or needs=cloud) above its fence")
 
 
 # --- the harness itself -------------------------------------------------------------------------
