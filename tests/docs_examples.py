@@ -26,6 +26,8 @@ import os
 import re
 import shutil
 
+from nst_tf.cli.launch import PROGRAMS   # program name -> module under nst_tf.cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: What a block may need that a test machine lacks (the ``needs=`` of its marker).
@@ -84,13 +86,6 @@ FILES = {
     "scream.jpg": _OTHER, "b.jpg": _OTHER, "sketch.png": _OTHER,
     "photos": [_PHOTO, os.path.join(ROOT, "tests", "images", "content_sq.jpg")],
     "styles": [_PAINTING, _OTHER], "art": [_PAINTING, _OTHER],
-}
-
-#: Programs whose flags a checked block's command lines are held to.
-PROGRAMS = {
-    "nst-stylize": "stylize", "nst-reconstruct": "reconstruct", "nst-transform": "transform",
-    "nst-train": "train", "nst-export": "export", "nst-video": "video", "nst-adain": "adain",
-    "nst-prefer": "prefer", "nst-stylize-dataset": "stylize_dataset",
 }
 
 _FENCE = re.compile(r"^(\s*)(`{3,})(bash|python)\s*$")

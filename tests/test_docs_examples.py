@@ -8,7 +8,7 @@ after its block: ``test_block_runs[docs/tasks/gatys.md:17]``.
 import json
 import os
 import queue
-import shutil
+import re
 import subprocess
 import sys
 import threading
@@ -24,7 +24,9 @@ CHECK = [b for b in BLOCKS if b.needs is not None]
 
 #: One Python session per page: blocks share its names, like a user's interpreter.
 WORKER = r'''
-import contextlib, io, json, sys, traceback
+import contextlib, io, json, os, sys, traceback
+replies = os.fdopen(os.dup(1), "w")   # the answers; anything else written to fd 1 goes to stderr
+os.dup2(2, 1)
 names = {"__name__": "__main__"}
 for request in sys.stdin:
     request, out = json.loads(request), io.StringIO()
@@ -35,8 +37,8 @@ for request in sys.stdin:
         reply = {"ok": True, "output": out.getvalue()}
     except BaseException:
         reply = {"ok": False, "output": out.getvalue(), "error": traceback.format_exc()}
-    sys.__stdout__.write(json.dumps(reply) + "\n")
-    sys.__stdout__.flush()
+    replies.write(json.dumps(reply) + "\n")
+    replies.flush()
 '''
 
 
@@ -69,22 +71,26 @@ class Page:
                                            env=self.env, text=True, stdin=subprocess.PIPE,
                                            stdout=subprocess.PIPE, stderr=self.log)
             self.replies = queue.Queue()
-            threading.Thread(target=lambda: [self.replies.put(line) for line in
-                                             self.worker.stdout], daemon=True).start()
+            threading.Thread(target=self._read, daemon=True).start()
         code = examples.shrink_python(block.code)
         self.worker.stdin.write(json.dumps({"page": block.page, "line": block.line,
                                             "code": code}) + "\n")
         self.worker.stdin.flush()
         try:
-            reply = json.loads(self.replies.get(timeout=timeout))
+            line = self.replies.get(timeout=timeout)
         except queue.Empty:
             pytest.fail(f"{block.id} did not finish in {timeout} s")
-        except json.JSONDecodeError:
-            reply = {"ok": False, "error": "the Python session died", "output": ""}
+        reply = json.loads(line) if line else \
+            {"ok": False, "error": "the Python session died", "output": ""}
         if not reply["ok"]:
             self.log.seek(0)
             pytest.fail(f"{block.id} failed as run:\n{code}\n--- error\n{reply['error']}"
                         f"\n--- stderr\n{self.log.read()[-3000:]}", pytrace=False)
+
+    def _read(self):
+        for line in self.worker.stdout:
+            self.replies.put(line)
+        self.replies.put(None)   # the session ended
 
     def close(self):
         if self.worker is not None:
@@ -116,15 +122,15 @@ def test_block_runs(block, pages):
     (page.bash if block.lang == "bash" else page.python)(block)
 
 
-@pytest.mark.parametrize("block", CHECK, ids=[b.id for b in CHECK])
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.id for b in BLOCKS])
 def test_block_names_exist(block):
-    """A block that cannot run here uses only flags its programs define and names that exist."""
-    assert block.why.strip()
+    """Every block (the only test of one that cannot run here, a fast one of the others) uses
+    only flags its programs define and Python names that exist."""
     if block.lang == "bash":
         errors = examples.bash_flag_errors(block.code)
     else:
         errors = examples.python_name_errors(block.code)
-    assert not errors, f"{block.id} ({block.needs}: {block.why}):\n" + "\n".join(errors)
+    assert not errors, f"{block.id} ({block.needs or 'runs'}: {block.why}):\n" + "\n".join(errors)
 
 
 def bound_before(block):
@@ -142,6 +148,19 @@ def test_python_block_defines_what_it_uses(block):
     """Every name a Python block reads is defined by it or by a block above it on the page
     (a run block would fail on it too, but only in the slow run)."""
     assert not examples.undefined_names(block.code, bound_before(block))
+
+
+@pytest.mark.parametrize("block", RUN, ids=[b.id for b in RUN])
+def test_a_run_block_names_no_download(block):
+    """A block without a marker names no preset (``model="varied"``, ``--checkpoint=arbitrary``:
+    their weights are a download) and no ``gs://`` path: a page that gains one fails here, in
+    seconds, with the marker to add, not after minutes of the slow run."""
+    from nst_tf.families import preset_names
+
+    presets = "|".join(map(re.escape, preset_names()))
+    found = re.findall(rf"""(?:model|checkpoint)=["']?(?:{presets})(?![\w-])|gs://""", block.code)
+    assert not found, (f"{block.id} uses {found}: a download or a cloud; add "
+                       "'<!-- example: needs=download; why -->' (or needs=cloud) above its fence")
 
 
 # --- the harness itself -------------------------------------------------------------------------
@@ -198,3 +217,18 @@ def test_checks_find_a_wrong_flag_and_a_missing_name():
     assert errors == ["from nst_tf.training import no_such: no such name",
                       "nst_tf.stylize_everything: no such name",
                       "nst_tf.load_adain() takes no keyword colour="]
+
+
+def test_a_page_session_keeps_names_and_reports_errors_at_their_markdown_line(tmp_path):
+    page = Page("docs/faq.md", tmp_path)
+    page.python(examples.Block("docs/faq.md", 3, "python",
+                               "import os\nos.write(1, b'fd 1 is not the answer channel\\n')\nx = 5"))
+    page.python(examples.Block("docs/faq.md", 9, "python", "assert x == 5"))   # same session
+    with pytest.raises(pytest.fail.Exception, match=r'(?s)docs/faq.md", line 22.*ValueError: boom'):
+        page.python(examples.Block("docs/faq.md", 20, "python", "y = x\nraise ValueError('boom')"))
+    with pytest.raises(pytest.fail.Exception, match="the Python session died"):
+        page.python(examples.Block("docs/faq.md", 30, "python", "import os; os._exit(3)"),
+                    timeout=60)
+    with pytest.raises(AssertionError, match=r"docs/faq.md:40 failed \(exit 3\)"):
+        page.bash(examples.Block("docs/faq.md", 40, "bash", "true\nexit 3\n"))
+    page.close()
