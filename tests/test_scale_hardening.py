@@ -153,6 +153,28 @@ def test_rerun_with_a_retrained_model_is_refused(tmp_path):
         stylize_dataset(str(photos), output, model, **QUIET)
 
 
+def test_a_model_folder_fingerprint_follows_its_visible_files(tmp_path):
+    """A model folder (SavedModel, train_dir) is fingerprinted by its files' names and bytes;
+    hidden files and folders (editor swap files, .git) are left out."""
+    from nst_tf.scale.output import model_fingerprint
+
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / ".git").mkdir()
+    for rel, data in {"saved_model.pb": b"graph", "variables/data": b"w1", ".swp": b"x",
+                      ".git/HEAD": b"ref"}.items():
+        (model / rel).write_bytes(data)
+    first = model_fingerprint(str(model))
+    (model / ".swp").write_bytes(b"edited")
+    (model / ".git" / "HEAD").write_bytes(b"other")
+    assert model_fingerprint(str(model)) == first
+    (model / "variables" / "data").write_bytes(b"w2")        # retrained: other weights
+    retrained = model_fingerprint(str(model))
+    assert retrained != first
+    (model / "variables" / "data").rename(model / "variables" / "data2")  # renamed
+    assert model_fingerprint(str(model)) not in (first, retrained)
+
+
 def test_outputs_that_do_not_decode_are_made_again(tmp_path, johnson):
     photos, output = tmp_path / "photos", str(tmp_path / "out")
     for i, rel in enumerate(("a.png", "b.png", "c.png", "d.png")):

@@ -356,7 +356,7 @@ class PreferenceLearner:
         post = self.posterior()
         X = self._embed(pool)
         mean, V = post.mean_and_projection(X)
-        var = post.kernel.diag(X) - np.sum(V * V, 0)
+        var = post.variance(X, V)
         # joint Monte Carlo on the most promising candidates (optimistic: mean + 2 std), the
         # best of the global kinds and of the others alike
         ucb = mean + 2.0 * np.sqrt(np.maximum(var, 0))
