@@ -530,3 +530,14 @@ def test_load_rejects_other_files(tmp_path):
     path.write_text("[" * 100000)
     with pytest.raises(PreferenceError, match="cannot read"):
         PreferenceLearner.load(path)
+
+
+def test_the_hyperparameter_prior_is_log_normal_around_its_centres():
+    """``log p = −½ (ln(ℓ/0.4))² − ½ (ln(s/1.5))²`` (σ = 1 in log space, up to a constant)."""
+    from nst_tf.preference.learner import _log_prior
+
+    e = np.e
+    assert _log_prior(0.4, 1.5) == 0.0
+    assert _log_prior(0.4 * e, 1.5) == pytest.approx(-0.5)
+    assert _log_prior(0.4, 1.5 / e) == pytest.approx(-0.5)
+    assert _log_prior(0.4 / e ** 2, 1.5 * e) == pytest.approx(-2.5)
