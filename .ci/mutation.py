@@ -31,7 +31,7 @@ PYTEST = "python -m pytest -x -q -p no:cacheprovider -m 'not slow'"
 # target: modules to mutate, the tests that cover them (fastest first: -x stops at the first
 # failure), seconds per mutant before it counts as killed (a hang), default sample size
 TARGETS = {
-    "losses": (["nst_tf/losses.py"], ["tests/test_losses.py"], 300, 15),
+    "losses": (["nst_tf/losses.py"], ["tests/test_losses.py", "tests/test_video_math.py"], 300, 15),
     "objective": (["nst_tf/objective.py"], ["tests/test_objective.py"], 300, 12),
     "resume": (["nst_tf/resume.py"],
                ["tests/test_gatys_checkpoint_files.py",
