@@ -579,3 +579,13 @@ def test_taste_families_cover_every_kind_and_their_optima_beat_every_sampled_mix
         assert best >= -found.fun - 1e-6, family
     _, labeler = validation[3].person(8, seed=1)
     assert labeler.lapse == validation[3].lapse
+
+def test_the_hyperparameter_prior_is_log_normal_around_its_centres():
+    """``log p = −½ (ln(ℓ/0.4))² − ½ (ln(s/1.5))²`` (σ = 1 in log space, up to a constant)."""
+    from nst_tf.preference.learner import _log_prior
+
+    e = np.e
+    assert _log_prior(0.4, 1.5) == 0.0
+    assert _log_prior(0.4 * e, 1.5) == pytest.approx(-0.5)
+    assert _log_prior(0.4, 1.5 / e) == pytest.approx(-0.5)
+    assert _log_prior(0.4 / e ** 2, 1.5 * e) == pytest.approx(-2.5)

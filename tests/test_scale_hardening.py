@@ -153,6 +153,80 @@ def test_rerun_with_a_retrained_model_is_refused(tmp_path):
         stylize_dataset(str(photos), output, model, **QUIET)
 
 
+def test_a_model_folder_fingerprint_follows_its_visible_files(tmp_path):
+    """A model folder (SavedModel, train_dir) is fingerprinted by its files' names and bytes;
+    hidden files and folders (editor swap files, .git) are left out."""
+    from nst_tf.scale.output import model_fingerprint
+
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / ".git").mkdir()
+    for rel, data in {"saved_model.pb": b"graph", "variables/data": b"w1", ".swp": b"x",
+                      ".git/HEAD": b"ref"}.items():
+        (model / rel).write_bytes(data)
+    first = model_fingerprint(str(model))
+    (model / ".swp").write_bytes(b"edited")
+    (model / ".git" / "HEAD").write_bytes(b"other")
+    assert model_fingerprint(str(model)) == first
+    (model / "variables" / "data").write_bytes(b"w2")        # retrained: other weights
+    retrained = model_fingerprint(str(model))
+    assert retrained != first
+    (model / "variables" / "data").rename(model / "variables" / "data2")  # renamed
+    assert model_fingerprint(str(model)) not in (first, retrained)
+
+
+def _remote_over_local():
+    """Beam's local file system under an ``nsttest://`` scheme: a stand-in for a ``gs://``
+    model folder (Beam finds file systems by subclass)."""
+    from apache_beam.io.filesystem import FileMetadata
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    prefix = "nsttest://"
+
+    class Remote(LocalFileSystem):  # an object store: files only, folders do not exist
+        @classmethod
+        def scheme(cls):
+            return "nsttest"
+
+        def _remote(self, m):
+            return FileMetadata(prefix + m.path, m.size_in_bytes, m.last_updated_in_seconds)
+
+        def exists(self, path):
+            if path.startswith(prefix):
+                return os.path.isfile(path[len(prefix):])
+            return super().exists(path)  # Beam's own listing, on local paths
+
+        def metadata(self, path, **kwargs):
+            return self._remote(super().metadata(path[len(prefix):], **kwargs))
+
+        def _list(self, dir_or_prefix):
+            return (self._remote(m) for m in super()._list(dir_or_prefix[len(prefix):]))
+
+    return prefix
+
+
+def test_a_remote_model_fingerprint_follows_its_files_names_and_sizes(tmp_path):
+    from nst_tf.scale.output import model_fingerprint
+
+    prefix = _remote_over_local()
+    model = tmp_path / "model"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"graph")
+    (model / "variables" / "data").write_bytes(b"w1")
+    url = prefix + str(model)
+    first = model_fingerprint(url)
+    assert first != model_fingerprint(prefix + str(tmp_path / "other"))   # nothing there
+    assert model_fingerprint(url + "/") == first
+    (model / "variables" / "data").write_bytes(b"w22")                  # another size
+    assert model_fingerprint(url) != first
+    (model / "variables" / "data").write_bytes(b"w2")                   # same size: same
+    assert model_fingerprint(url) == first                              # (names and sizes only)
+    (model / "extra").write_bytes(b"")
+    assert model_fingerprint(url) != first
+    single = model / "saved_model.pb"                                   # one remote file
+    assert model_fingerprint(prefix + str(single)) not in (None, first)
+
+
 def test_outputs_that_do_not_decode_are_made_again(tmp_path, johnson):
     photos, output = tmp_path / "photos", str(tmp_path / "out")
     for i, rel in enumerate(("a.png", "b.png", "c.png", "d.png")):

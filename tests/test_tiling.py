@@ -205,6 +205,10 @@ def test_memory_model_and_auto_plan():
     core = tiling.plan_tile_size(ex, layers, content, 4096, 4096, 20e9)
     assert core % 16 == 0 and 512 <= core <= 2048
     assert tiling.estimate_bytes(ex, content, 4096, 4096, tile_pixels=(core + 160) ** 2) <= 20e9
+    # The largest core that fits: a budget of exactly the estimate at 1024 px cores (RGB: 3
+    # channels of L-BFGS vectors) gives 1024, not 1040.
+    budget = tiling.estimate_bytes(ex, content, 4096, 4096, tile_pixels=(1024 + 160) ** 2)
+    assert tiling.plan_tile_size(ex, layers, content, 4096, 4096, budget) == 1024
     with pytest.raises(ConfigError, match="full-size buffers do not fit"):
         tiling.plan_tile_size(ex, layers, content, 16384, 16384, 20e9)
     assert tiling.parse_memory("20GB") == 20e9 and tiling.parse_memory("2 GiB") == 2 ** 31

@@ -147,6 +147,34 @@ def test_warping_error_rejects_bad_sequences():
         warping_error(one)
     with pytest.raises(ImageError, match="fewer frames"):
         warping_error(one * 3, reference=one * 2)
+    frames = np.zeros((3, 16, 16, 3), np.float32)
+    with pytest.raises(ImageError, match=r"must be \[T, H, W, 3\] frames, got shape \(16, 16, 3\)"):
+        warping_error(frames[0])
+    still = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
+    with pytest.raises(ImageError, match=r"frame 2 has shape \(16, 8, 3\), frame 1 \(16, 16, 3\)"):
+        warping_error([frames[0], frames[1], frames[2][:, :8]], flow=still)
+
+
+def test_motion_boundaries_of_a_flow_two_pixels_tall():
+    """Two samples are enough for a difference: rows whose vertical motion differs by 5 px are
+    a boundary (|dv/dy|^2 = 25 against 0.01 |flow|^2 + 0.002 <= 0.252)."""
+    from nst_tf.video.consistency import motion_boundaries
+
+    flow = np.zeros((2, 3, 2), np.float32)
+    flow[1, :, 1] = 5.0
+    assert motion_boundaries(flow).all()
+    assert not motion_boundaries(np.zeros((2, 3, 2), np.float32)).any()
+
+
+def test_temporal_strength_is_a_number_in_the_closed_interval():
+    from nst_tf.errors import ConfigError
+    from nst_tf.video.consistency import check_strength
+
+    for good in (0, 0.0, 0.5, 1, 1.0, np.float32(1.0)):
+        check_strength(good)
+    for bad in (-0.01, 1.01, True, "0.5", None, float("nan")):
+        with pytest.raises(ConfigError, match=r"temporal strength must be a number in \[0, 1\]"):
+            check_strength(bad)
 
 
 def test_temporal_loss_matches_numpy(rng):

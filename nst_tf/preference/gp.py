@@ -247,11 +247,15 @@ class Posterior:
         Kx = self.kernel(Z, self.X)
         return Kx @ self.alpha, self._project(Kx)
 
+    def variance(self, Z, V):
+        """Posterior variance [P] at the rows of ``Z``, given their projection ``V`` from
+        :meth:`mean_and_projection` (may be slightly negative by round-off)."""
+        return self.kernel.diag(np.asarray(Z, np.float64)) - np.sum(V * V, 0)
+
     def predict(self, Z):
         """Posterior mean and standard deviation of the utility at the rows of ``Z``."""
         mean, V = self.mean_and_projection(Z)
-        var = self.kernel.diag(np.asarray(Z, np.float64)) - np.sum(V * V, 0)
-        return mean, np.sqrt(np.maximum(var, 1e-12))
+        return mean, np.sqrt(np.maximum(self.variance(Z, V), 1e-12))
 
     def covariance(self, Z1, V1, Z2, V2):
         """Posterior covariance [P1, P2] between the rows of ``Z1`` and ``Z2`` (with projections)."""

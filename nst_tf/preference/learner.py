@@ -413,7 +413,7 @@ class PreferenceLearner:
             X = self._embed(pool)
             post = self.posterior()
             mean, V = post.mean_and_projection(X)
-            ucb = mean + 2.0 * np.sqrt(np.maximum(post.kernel.diag(X) - np.sum(V * V, 0), 0))
+            ucb = mean + 2.0 * np.sqrt(np.maximum(post.variance(X, V), 0))
             is_global = np.isin(kinds[first], ["dense", "sparse"])
             self._cache[key] = (pool, is_global, X, mean, V, ucb)
         return self._cache[key]
