@@ -51,7 +51,7 @@ def images(tmp_path_factory):
     return make_images(tmp_path_factory.mktemp("multiworker_images"))
 
 
-def _workers(command, timeout=900):
+def _workers(command, timeout=1500):
     results = run_workers(command, workers=2, env=ENV, timeout=timeout)
     for r in results:
         assert r.returncode is not None, f"worker {r.index} still running after {timeout} s:\n" \
@@ -123,7 +123,7 @@ def launch(images, tmp_path_factory):
                       env={**ENV, "TF_ENABLE_ONEDNN_OPTS": "0"}) as cluster:
         cluster.start()
         results = _workers(_script(spec))
-        control_result = cluster.wait(900)[0]
+        control_result = cluster.wait(1500)[0]
     assert control_result.returncode == 0, control_result.output[-3000:]
     return {"root": root, "results": results, "others": list(others), "checkpoint": checkpoint,
             "control": _results(control_result.output)[0]}
