@@ -95,8 +95,8 @@ def check_not_replacing(output, kept, flag="--output", why="this run needs it"):
 
 def check_keeps_inputs(output, inputs, flag="--output"):
     """Raise :class:`OutputPathError` when writing ``output`` would overwrite or replace one of
-    the ``inputs`` of the run: ``(flag, path)`` pairs, where ``path`` is one path, several, or
-    None. The one rule of every program (:func:`check_not_replacing`, before any work): an output
+    the ``inputs`` of the run: ``(flag, path)`` pairs, where ``path`` is one path, a list of
+    them, or anything else (None, a network, an array: skipped). The one rule of every program (:func:`check_not_replacing`, before any work): an output
     must not be, once resolved, an input (symlinks, hard links, ``..``), nor a folder holding
     one. Inputs that do not exist are skipped (reading them fails on its own), and so are
     remote ones (``gs://...``); a checkpoint prefix is checked by its ``.index`` file.
@@ -112,8 +112,8 @@ def check_keeps_inputs(output, inputs, flag="--output"):
         nst_tf.io.OutputPathError: --output=.../p.jpg would replace .../p.jpg (the --content of this run); choose another --output
     """
     for name, paths in inputs:
-        if paths is None or isinstance(paths, (str, bytes, os.PathLike)):
-            paths = [paths]
+        if not isinstance(paths, (list, tuple)):
+            paths = [paths]   # one path, or an object that is no path (a network, an array)
         for path in paths:
             if not isinstance(path, (str, os.PathLike)) or not path or "://" in os.fspath(path):
                 continue
