@@ -31,8 +31,9 @@ import os
 import tensorflow as tf
 
 from nst_tf.errors import ConfigError
-from nst_tf.io import atomic_directory, atomic_path, atomic_write, check_output_dir
-from nst_tf.models.arbitrary.tflite import export_mobile_tflite
+from nst_tf.io import (SAVED_MODEL_FILE, atomic_directory, atomic_path, atomic_write,
+                       check_output_dir)
+from nst_tf.models.arbitrary.tflite import export_mobile_tflite  # noqa: F401 (re-exported)
 from nst_tf.networks import (MIN_PASTICHE_SIZE, as_weights_network, is_conditional,
                              pastiche_config)
 
@@ -122,7 +123,8 @@ def export_saved_model(network, path):
 
     Pastiche networks: inputs ``image`` ``[1, None, None, 3]`` and ``style_weights`` ``[N]``;
     single-style networks: input ``image`` only. The output is ``stylized_image``. An existing
-    SavedModel folder at ``path`` is replaced atomically.
+    SavedModel folder at ``path`` is replaced atomically; any other non-empty folder is refused
+    (``OutputExistsError``).
     """
     from nst_tf.networks import is_arbitrary_network
 
@@ -131,7 +133,7 @@ def export_saved_model(network, path):
 
         return export_hub_module(network, path)
     module = serving_module(network)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, replaces=SAVED_MODEL_FILE) as tmp:
         tf.saved_model.save(module, tmp,
                             signatures={"serving_default": module.serve.get_concrete_function()})
     return os.fspath(path)

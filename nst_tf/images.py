@@ -58,12 +58,12 @@ def _pil_to_float(img, path):
         data = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or data.max(initial=0) > 255 else 255.0
         grey = np.clip(data / top, 0.0, 1.0).astype(np.float32)
-        return np.repeat(grey[..., None], 3, axis=-1)
+        return grey_to_rgb(grey[..., None])
     if mode == "F":
         grey = np.asarray(img, dtype=np.float32)
         if grey.size and (np.nanmin(grey) < 0.0 or np.nanmax(grey) > 1.0):
             grey = grey / max(float(np.nanmax(grey)), 1.0)
-        return np.repeat(np.clip(grey, 0.0, 1.0)[..., None], 3, axis=-1)
+        return grey_to_rgb(np.clip(grey, 0.0, 1.0)[..., None])
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         # Composite onto white: transparent areas become white, not black.
         rgba = img.convert("RGBA")
@@ -71,7 +71,7 @@ def _pil_to_float(img, path):
         img = Image.alpha_composite(background, rgba)
     if mode == "L":
         grey = uint8_to_float(np.asarray(img))
-        return np.repeat(grey[..., None], 3, axis=-1)
+        return grey_to_rgb(grey[..., None])
     return uint8_to_float(np.asarray(img.convert("RGB")))
 
 

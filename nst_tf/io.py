@@ -93,12 +93,59 @@ def check_not_replacing(output, kept, flag="--output", why="this run needs it"):
                               f"{flag}")
 
 
+def check_keeps_inputs(output, inputs, flag="--output"):
+    """Raise :class:`OutputPathError` when writing ``output`` would overwrite or replace one of
+    the ``inputs`` of the run: ``(flag, path)`` pairs, where ``path`` is one path, a list of
+    them, or anything else (None, a network, an array: skipped). The one rule of every program (:func:`check_not_replacing`, before any work): an output
+    must not be, once resolved, an input (symlinks, hard links, ``..``), nor a folder holding
+    one. Inputs that do not exist are skipped (reading them fails on its own), and so are
+    remote ones (``gs://...``); a checkpoint prefix is checked by its ``.index`` file.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp(); photo = os.path.join(folder, "p.jpg")
+        >>> check_keeps_inputs(folder + "/out.png", [("--content", photo), ("--style", None)])
+        >>> _ = open(photo, "wb")
+        >>> check_keeps_inputs(folder + "/./p.jpg", [("--content", photo)])
+        Traceback (most recent call last):
+        ...
+        nst_tf.io.OutputPathError: --output=.../p.jpg would replace .../p.jpg (the --content of this run); choose another --output
+    """
+    for name, paths in inputs:
+        if not isinstance(paths, (list, tuple)):
+            paths = [paths]   # one path, or an object that is no path (a network, an array)
+        for path in paths:
+            if not isinstance(path, (str, os.PathLike)) or not path or "://" in os.fspath(path):
+                continue
+            for kept in (path, f"{os.fspath(path)}.index"):
+                if os.path.lexists(kept):
+                    check_not_replacing(output, kept, flag, f"the {name} of this run")
+
+
+#: The file that marks a folder as a SavedModel: the one kind of folder an export replaces.
+SAVED_MODEL_FILE = "saved_model.pb"
+
 _TOKEN_BYTES = 4   # the random part of a temporary name: 8 hex digits
 
 
-def _temporary_name(path, suffix):
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.{secrets.token_hex(_TOKEN_BYTES)}{suffix}")
+def temporary_name(path, suffix=".tmp", sep=os.sep):
+    """A new hidden name beside ``path`` for writing it (``.name.0123abcd.tmp``): the names
+    :func:`remove_stale_temporaries` and :func:`remove_stale_temporaries_below` recognize.
+    ``sep="/"`` for URLs (``gs://bucket/x.png``).
+
+    Example:
+        >>> temporary_name("out/a.png")                          # doctest: +SKIP
+        'out/.a.png.5f2c91d0.tmp'
+    """
+    folder, _, name = os.fspath(path).rpartition(sep)
+    return f"{folder}{sep if folder else ''}.{name}.{secrets.token_hex(_TOKEN_BYTES)}{suffix}"
+
+
+_temporary_name = temporary_name
+
+
+def _stale_pattern(name, suffix):
+    return re.compile(rf"\.{name}\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}{re.escape(suffix)}")
 
 
 def remove_stale_temporaries(path, suffix=".tmp"):
@@ -116,8 +163,7 @@ def remove_stale_temporaries(path, suffix=".tmp"):
         ['.run.npz.0123abcd.tmp']
     """
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
-                         rf"{re.escape(suffix)}")
+    pattern = _stale_pattern(re.escape(name), suffix)
     removed = []
     with contextlib.suppress(OSError):
         for entry in os.scandir(folder):
@@ -125,6 +171,31 @@ def remove_stale_temporaries(path, suffix=".tmp"):
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(entry.path)
                     removed.append(entry.name)
+    return sorted(removed)
+
+
+def remove_stale_temporaries_below(folder, suffix=".tmp"):
+    """Delete the temporary files (:func:`temporary_name`) that writers killed before their
+    rename left anywhere below ``folder``; returns their paths relative to ``folder``. As for
+    :func:`remove_stale_temporaries`, call it where no other process writes there at the same
+    time (a dataset run, before its workers start).
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp(); os.mkdir(os.path.join(folder, "cats"))
+        >>> _ = open(os.path.join(folder, "cats", ".1.png.0123abcd.tmp"), "wb")
+        >>> remove_stale_temporaries_below(folder)
+        ['cats/.1.png.0123abcd.tmp']
+    """
+    pattern = _stale_pattern(".+", suffix)
+    removed = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            if pattern.fullmatch(name) and not os.path.islink(path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(path)
+                    removed.append(os.path.relpath(path, folder))
     return sorted(removed)
 
 
@@ -221,18 +292,41 @@ def replace_folder(source, path):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_replaceable_folder(path, replaces=None):
+    """Raise :class:`OutputExistsError` when ``path`` is a non-empty folder without the file
+    ``replaces`` (a folder output there would delete what it holds); ``replaces=None`` allows
+    any folder. Call it before the work whose result goes to :func:`atomic_directory`.
+
+    Example:
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp(); _ = open(os.path.join(folder, "notes.txt"), "w")
+        >>> check_replaceable_folder(folder, "saved_model.pb")
+        Traceback (most recent call last):
+        ...
+        nst_tf.io.OutputExistsError: ... is a folder with other files in it (no saved_model.pb): writing there would delete them; choose a new folder
+    """
+    if (replaces and os.path.isdir(path) and os.listdir(path)
+            and not os.path.exists(os.path.join(path, replaces))):
+        raise OutputExistsError(f"{path} is a folder with other files in it (no {replaces}): "
+                                "writing there would delete them; choose a new folder")
+
+
 @contextlib.contextmanager
-def atomic_directory(path):
+def atomic_directory(path, replaces=None):
     """Yield a temporary folder beside ``path``; on success it replaces ``path`` (a folder).
 
     For outputs that are folders (SavedModels): readers see the old folder or the new one,
     never a half-written one. The folder gets the mode of ``os.mkdir(path)`` (or of the folder
-    it replaces).
+    it replaces). With ``replaces`` (a file name, e.g. ``"saved_model.pb"``), an existing
+    non-empty folder is replaced only when it holds that file, i.e. when it is an earlier output
+    of the same kind: any other folder is refused (:class:`OutputExistsError`), before the
+    caller does any work.
     """
     path = os.path.abspath(os.fspath(path))
     check_output_dir(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OutputPathError(f"cannot write the folder {path}: it exists and is a file")
+    check_replaceable_folder(path, replaces)
     _, tmp = _create(path, ".tmp", lambda name: os.mkdir(name, 0o777))  # the umask applies
     try:
         created = stat.S_IMODE(os.stat(tmp).st_mode)

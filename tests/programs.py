@@ -37,6 +37,21 @@ def run_program(name, *args, cwd=None, timeout=600, env=None):
                           cwd=cwd, timeout=timeout, env=env or program_env())
 
 
+def run_programs(*commands, cwd=None, timeout=600):
+    """Several independent ``(name, *args)`` commands at once (each is mostly a TensorFlow
+    start-up: on CI's two cores two run in the time of one); their ``CompletedProcess``
+    results, in order."""
+    started = [subprocess.Popen([program_path(name), *map(str, args)], cwd=cwd, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=program_env())
+               for name, *args in commands]
+    done = []
+    for process in started:
+        out, err = process.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
+
+
 def start_program(name, *args, cwd=None, env=None, **popen):
     """``subprocess.Popen`` of console script ``name`` (for tests that signal it)."""
     return subprocess.Popen([program_path(name), *map(str, args)], cwd=cwd,

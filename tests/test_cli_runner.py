@@ -54,29 +54,65 @@ def test_help_lists_the_program_flags_and_exits_0(capsys, monkeypatch):
     assert "--runner_help_flag: a flag --help must list" in capsys.readouterr().out
 
 
-@pytest.mark.slow
-def test_every_program_answers_help_with_status_0_and_a_missing_flag_in_one_line():
-    """``nst-x --help`` prints the usage and exits 0 (absl exits 1); with no flags, each program
-    says in one line which required flags are missing (not absl's multi-line FATAL)."""
-    import subprocess
+def _run_in_this_process(program, args, capsys):
+    """``(exit status, stdout, stderr)`` of ``program``'s console entry point (its ``run``, as
+    the installed script calls it) here; the flags it defined on absl's global ``FLAGS`` are
+    removed after, so the next program defines its own (several share names: ``--output``)."""
+    import importlib
 
-    from programs import PROGRAMS, start_program
+    from absl import app
 
-    def run_all(*args):
-        processes = {name: start_program(name, *args, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True)
-                     for name in PROGRAMS}
-        return {name: (p.communicate(timeout=300), p.returncode)
-                for name, p in processes.items()}
+    from nst_tf.cli.launch import PROGRAMS
 
-    for name, ((out, err), code) in run_all("--help").items():
+    app.define_help_flags()   # absl's own flags (--help...), defined once by its first run
+    before = set(flags.FLAGS)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            importlib.import_module(f"nst_tf.cli.{PROGRAMS[program]}").run([program, *args])
+        captured = capsys.readouterr()
+        return exit_info.value.code, captured.out, captured.err
+    finally:
+        for name in set(flags.FLAGS) - before:
+            if name in flags.FLAGS:   # a short name goes with its long one
+                delattr(flags.FLAGS, name)
+
+
+def test_every_program_answers_help_with_status_0_and_a_missing_flag_in_one_line(capsys):
+    """``nst-x --help`` prints the usage with the program's flags and exits 0 (absl exits 1);
+    with no flags, each program says in one line which required flags are missing (not absl's
+    multi-line FATAL). Every program's entry point in this process (one TensorFlow start-up);
+    the console scripts themselves in test_console_scripts_answer_help_and_missing_flags."""
+    from programs import PROGRAMS
+
+    for name in PROGRAMS:
+        code, out, err = _run_in_this_process(name, ["--help"], capsys)
         assert code == 0, (name, err[-2000:])
         assert "flags:" in out and "--" in out, name
         assert "Traceback" not in err, (name, err[-2000:])
-    for name, ((out, err), code) in run_all().items():
+        code, out, err = _run_in_this_process(name, [], capsys)
         lines = [line for line in err.splitlines() if line.strip()]
         assert code == 1 and len(lines) == 1, (name, err[-2000:])
         assert lines[0].startswith(f"{name}: error: missing --"), (name, lines)
+
+
+@pytest.mark.slow
+def test_console_scripts_answer_help_and_missing_flags():
+    """Two installed scripts as typed (the launcher's quiet log and exit statuses included)."""
+    import subprocess
+
+    from programs import start_program
+
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = {("nst-train", "--help"): start_program("nst-train", "--help", **pipes),
+               ("nst-prefer",): start_program("nst-prefer", **pipes)}
+    results = {args: (p.communicate(timeout=300), p.returncode) for args, p in started.items()}
+    (out, err), code = results[("nst-train", "--help")]
+    assert code == 0 and "flags:" in out and "--train_dir" in out, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    (out, err), code = results[("nst-prefer",)]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("nst-prefer: error: missing --"), \
+        err[-2000:]
 
 
 def test_flag_errors_are_one_line():

@@ -89,7 +89,8 @@ def test_every_family_saved_model_loads_in_a_fresh_process(tmp_path):
 
 def _registered_classes():
     """``{module: [class names]}`` of the classes decorated at module level with
-    ``register_keras_serializable`` (directly or through a ``_REGISTER`` alias), read from the
+    ``register_keras_serializable`` (directly or through an alias: ``_REGISTER``, or
+    :data:`nst_tf.layers.registry.register`), read from the
     source: an independent list of what a ``.keras`` file may name."""
     found = {}
     for folder, _, files in os.walk(os.path.join(ROOT, "nst_tf")):
@@ -103,7 +104,8 @@ def _registered_classes():
             for node in tree.body:   # module level: a class defined in a function is lazy
                 if isinstance(node, ast.ClassDef) and any(
                         "register_keras_serializable" in ast.unparse(d) or
-                        ast.unparse(d) == "_REGISTER" for d in node.decorator_list):
+                        ast.unparse(d) in ("_REGISTER", "register")
+                        for d in node.decorator_list):
                     found.setdefault(module.removesuffix(".__init__"), []).append(node.name)
     return found
 
@@ -111,6 +113,7 @@ def _registered_classes():
 def test_the_loader_registers_every_keras_class_of_the_package():
     classes = _registered_classes()
     assert "nst_tf.models.adain.network" in classes       # the scan sees every family module
+    assert "NoiseFill" in classes["nst_tf.layers.noise"]   # and the layer modules
     names = sorted(name for names in classes.values() for name in names)
 
     def missing_after(imports):

@@ -171,3 +171,22 @@ def test_keras_file_round_trip(tmp_path, rng):
     restored = keras.models.load_model(path)
     inputs = [rng.random((2, 6, 7, 3)).astype(np.float32), rng.random((1, 4)).astype(np.float32)]
     np.testing.assert_array_equal(restored(inputs).numpy(), model(inputs).numpy())
+
+
+def test_a_keras_file_saved_before_the_layers_moved_still_loads():
+    """``every_layer.keras`` holds every layer class, written when they all lived in one module
+    ``nst_tf/layers.py`` (tests/fixtures/layers/make_keras_file.py): a file names a layer by its
+    registered name (``nst_tf>ReflectConv2D``), so it loads from today's modules and computes
+    what it computed then."""
+    import os
+
+    import nst_tf.layers
+
+    folder = os.path.join(os.path.dirname(__file__), "fixtures", "layers")
+    recorded = np.load(os.path.join(folder, "every_layer.npz"))
+    model = keras.saving.load_model(os.path.join(folder, "every_layer.keras"))
+    found = {type(layer).__name__: type(layer).__module__ for layer in model.layers}
+    assert {name for name, module in found.items() if module.startswith("nst_tf.")} == \
+        {name for name in nst_tf.layers.__all__ if name[0].isupper()}
+    np.testing.assert_allclose(model([recorded["image"], recorded["weights"]]),
+                               recorded["output"], rtol=0, atol=1e-6)

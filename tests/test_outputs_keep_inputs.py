@@ -90,5 +90,122 @@ def test_nst_export_onto_its_checkpoint(tmp_path, monkeypatch, capsys, checkpoin
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"nst-export: error: --output={output} would "
                                                    "replace "), lines
-    assert "it is the model exported" in lines[0]
+    assert "(the --model of this run)" in lines[0]
     assert tree(tmp_path) == before
+
+
+# --- Every program: an output that is one of its inputs is refused, before any work ----------------
+
+def _picture(path, seed, size=(32, 40)):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, size + (3,), dtype=np.uint8)).save(path)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A folder of what the programs read: photos, style images, a frames folder, a tiny
+    .keras model and a Magenta checkpoint (made once: the refusals below read none of them)."""
+    from nst_tf.networks import johnson_network
+
+    folder = tmp_path_factory.mktemp("inputs")
+    for name, seed in (("p.png", 0), ("s.png", 1), ("t.png", 2), ("out/p_masked.png", 3),
+                       ("out/b_0.png", 4), ("frames/frame_001.png", 5),
+                       ("frames/frame_002.png", 6), ("photos/a.png", 7),
+                       ("style/0.png", 8), ("style/1.png", 9)):
+        _picture(str(folder / name), seed)
+    johnson_network(alpha=0.25, num_residual=1).save(str(folder / "out" / "m.keras"))
+    os.mkdir(folder / "ckpt")
+    write_checkpoint(random_pastiche(2, alpha=0.25, seed=0), str(folder / "ckpt" / "model.ckpt"))
+    os.mkdir(folder / "notes")
+    (folder / "notes" / "todo.txt").write_text("my notes\n")
+    return folder
+
+
+#: ``(program, arguments, words of the one error line)``, run from the inputs folder: one
+#: command per program as typed; the outputs name an input directly, through ``..`` or as a
+#: folder holding it.
+AS_TYPED = [
+    ("nst-stylize", ["--content=p.png", "--style=s.png", "--output=p.png", "--steps=1"],
+     ["--output=p.png would replace p.png (the --content of this run)"]),
+    ("nst-reconstruct", ["--image=p.png", "--layer=relu1_1", "--output=photos/../p.png"],
+     ["would replace p.png (the --image of this run)"]),
+    ("nst-transform", ["--checkpoint=ckpt/model.ckpt", "--input_image=out/b_0.png",
+                       "--output_dir=out", "--output_basename=b"],
+     ["--output_dir=out/b_0.png would replace out/b_0.png (the --input_image of this run)"]),
+    ("nst-adain", ["--content=p.png", "--style=s.png,t.png", "--mask=out/p_masked.png",
+                   "--output=out"],
+     ["would replace out/p_masked.png (the --mask of this run)"]),
+    ("nst-video", ["--input=frames", "--output=frames", "--overwrite"],
+     ["output=frames would replace frames (the input of this run)"]),
+    ("nst-export", ["--model=out/m.keras", "--output=out/m.keras"],
+     ["--output=out/m.keras would replace out/m.keras (the --model of this run)"]),
+    ("nst-stylize-dataset", ["--content=photos", "--output=out", "--model=out/m.keras"],
+     ["out would replace ", "out/m.keras (the model of this run)"]),
+    ("nst-train", ["--content_images=photos", "--style_images=style/*.png", "--weights=random",
+                   "--train_dir=runs", "--export_saved_model=style", "--train_steps=1"],
+     ["--export_saved_model=style would replace style/", "(the --style_images of this run)"]),
+]
+
+#: The same in this process (``main(argv)``), for the ways a path can name the same file.
+IN_PROCESS = [
+    ("stylize", ["--content=p.png", "--style=s.png", "--output=link-to-s.png"],
+     ["would replace s.png (the --style of this run)"]),
+    ("stylize", ["--content=p.png", "--style=s.png", "--output=p2.png", "--checkpoint_every=1",
+                 "--checkpoint=hard-link-to-p.gif"],
+     ["--checkpoint=hard-link-to-p.gif would replace p.png (the --content of this run)"]),
+    ("video", ["--input=p.png", "--output=hard-link-to-p.gif", "--overwrite"],
+     ["would replace p.png (the input of this run)"]),
+    ("export", ["--model=out/m.keras", "--output=notes", "--format=saved_model"],
+     ["notes is a folder with other files in it (no saved_model.pb)"]),
+    ("train", ["--content_images=photos", "--style_images=style/*.png", "--weights=random",
+               "--train_dir=runs", "--export_saved_model=notes", "--train_steps=1"],
+     ["notes is a folder with other files in it (no saved_model.pb)"]),
+]
+
+
+def _files(folder):
+    return {path: open(folder / path, "rb").read() for path in tree(folder)
+            if os.path.isfile(folder / path)}
+
+
+@pytest.fixture(scope="module")
+def linked(inputs):
+    os.symlink("s.png", inputs / "link-to-s.png")
+    os.link(inputs / "p.png", inputs / "hard-link-to-p.gif")
+    return inputs
+
+
+@pytest.mark.slow
+def test_every_program_refuses_an_output_that_is_an_input(linked):
+    """As typed, all at once (each is a TensorFlow start-up, not a run): exit 1, one error line,
+    and not a byte of the inputs changed nor a file added."""
+    before = _files(linked)
+    started = [(case, subprocess.Popen(console(case[0]) + case[1], cwd=linked, text=True,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV))
+               for case in AS_TYPED]
+    failures = []
+    for (program, args, words), process in started:
+        _, err = process.communicate(timeout=600)
+        lines = err.strip().splitlines()
+        if not (process.returncode == 1 and len(lines) == 1
+                and lines[0].startswith(f"{program}: error: ")
+                and all(word in lines[0] for word in words)):
+            failures.append(f"{program} {' '.join(args)}: exit {process.returncode}: "
+                            f"{err[-600:]}")
+    assert not failures, "\n".join(failures)
+    assert _files(linked) == before
+
+
+@pytest.mark.parametrize("program, args, words", IN_PROCESS)
+def test_links_and_folders_are_refused_too(linked, monkeypatch, capsys, program, args, words):
+    import importlib
+
+    monkeypatch.chdir(linked)
+    before = _files(linked)
+    module = importlib.import_module(f"nst_tf.cli.{program}")
+    assert module.main([f"nst-{program}", *args]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nst-{program}: error: "), lines
+    assert all(word in lines[0] for word in words), lines[0]
+    assert _files(linked) == before

@@ -420,3 +420,30 @@ def test_globstar_pattern_includes_files_directly_in_the_folder(tmp_path, johnso
     summary = stylize_dataset(str(tmp_path / "photos/**/**/*.jpg"), str(tmp_path / "out2"),
                               johnson, **QUIET)
     assert (summary.total, summary.failed) == (3, 0)
+
+
+# --- Temporaries of a run killed mid-write ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_temporaries_left_by_a_killed_run_are_deleted_by_the_next(tmp_path, johnson):
+    """kill -9 between writing an image's temporary and renaming it leaves ``.a.png.<hex>.tmp``
+    (named as every writer names them, nst_tf.io.temporary_name): the next run deletes them,
+    in subfolders too, and nothing else."""
+    from nst_tf.io import temporary_name
+
+    photos, output = tmp_path / "photos", tmp_path / "out"
+    for i, rel in enumerate(("a.png", "sub/b.png")):
+        save(str(photos / rel), seed=i)
+    os.makedirs(output / "sub")
+    stale = [temporary_name(str(output / "a.png")), temporary_name(str(output / "sub" / "b.png")),
+             temporary_name(str(output / "manifest.jsonl"))]
+    for path in stale:
+        with open(path, "wb") as f:
+            f.write(b"half an image")
+    with open(output / ".notes.tmp", "w") as f:             # not a temporary of ours: kept
+        f.write("mine")
+    done = run(f"--content={photos}", f"--output={output}", f"--model={johnson}")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert not any(os.path.exists(path) for path in stale)
+    assert sorted(rows(output)) == ["a.png", "sub/b.png"]
+    assert sorted(name for name in os.listdir(output) if name.startswith(".")) == [".notes.tmp"]

@@ -18,7 +18,7 @@ from nst_tf import images, training
 from nst_tf.errors import ConfigError
 from nst_tf.export import export_keras, export_magenta_checkpoint, export_tflite
 
-from programs import assert_clean_output, error_line, run_program
+from programs import assert_clean_output, error_line, run_program, run_programs
 
 pytestmark = pytest.mark.slow
 
@@ -95,9 +95,16 @@ def test_cin_train_dir_with_nst_transform_finetune_and_nst_export(runs, tmp_path
     train_dir, network = runs["cin"]
     photo = str(tmp_path / "photo.png")
     images.save_image(photo, PHOTO)
-    done = run_program("nst-transform", f"--checkpoint={train_dir}", "--which_styles=[0,1]",
-                       f"--input_image={photo}", f"--output_dir={tmp_path / 'out'}",
-                       "--output_basename=p")
+    tuned = tmp_path / "tuned"
+    transformed, finetuned, exported = run_programs(   # the three read the train_dir only
+        ("nst-transform", f"--checkpoint={train_dir}", "--which_styles=[0,1]",
+         f"--input_image={photo}", f"--output_dir={tmp_path / 'out'}", "--output_basename=p"),
+        ("nst-train", "--mode=finetune", f"--checkpoint={train_dir}",
+         f"--style_images={runs['style']}", f"--content_images={runs['content']}",
+         f"--train_dir={tuned}", "--weights=random", "--batch_size=2", "--image_size=32",
+         "--train_steps=1", "--verbose=0"),
+        ("nst-export", f"--checkpoint={train_dir}", f"--output={tmp_path / 'sm'}"))
+    done = transformed
     assert done.returncode == 0, done.stderr[-3000:]
     assert_clean_output(done)
     expected = nst_tf.stylize(images.load_image(photo), "[0, 1]", model=network)
@@ -106,11 +113,7 @@ def test_cin_train_dir_with_nst_transform_finetune_and_nst_export(runs, tmp_path
         theirs = images.float_to_uint8(expected[k], rounding="truncate").astype(np.int16)
         assert np.abs(ours - theirs).max() <= 1, k
 
-    tuned = tmp_path / "tuned"
-    done = run_program("nst-train", "--mode=finetune", f"--checkpoint={train_dir}",
-                       f"--style_images={runs['style']}", f"--content_images={runs['content']}",
-                       f"--train_dir={tuned}", "--weights=random", "--batch_size=2",
-                       "--image_size=32", "--train_steps=1", "--verbose=0")
+    done = finetuned
     assert done.returncode == 0, done.stderr[-3000:]
     assert_clean_output(done)
     old, new = network.get_layer("contract_conv1_norm"), \
@@ -119,7 +122,7 @@ def test_cin_train_dir_with_nst_transform_finetune_and_nst_export(runs, tmp_path
     for a, b in zip(old.get_weights(), new.get_weights()):   # the trained rows are kept
         np.testing.assert_array_equal(a, b[:2])
 
-    done = run_program("nst-export", f"--checkpoint={train_dir}", f"--output={tmp_path / 'sm'}")
+    done = exported
     assert done.returncode == 0, done.stderr[-3000:]
     assert_clean_output(done)
     served = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
@@ -135,15 +138,21 @@ def test_nst_export_takes_single_style_models_and_names_the_program_for_others(r
     ``export_tflite`` raises a ConfigError, not a raw ValueError."""
     train_dir, network = runs["johnson"]
     keras_file = export_keras(network, tmp_path / "johnson.keras")
-    done = run_program("nst-export", f"--checkpoint={keras_file}",
-                       f"--output={tmp_path / 'j_sm'}")
+    others = {mode: (program, output, export_keras(runs[mode][1], tmp_path / f"{mode}.keras"))
+              for mode, program, output in (("adain", "nst-adain", "x_sm"),
+                                            ("texture", "nst_tf.synthesize", "x.tflite"))}
+    done, as_tflite, *refused = run_programs(
+        ("nst-export", f"--checkpoint={keras_file}", f"--output={tmp_path / 'j_sm'}"),
+        ("nst-export", f"--checkpoint={train_dir}", f"--output={tmp_path / 'j.tflite'}",
+         "--image_size=32"),
+        *[("nst-export", f"--checkpoint={model}", f"--output={tmp_path / output}")
+          for _, output, model in others.values()])
     assert done.returncode == 0, done.stderr[-3000:]
     served = tf.saved_model.load(str(tmp_path / "j_sm")).signatures["serving_default"]
     reference = np.asarray(network(PHOTO[None]))
     np.testing.assert_allclose(served(image=tf.constant(PHOTO[None]))["stylized_image"].numpy(),
                                reference, atol=1e-5)
-    done = run_program("nst-export", f"--checkpoint={train_dir}",
-                       f"--output={tmp_path / 'j.tflite'}", "--image_size=32")
+    done = as_tflite
     assert done.returncode == 0, done.stderr[-3000:]
     assert_clean_output(done)
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "j.tflite"))
@@ -155,11 +164,8 @@ def test_nst_export_takes_single_style_models_and_names_the_program_for_others(r
         interpreter.get_tensor(interpreter.get_output_details()[0]["index"]),
         np.asarray(network(square)), atol=1e-4)
 
-    for mode, program, output in (("adain", "nst-adain", "x_sm"),
-                                  ("texture", "nst_tf.synthesize", "x.tflite")):
-        model = export_keras(runs[mode][1], tmp_path / f"{mode}.keras")
-        line = error_line(run_program("nst-export", f"--checkpoint={model}",
-                                      f"--output={tmp_path / output}"), "nst-export")
+    for (mode, (program, _, _)), done in zip(others.items(), refused):
+        line = error_line(done, "nst-export")
         assert f"{mode} models have no SavedModel / TFLite export" in line and \
             program in line and len(line) < 400, line
         with pytest.raises(ConfigError, match=program):

@@ -94,6 +94,12 @@ def stylize_files(content, styles, output, *, model="adain", vgg=None, decoder=N
     else:
         names = [f"{stem}_stylized_{os.path.splitext(os.path.basename(s))[0]}" for s in styles]
         chosen = styles
+    from nst_tf.io import check_keeps_inputs
+
+    inputs = [("--content", content), ("--style", styles), ("--mask", mask), ("--vgg", vgg),
+              ("--decoder", decoder), ("--model", model if isinstance(model, str) else None)]
+    for name in names:   # before any stylization
+        check_keeps_inputs(os.path.join(output, name + save_ext), inputs)
     if tile_size is not None:
         from nst_tf.families import stylize_to_file
 

@@ -87,6 +87,16 @@ def _writers():
             "tflite": _tflite}
 
 
+def _written(output, format):
+    """The paths an export as ``format`` may write (an arbitrary-style model's TFLite export is
+    two files, a Magenta checkpoint a prefix's files)."""
+    from nst_tf.export import arbitrary_tflite_paths
+
+    extra = {"tflite": arbitrary_tflite_paths(output),
+             "magenta": [f"{output}.index", f"{output}.data-00000-of-00001", f"{output}.meta"]}
+    return [output, *extra.get(format, ())]
+
+
 def export(checkpoint, output, format=None, image_size=384, quantize="none", num_styles=None,
            style_image_size=256):
     """Load the model ``checkpoint`` (anything ``--model`` takes) and export it to ``output``
@@ -94,15 +104,16 @@ def export(checkpoint, output, format=None, image_size=384, quantize="none", num
     holding it is refused (it would replace it). Networks of families without such an export
     (AdaIN, texture) are a one-line ConfigError that says how to run them."""
     from nst_tf.families import resolve
-    from nst_tf.io import check_not_replacing
+    from nst_tf.io import SAVED_MODEL_FILE, check_keeps_inputs, check_replaceable_folder
     from nst_tf.models.pastiche.family import load_model
 
-    for source in (checkpoint, f"{checkpoint}.index"):   # a file or folder, or a V2 prefix
-        if os.path.exists(source):
-            check_not_replacing(output, source, "--output", "it is the model exported")
     if format is None:
         format = next((name for name, ext in FORMATS.items()
                        if ext and str(output).lower().endswith(ext)), "saved_model")
+    for written in _written(output, format):
+        check_keeps_inputs(written, [("--model", checkpoint)])
+    if format == "saved_model":
+        check_replaceable_folder(output, SAVED_MODEL_FILE)
     _, network = resolve(checkpoint)
     if num_styles is not None:   # a check of a multi-style model's count, as nst-transform's
         load_model(network, num_styles=num_styles)

@@ -47,12 +47,14 @@ def _reconstruct_and_save(fv):
     from nst_tf import images
     from nst_tf.cli.stylize import check_output_path
     from nst_tf.errors import ConfigError
+    from nst_tf.io import check_keeps_inputs
     from nst_tf.reconstruction import reconstruct
 
     missing = [name for name in ("image", "layer", "output") if not fv[name].value]
     if missing:
         raise ConfigError("missing " + ", ".join(f"--{m}" for m in missing))
     check_output_path(fv.output)
+    check_keeps_inputs(fv.output, [("--image", fv.image), ("--weights", fv.weights)])
     out = reconstruct(fv.image, fv.layer, fv.kind, size=fv.size, steps=fv.steps,
                       optimizer=fv.optimizer, backbone=fv.backbone, weights=fv.weights,
                       pooling=fv.pooling, style_loss=fv.style_loss, tv_weight=fv.tv_weight,

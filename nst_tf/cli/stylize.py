@@ -177,9 +177,16 @@ def check_checkpoint_path(checkpoint, output, save_pattern=None):
                                   "choose another --checkpoint")
 
 
+def inputs_of(f):
+    """The ``(flag, paths)`` the run reads that its outputs must not replace. ``--init`` is
+    not one: ``--init=<output>`` resumes a run into its own output (written atomically)."""
+    return [("--content", f.content), ("--style", f.style), ("--weights", f.weights)]
+
+
 def _stylize_and_save(f):
     from nst_tf import gatys, images
     from nst_tf.errors import ConfigError
+    from nst_tf.io import check_keeps_inputs
 
     missing = [name for name in ("content", "style", "output") if not f[name].value]
     if missing:
@@ -188,6 +195,9 @@ def _stylize_and_save(f):
     style_weights = _numbers(f.style_weights, "style_weights", float) \
         if f.style_weights else None
     check_output_path(f.output)
+    check_keeps_inputs(f.output, inputs_of(f))
+    if options["checkpoint"]:   # written during the run, deleted at its end
+        check_keeps_inputs(options["checkpoint"], inputs_of(f), "--checkpoint")
     check_checkpoint_path(options["checkpoint"], f.output, options["save_pattern"])
     result = gatys.run(f.content, f.style, style_weights, **options)
     images.save_image(f.output, result.image)

@@ -263,22 +263,53 @@ def mode_options(flag_values):
 
 
 def check_exports_keep_the_train_dir(flag_values):
-    """Refuse, before training, an export that would destroy the run it exports: a SavedModel
-    or ``.keras`` path that is the train_dir or holds it, or a Magenta checkpoint in the
-    train_dir (its ``checkpoint`` state file would replace the one the run resumes from)."""
+    """Refuse, before training, an export that would destroy the run it exports or what it
+    reads: a SavedModel or ``.keras`` path that is the train_dir or holds it, a Magenta
+    checkpoint in the train_dir (its ``checkpoint`` state file would replace the one the run
+    resumes from), an export that is (or holds) an input (images, checkpoint, weights), and a
+    SavedModel path that is a folder of other files."""
     from nst_tf.errors import ConfigError
-    from nst_tf.io import check_not_replacing, same_file
+    from nst_tf.io import (SAVED_MODEL_FILE, check_keeps_inputs, check_not_replacing,
+                           check_replaceable_folder, same_file)
 
     fv = flag_values
     for name in ("export_saved_model", "export_keras", "export_tflite"):
         if fv[name].value:
             check_not_replacing(fv[name].value, fv.train_dir, f"--{name}",
                                 "the --train_dir of this run, with its checkpoints")
+    inputs = _inputs(fv)
+    for name in ("export_saved_model", "export_keras", "export_magenta"):
+        for written in _export_paths(fv[name].value, name):
+            check_keeps_inputs(written, inputs, f"--{name}")
+    if fv.export_saved_model:
+        check_replaceable_folder(fv.export_saved_model, SAVED_MODEL_FILE)
     if fv.export_magenta and same_file(os.path.dirname(os.path.abspath(fv.export_magenta)),
                                        fv.train_dir):
         raise ConfigError(f"--export_magenta={fv.export_magenta} is in --train_dir="
                           f"{fv.train_dir}: its 'checkpoint' file would replace the one this run "
                           "resumes from; export to another folder")
+
+
+def _inputs(fv):
+    """The ``(flag, paths)`` a training run reads (globs expanded)."""
+    import glob
+
+    def paths(value):
+        return [found for part in (value or "").split(",") if part.strip()
+                for found in (glob.glob(part.strip()) or [part.strip()])]
+
+    return [("--content_images", paths(fv.content_images)),
+            ("--style_images", paths(fv.style_images)), ("--checkpoint", fv.checkpoint),
+            ("--init_decoder", fv.init_decoder), ("--weights", fv.weights)]
+
+
+def _export_paths(path, name):
+    """The paths an ``--export_*`` writes (a Magenta checkpoint is a prefix's files)."""
+    if not path:
+        return []
+    if name == "export_magenta":
+        return [path, f"{path}.index", f"{path}.data-00000-of-00001", f"{path}.meta"]
+    return [path]
 
 
 def prepare_exports(flag_values):

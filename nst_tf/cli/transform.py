@@ -148,6 +148,7 @@ def transform(checkpoint, input_image, output_dir, output_basename, which_styles
     selection = parse_which_styles(which_styles, num_styles_of(network))
     content = images.load_image(input_image)
     names = selection.output_filenames(output_basename, _EXTENSIONS[save_format])
+    _check_outputs(output_dir, names, [("--input_image", input_image), ("--checkpoint", checkpoint)])
     options = dict(jit_compile=jit_compile, precision=precision, fast=fast)
     if tile_size is not None:
         os.makedirs(output_dir, exist_ok=True)
@@ -172,6 +173,14 @@ def _stylize_to_file(content, path, style, network, tile_size, statistics, thumb
     return stylize_to_file(content, path, style, network, tile_size=tile_size,
                            statistics=statistics, thumbnail_size=thumbnail_size,
                            rounding="truncate", progress=True, **options)
+
+def _check_outputs(output_dir, names, inputs):
+    """Refuse, before any stylization, an output file that is one of the ``inputs``."""
+    from nst_tf.io import check_keeps_inputs
+
+    for name in names:
+        check_keeps_inputs(os.path.join(output_dir, name), inputs, "--output_dir")
+
 
 def _style_label(path):
     return os.path.splitext(os.path.basename(os.fspath(path)))[0]
@@ -202,6 +211,10 @@ def transform_arbitrary(checkpoint, input_image, output_dir, output_basename, st
     if style_weights is not None:
         weights = check_style_weights(style_weights, len(sources))
         labels = ["_".join(f"{label}_{format_weight(w)}" for label, w in zip(labels, weights))]
+    names = [f"{output_basename}_stylized_{label}_{i}" + _EXTENSIONS[save_format]
+             for i in range(len(strengths)) for label in labels]
+    _check_outputs(output_dir, names, [("--input_image", input_image),
+                                       ("--checkpoint", checkpoint), ("--style_images", sources)])
     content = images.load_image(input_image)
     os.makedirs(output_dir, exist_ok=True)
     if tile_size is not None:

@@ -22,12 +22,12 @@ import hashlib
 import json
 import os
 import stat
-import uuid
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from nst_tf.errors import ConfigError, ImageError
+from nst_tf.io import remove_stale_temporaries_below, temporary_name
 from nst_tf.scale import dataset
 from nst_tf.scale.dataset import MANIFEST, join
 
@@ -46,8 +46,7 @@ def read(path):
 
 def write_atomically(path, data):
     """Write ``data`` to a temporary name beside ``path``, then rename it to ``path``."""
-    folder, name = path.rsplit("/", 1)
-    temporary = f"{folder}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
+    temporary = temporary_name(path, sep="/")
     try:
         with FileSystems.create(temporary, compression_type=CompressionTypes.UNCOMPRESSED) as f:
             f.write(data)
@@ -232,9 +231,12 @@ def _create_folder(output):
 def claim_output(plan):
     """Create ``plan.output`` and record the run's settings there, or refuse the folder
     (:class:`~nst_tf.errors.ConfigError`, one line) when it cannot be used or holds a run with
-    other settings. Returns the settings."""
+    other settings. The temporary files of an earlier run killed mid-write are deleted (local
+    folders). Returns the settings."""
     check_output_folder(plan.output)
     _create_folder(plan.output)
+    if "://" not in plan.output:   # left by a run killed mid-write (kill -9, power cut)
+        remove_stale_temporaries_below(plan.output)
     record = join(plan.output, RECORD)
     new = settings(plan)
     if FileSystems.exists(record):

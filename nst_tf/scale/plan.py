@@ -28,6 +28,7 @@ import numbers
 import os
 
 from nst_tf.errors import ConfigError
+from nst_tf.io import check_keeps_inputs
 from nst_tf.scale import dataset
 from nst_tf.scale.dataset import join
 
@@ -339,6 +340,8 @@ def make_plan(content, output, model=None, *, styles=None, seed=0, strength=None
     output = _normalize(output).rstrip("/")
     _check_apart(output, content_root, "content")
     check_output_folder(output)
+    if isinstance(model, (str, os.PathLike)) and not _is_remote(os.fspath(model)):
+        check_keeps_inputs(output, [("model", model)], "output")
 
     stylizer = load_stylizer(model)
     family, network = stylizer.family, stylizer.network

@@ -41,7 +41,7 @@ import numpy as np
 
 from nst_tf import images
 from nst_tf.errors import ConfigError
-from nst_tf.io import atomic_write, replace_folder
+from nst_tf.io import atomic_write, check_keeps_inputs, replace_folder
 from nst_tf.progress import ProgressLine
 from nst_tf.video import io as vio
 from nst_tf.video.consistency import (DEFAULT_STRENGTH, blend_with_previous, check_strength,
@@ -284,6 +284,14 @@ def _run_feedforward(chain, stylizer, batches):
             raise
 
 
+def _input_files(input):
+    """The input as paths an output must not replace: the file or folder, else (a glob or
+    printf pattern) the folder of its frames."""
+    if not isinstance(input, (str, os.PathLike)) or os.path.exists(input):
+        return input
+    return os.path.dirname(os.fspath(input)) or "."
+
+
 def stylize_video(input, output, model="varied", style=None, *, method="feedforward",
                   temporal=True, strength=DEFAULT_STRENGTH,
                   temporal_weight=DEFAULT_TEMPORAL_WEIGHT, style_weights=None, first_steps=None,
@@ -328,7 +336,8 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
     Raises:
         VideoError: unreadable or empty input, frames of mixed sizes.
         ConfigError: bad options, an image file name as output.
-        OutputPathError: the output's folder does not exist; ``OutputExistsError`` (one of them):
+        OutputPathError: the output's folder does not exist, or the output would replace the
+            input, the model or a style image; ``OutputExistsError`` (one of them):
             the output exists and ``overwrite`` is False.
         MissingDependencyError: the ``video`` extra is not installed.
         NSTError: any error of the model.
@@ -340,6 +349,9 @@ def stylize_video(input, output, model="varied", style=None, *, method="feedforw
         raise ConfigError(f"temporal must be True or False, got {temporal!r}")
     check_strength(strength)
     output = os.fspath(output)
+    check_keeps_inputs(output, [("input", _input_files(input)), ("model", model),
+                                ("style", style if isinstance(style, (list, tuple)) else [style])],
+                       "output")
     kind = vio.check_output(output, overwrite=overwrite)
     source = vio.open_frames(input, start=start, end=end, fps=fps, size=size)
     if method == "feedforward":

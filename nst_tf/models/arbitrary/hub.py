@@ -29,7 +29,7 @@ import os
 import numpy as np
 
 from nst_tf.errors import CheckpointError, ConfigError
-from nst_tf.io import atomic_directory
+from nst_tf.io import SAVED_MODEL_FILE, atomic_directory
 
 #: Names of the ``serving_default`` signature, as in Magenta's hub module.
 CONTENT_INPUT, STYLE_INPUT, OUTPUT = "placeholder", "placeholder_1", "output_0"
@@ -161,7 +161,7 @@ def export_hub_module(network, path):
     import tensorflow as tf
 
     module = ArbitraryHubModule(network)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, replaces=SAVED_MODEL_FILE) as tmp:
         tf.saved_model.save(module, tmp, signatures={
             "serving_default": module.__call__.get_concrete_function()})
     return os.fspath(path)
