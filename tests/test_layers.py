@@ -177,7 +177,8 @@ def test_a_keras_file_saved_before_the_layers_moved_still_loads():
     """``every_layer.keras`` holds every layer class, written when they all lived in one module
     ``nst_tf/layers.py`` (tests/fixtures/layers/make_keras_file.py): a file names a layer by its
     registered name (``nst_tf>ReflectConv2D``), so it loads from today's modules and computes
-    what it computed then."""
+    what it computed then (within 1e-5: instance norm's moments are summed by rows since the
+    file was made, measured 1.4e-6 apart on these values)."""
     import os
 
     import nst_tf.layers
@@ -189,4 +190,4 @@ def test_a_keras_file_saved_before_the_layers_moved_still_loads():
     assert {name for name, module in found.items() if module.startswith("nst_tf.")} == \
         {name for name in nst_tf.layers.__all__ if name[0].isupper()}
     np.testing.assert_allclose(model([recorded["image"], recorded["weights"]]),
-                               recorded["output"], rtol=0, atol=1e-6)
+                               recorded["output"], rtol=0, atol=1e-5)
