@@ -36,7 +36,7 @@ from nst_tf.models.arbitrary import distill, recipe
 from nst_tf.networks import arbitrary_config, arbitrary_network, style_predictor_of, transformer_of
 from nst_tf.training import load_train_dir
 from nst_tf.training.recipe import resolve_options
-from programs import assert_clean_output, error_line, run_program
+from programs import assert_clean_output, run_program
 
 SIZE = 64
 
@@ -382,7 +382,7 @@ def test_export_tflite_as_typed(images, tmp_path):
     step with --export_tflite: int8/ and fp16/ hold files with the published files' inputs and
     outputs (content side 64 here), nst_tf loads each folder back, and it computes what
     tf.lite.Interpreter computes on the files (fp16 within 1e-4, int8 within quantization
-    noise); the files hold the trained weights."""
+    noise); they compute what the trained network computes."""
     from onnx_reference import PREDICT, TRANSFORM, onnx_path, pair_folder
     from test_mobile_trained import PHOTO, STYLES, picture
 
@@ -422,13 +422,18 @@ def test_export_tflite_as_typed(images, tmp_path):
                   np.abs(image - reference_image).mean())
             assert np.abs(embedding - reference).mean() <= 0.04
             assert np.abs(image - reference_image).mean() <= 0.04
-        gap = max(np.abs(a.numpy() - b.numpy()).max() / (np.abs(b.numpy()).max() + 1e-6)
-                  for a, b in zip(back.weights, trained.weights))
-        print(kind, "largest weight change relative to the trained network", gap)
-        assert gap <= (2e-3 if kind == "fp16" else 0.05)
+        # The files hold the trained network (its batch norms folded into biases): the same
+        # function, to float16 precision or within int8 quantization noise.
+        trained_embedding = style_predictor_of(trained)(style).numpy()
+        trained_image = transformer_of(trained)([content, trained_embedding]).numpy()
+        gaps = (np.abs(embedding - trained_embedding).max() / np.abs(trained_embedding).max(),
+                np.abs(image - trained_image).max(), np.abs(image - trained_image).mean())
+        print(kind, "against the trained network: embedding %.2e (relative), image max %.2e, "
+              "mean %.2e" % gaps)
+        assert gaps[0] <= (1e-2 if kind == "fp16" else 0.1)
+        assert gaps[2] <= (1e-3 if kind == "fp16" else 0.04)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("flags, expected", [
     (["--mode=arbitrary", "--export_tflite={tmp}/t"], "--predictor=mobilenet_v2"),
     (["--mode=arbitrary", "--true_loss_weight=1e-9"],
@@ -438,8 +443,16 @@ def test_export_tflite_as_typed(images, tmp_path):
     (["--mode=distill", "--predictor=mobilenet_v2"],
      "--predictor does not apply to --mode=distill; it applies to --mode=arbitrary"),
 ])
-def test_wrong_flags_are_one_line_before_training(images, tmp_path, flags, expected):
+def test_wrong_flags_are_one_line_before_training(images, tmp_path, capsys, flags, expected):
+    """In-process, as tests/test_recipes.py checks the other modes' flags (a subprocess per
+    case would cost 20 s each for the same code path)."""
+    from nst_tf.cli import train as cli
+
     run = tmp_path / "run"
-    done = _train(images, run, *[f.format(tmp=tmp_path) for f in flags])
-    assert expected in error_line(done, "nst-train")
+    argv = ["nst-train", f"--content_images={images['content']}",
+            f"--style_images={images['style']}", f"--train_dir={run}", "--weights=random",
+            *[f.format(tmp=tmp_path) for f in flags]]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nst-train: error: ") and expected in err and "\n" not in err, err
     assert not os.path.exists(run / "train_config.json")
