@@ -230,8 +230,9 @@ def test_train_mobile_step_matches_magentas_graph(rng):
     extractor = FeatureExtractor("vgg16", ["block1_conv2", "block2_conv2", "block3_conv3",
                                            "block4_conv3"], weights=None, pooling="avg",
                                  preprocessing="magenta", seed=0)
+    setup = recipe.prepare_predictor(network)         # what the recipe trains, and how
     trainer = recipe.ArbitraryTrainer(network, recipe.ArbitraryLoss(extractor),
-                                      style_training=False)
+                                      style_training=setup.batch_norm_training)
     content = rng.random((2, 224, 224, 3), dtype=np.float32)
     style = rng.random((2, 232, 240, 3), dtype=np.float32)
     stylized = trainer((tf.constant(content), tf.constant(style)), training=True).numpy()
@@ -391,7 +392,7 @@ def test_export_tflite_as_typed(tmp_path):
     # stripes would leave a real photo's activations outside the calibrated ranges).
     real = {"content": f"{PHOTO},{TALL}", "style": os.path.dirname(STYLES[0])}
     done = _train(real, run, "--mode=arbitrary", "--weights=random", "--train_steps=1",
-                  "--batch_size=1", "--learning_rate=1e-4",
+                  "--batch_size=1", "--learning_rate=1e-6",
                   f"--checkpoint={pair_folder(tmp_path / 'onnx')}", f"--export_tflite={out}",
                   "--tflite_image_size=64", "--tflite_samples=4")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -423,11 +424,8 @@ def test_export_tflite_as_typed(tmp_path):
         else:
             print("int8: embedding mean", np.abs(embedding - reference).mean(), "image mean",
                   np.abs(image - reference_image).mean())
-            # measured: embedding 0.0097, image 0.058 at 64 px calibrated on 4 styles and 12
-            # contents (Magenta's converter on the published weights at 128 px: 0.012,
-            # tests/test_mobile_tflite.py)
             assert np.abs(embedding - reference).mean() <= 0.04
-            assert np.abs(image - reference_image).mean() <= 0.08
+            assert np.abs(image - reference_image).mean() <= 0.04
         # The files hold the trained network (its batch norms folded into biases): the same
         # function, to float16 precision or within int8 quantization noise.
         trained_embedding = style_predictor_of(trained)(style).numpy()
@@ -436,7 +434,6 @@ def test_export_tflite_as_typed(tmp_path):
                 np.abs(image - trained_image).max(), np.abs(image - trained_image).mean())
         print(kind, "against the trained network: embedding %.2e (relative), image max %.2e, "
               "mean %.2e" % gaps)
-        # measured: fp16 5.3e-3, mean 1.7e-3 (max 1.2e-2); int8 within the bounds above
         assert gaps[0] <= (1e-2 if kind == "fp16" else 0.1)
         assert gaps[2] <= (5e-3 if kind == "fp16" else 0.04)
 
