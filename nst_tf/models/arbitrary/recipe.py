@@ -93,7 +93,7 @@ def _load_mobilenet(predictor):
     return load_keras_mobilenet_weights(predictor)
 
 
-#: :class:`PredictorTraining` by ``predictor=`` name (:data:`nst_tf.networks.PREDICTORS`).
+#: :class:`PredictorTraining` by ``predictor=`` name (:data:`nst_tf.models.arbitrary.network.PREDICTORS`).
 PREDICTOR_TRAINING = {
     "inception_v3": PredictorTraining(1.0, _load_inception, batch_norm_training=True,
                                       frozen=(), tflite=False,
