@@ -129,7 +129,7 @@ def launch(images, tmp_path_factory):
         control_result = cluster.wait(1500)[0]
     assert control_result.returncode == 0, control_result.output[-3000:]
     return {"root": root, "results": results, "others": list(others), "checkpoint": checkpoint,
-            "control": _results(control_result.output)[0]}
+            "teacher": teacher, "control": _results(control_result.output)[0]}
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +274,7 @@ def single(images, launch, tmp_path_factory):
     """The one-process runs (this process, default strategy) of run ``U`` (seed 0 and seed 1)
     and of every other mode: ``{name: {"train_dir", "losses", "moving", "initial"}}``."""
     root = tmp_path_factory.mktemp("one_process")
-    others = _modes(images, launch["checkpoint"])
+    others = _modes(images, launch["checkpoint"], launch["teacher"])
     runs = {"cin": (images["content"], images["styles"], {**CIN, "train_steps": 4}),
             "cin_seed1": (images["content"], images["styles"],
                           {**CIN, "train_steps": 4, "seed": 1}), **others}
@@ -288,8 +288,8 @@ def single(images, launch, tmp_path_factory):
     return done
 
 
-@pytest.mark.parametrize("mode", ["adain", "arbitrary", "cin", "finetune", "johnson", "texture",
-                                  "texture_stylize"])
+@pytest.mark.parametrize("mode", ["adain", "arbitrary", "cin", "distill", "finetune", "johnson",
+                                  "texture", "texture_stylize"])
 def test_first_step_equals_one_process(recipes, single, mode):
     """(a) For every mode, two workers (global batch split between them) compute one process's
     first-step loss (before any update) and batch-norm moving statistics after that step:
