@@ -181,8 +181,9 @@ def test_script_subprocess(net, files, tmp_path):
 @pytest.mark.magenta
 def test_end_to_end_against_magenta(tmp_path):
     """A checkpoint saved by Magenta's own graph: nst-transform's outputs in list and dict mode
-    equal what Magenta's graph computes for the same image (floats ≤ 1e-5, so the truncated
-    uint8 pixels differ by at most 1 where a value sits on a boundary)."""
+    equal what Magenta's graph computes for the same image (floats ≤ 5e-5, the moments being
+    summed in another order, see ``tests/test_magenta_parity.py``; so the truncated uint8 pixels
+    differ by at most 1 where a value sits on a boundary)."""
     from tests.magenta_reference import MagentaTransformer
 
     reference = MagentaTransformer(num_styles=5, alpha=0.25, seed=11)
@@ -202,7 +203,7 @@ def test_end_to_end_against_magenta(tmp_path):
     assert sorted(os.listdir(out_dir)) == sorted(expected)
     for name, (weights, theirs) in expected.items():
         ours = stylize(image[0], weights, model=checkpoint)
-        np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(ours, theirs, atol=5e-5, rtol=0)
         pixels = np.asarray(Image.open(out_dir / name)).astype(int)
         assert pixels.shape == theirs.shape == (28, 36, 3)
         assert np.abs(pixels - np.uint8(theirs * 255.0)).max() <= 1
