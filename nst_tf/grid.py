@@ -8,8 +8,8 @@ patches (:mod:`nst_tf.patches`). The rule:
   a positive whole number of pixels and a multiple of the network's ``stride`` (the deepest
   stride of the layers used), so every core starts on the coarsest pixel grid and every layer's
   feature map splits exactly at core borders. The last row and column of cores take the
-  remainder; a remainder shorter than the halo joins the core before it (no sliver tiles, and an
-  axis has at most three tile sizes: first, interior, last).
+  remainder; a partial core shorter than the halo joins the core before it (no sliver tiles,
+  and with ``tile_size >= halo`` an axis has at most three tile sizes: first, interior, last).
 * A **tile** (the box that runs) is its core plus a ``halo`` on each side (a multiple of the
   stride, from the network's receptive field: :mod:`nst_tf.receptive_field`), clipped at the
   image border, never padded.
@@ -109,7 +109,7 @@ class Grid:
 def _spans(size, core, halo):
     """``[(start, end), ...]`` of the cores along one axis; the last one ends at ``size``."""
     count = max(1, math.ceil(size / core))
-    if count > 1 and size - (count - 1) * core < halo:
+    if count > 1 and size % core and size % core < halo:     # a sliver: it joins the core before
         count -= 1
     return [(k * core, size if k == count - 1 else (k + 1) * core) for k in range(count)]
 

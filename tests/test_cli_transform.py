@@ -135,9 +135,10 @@ def test_tile_size_streams_each_output_by_patches_with_progress(net, files, tmp_
     assert sorted(os.listdir(tmp_path)) == ["out_0.png", "out_2.png"]
     captured = capsys.readouterr()
     assert captured.out.split() == [str(tmp_path / "out_2.png"), str(tmp_path / "out_0.png")]
-    # 2 x 3 patches; 16 statistics passes and the output pass, for each of the two styles.
-    assert captured.err.count("patch 1/102 (statistics 1/16)") == 2
-    assert captured.err.count("patch 102/102 (output)") == 2
+    # 1 x 2 patches (partial cores shorter than the 56-px halo join the ones before them); 16
+    # statistics passes and the output pass, for each of the two styles.
+    assert captured.err.count("patch 1/34 (statistics 1/16)") == 2
+    assert captured.err.count("patch 34/34 (output)") == 2
     for style in (2, 0):
         pixels = np.asarray(Image.open(tmp_path / f"out_{style}.png")).astype(int)
         expected = magenta_pixels(net, files["content"], style).astype(int)
@@ -181,8 +182,9 @@ def test_script_subprocess(net, files, tmp_path):
 @pytest.mark.magenta
 def test_end_to_end_against_magenta(tmp_path):
     """A checkpoint saved by Magenta's own graph: nst-transform's outputs in list and dict mode
-    equal what Magenta's graph computes for the same image (floats ≤ 1e-5, so the truncated
-    uint8 pixels differ by at most 1 where a value sits on a boundary)."""
+    equal what Magenta's graph computes for the same image (floats ≤ 5e-5, the moments being
+    summed in another order, see ``tests/test_magenta_parity.py``; so the truncated uint8 pixels
+    differ by at most 1 where a value sits on a boundary)."""
     from tests.magenta_reference import MagentaTransformer
 
     reference = MagentaTransformer(num_styles=5, alpha=0.25, seed=11)
@@ -202,7 +204,7 @@ def test_end_to_end_against_magenta(tmp_path):
     assert sorted(os.listdir(out_dir)) == sorted(expected)
     for name, (weights, theirs) in expected.items():
         ours = stylize(image[0], weights, model=checkpoint)
-        np.testing.assert_allclose(ours, theirs, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(ours, theirs, atol=5e-5, rtol=0)
         pixels = np.asarray(Image.open(out_dir / name)).astype(int)
         assert pixels.shape == theirs.shape == (28, 36, 3)
         assert np.abs(pixels - np.uint8(theirs * 255.0)).max() <= 1

@@ -2,7 +2,7 @@
 
 Magenta's graph (tests/magenta_reference.py) gets random per-style parameters and is saved with
 Magenta's Saver in V1 and V2 formats; ``magenta_compat.load_pastiche_network`` loads those files
-and must reproduce Magenta's float32 outputs within 1e-5 (on the CPU), in list mode (labels) and
+and must reproduce Magenta's float32 outputs within 5e-5 (on the CPU), in list mode (labels) and
 mixture mode (weights). The other direction too: checkpoints written by
 ``magenta_compat.write_checkpoint`` are restored by Magenta's Saver and give the same outputs.
 """
@@ -23,7 +23,11 @@ from tests.magenta_reference import MagentaTransformer, import_magenta
 
 pytestmark = pytest.mark.magenta
 
-TOLERANCE = 1e-5
+#: Float32 rounding: nst-tf sums the instance-norm moments by rows (accurate at any image size,
+#: :func:`nst_tf.norm_statistics.two_pass_moments`), Magenta in one running sum per channel; the
+#: two orders round differently, and random deep weights amplify that to up to 2.4e-5 here
+#: (``tests/test_reflect_conv.py`` checks that both are as close to float64).
+TOLERANCE = 5e-5
 
 #: (num_styles, alpha) of the two reference graphs: the "varied" layout and a slim 10-style one.
 CONFIGS = {"n32": (32, 1.0), "n10": (10, 0.5)}

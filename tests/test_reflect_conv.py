@@ -175,9 +175,10 @@ def test_fast_cin_matches_exact_cin(rng):
 
 @pytest.mark.magenta
 def test_pastiche_network_fast_and_exact_against_magenta(rng):
-    """fast=False reproduces Magenta's float32 outputs bit for bit; fast=True (set_fast on the
-    same network, or built so) is about as close to a float64 evaluation of the same network as
-    Magenta's own float32 graph is."""
+    """fast=False (Magenta's kernels, instance-norm moments summed by rows instead of
+    ``tf.nn.moments``' one running sum) and fast=True (set_fast on the same network, or built
+    so) are about as close to a float64 evaluation of the same network as Magenta's own float32
+    graph is."""
     from magenta_compat.checkpoint import variable_slots as _network_slots
     from nst_tf.networks import pastiche_network, set_fast
     from tests.magenta_reference import MagentaTransformer
@@ -206,8 +207,9 @@ def test_pastiche_network_fast_and_exact_against_magenta(rng):
     assert 0 < magenta_error < 1e-4
 
     network = build(fast=False)
-    np.testing.assert_array_equal(network([image, weights[None]]).numpy(),
-                                  theirs.astype(np.float32))
+    exact = network([image, weights[None]]).numpy().astype(np.float64)
+    assert np.abs(exact - theirs).max() < 1e-4
+    assert np.abs(exact - truth).max() <= 2.0 * magenta_error + 1e-6
     assert set_fast(network) == 32
     fast = network([image, weights[None]]).numpy().astype(np.float64)
     np.testing.assert_allclose(fast, build(fast=True)([image, weights[None]]).numpy(), atol=1e-7)

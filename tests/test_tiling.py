@@ -246,7 +246,7 @@ def test_auto_tiles_only_the_levels_that_do_not_fit(pictures, monkeypatch):
     assert gatys._level_tile_sizes(opts, ex, ["conv3_1"], LAYERS, shapes, 3) == [None, 48]
     # Bad tile sizes and budgets fail before the first step, even when only the last level
     # would be tiled.
-    with pytest.raises(ConfigError, match="multiple of 4.*e.g. 48"):
+    with pytest.raises(ConfigError, match="tile_size=50 is not a multiple of 4.*use 48 or 52"):
         gatys._level_tile_sizes(gatys.validate_options(dict(tile_size=50)), ex, ["conv3_1"],
                                 LAYERS, shapes, 3)
     with pytest.raises(ConfigError, match="full-size buffers do not fit"):
