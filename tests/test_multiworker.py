@@ -309,7 +309,7 @@ def test_first_step_equals_one_process(recipes, single, mode):
     assert chief["losses"][0] == other["losses"][0]
     np.testing.assert_allclose(chief["losses"][0], one["losses"][0], rtol=5e-5)
     assert sorted(chief["moving"]) == sorted(one["moving"])
-    assert (mode in ("arbitrary", "texture", "texture_stylize")) == bool(one["moving"])
+    assert (mode in ("arbitrary", "distill", "texture", "texture_stylize")) == bool(one["moving"])
     worst = max([float(np.abs(np.subtract(chief["moving"][name], one["moving"][name])).max())
                  for name in one["moving"]] or [0.0])
     print(f"{mode}: {len(one['moving'])} moving statistics, max |difference| {worst:.2e}")
