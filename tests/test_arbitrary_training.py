@@ -112,8 +112,10 @@ def test_loss_matches_magentas_training_graph(rng):
     """Magenta's build_model(is_training=True, adds_losses=True) with our weights (all 359 model
     variables and the VGG-16) on one batch: the same content, style, TV and total loss, the same
     stylized images and the same moving averages after the step's update (batch norm in
-    training mode on both sides; measured: images and content / TV terms identical, style term
-    within 1e-7). Magenta's VGG runs to fc8, so the images are 224 px."""
+    training mode on both sides). Measured: images within 6.8e-6 (instance-norm moments are
+    summed by rows, closer to float64 than Magenta's one running sum per channel; before that
+    change they were identical), loss terms within 1e-5. Magenta's VGG runs to fc8, so the
+    images are 224 px."""
     from tests.arbitrary_reference import import_arbitrary
     import tf_slim as slim
 
@@ -171,7 +173,7 @@ def test_loss_matches_magentas_training_graph(rng):
     print({k: (float(parts[k]), float(theirs[k])) for k in ("content", "style", "tv")},
           float(total), float(theirs["total"]),
           "max image diff", float(np.abs(stylized - theirs["image"]).max()))
-    np.testing.assert_allclose(stylized, theirs["image"], atol=1e-6)
+    np.testing.assert_allclose(stylized, theirs["image"], atol=5e-5)
     for key in ("content", "style", "tv"):
         np.testing.assert_allclose(float(parts[key]), theirs[key], rtol=1e-5)
     np.testing.assert_allclose(float(total), theirs["total"], rtol=1e-5)
