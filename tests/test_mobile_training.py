@@ -261,10 +261,13 @@ def test_train_mobile_step_matches_magentas_graph(rng):
     assert not any(n.startswith("mobilenet_conv/") for n in ours)
     assert any(n.startswith("MobilenetV2/") for n in ours)
     np.testing.assert_allclose(stylized, theirs["image"], atol=1e-5)
+    # 5e-5: the transformer's instance-norm moments are summed by rows, Magenta's in one running
+    # float32 sum per channel (measured 1.6e-5 on the style term, and the gradients 1.8e-3 of
+    # their largest entry, 3.0e-4 when both summed alike)
     for key in ("content", "style", "tv", "total"):
         np.testing.assert_allclose(float(parts[key] if key != "total" else total), theirs[key],
-                                   rtol=1e-5, err_msg=key)
-    _assert_gradients_equal(ours, their_gradients, rtol=1e-3)
+                                   rtol=5e-5, err_msg=key)
+    _assert_gradients_equal(ours, their_gradients, rtol=5e-3)
 
 
 # --- The programs as typed --------------------------------------------------------------------
