@@ -34,22 +34,27 @@ FAST = dict(mode="arbitrary", batch_size=2, image_size=SIZE, weights="random", a
 VGG_LAYERS = ["block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3"]
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    root = tmp_path_factory.mktemp("arbitrary_images")
+def write_training_images(root, contents=6, styles=4, width=90):
+    """Smooth synthetic content images and blocky style images in ``root/content`` and
+    ``root/style`` (made here, no files committed); ``{"content": folder, "style": folder}``."""
     content, style = root / "content", root / "style"
     content.mkdir()
     style.mkdir()
     rng = np.random.default_rng(5)
-    for i in range(6):
-        y, x = np.mgrid[0:70 + 3 * i, 0:90 - 2 * i]
+    for i in range(contents):
+        y, x = np.mgrid[0:70 + 3 * i, 0:width - 2 * i]
         wave = np.sin(x / (3.0 + i) + y / 4.0)[..., None] * [1.0, 0.4, -0.6]
         Image.fromarray(np.clip(127 + 120 * wave, 0, 255).astype(np.uint8)).save(
             content / f"c{i}.png")
-    for i in range(4):
+    for i in range(styles):
         blocks = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
         Image.fromarray(np.kron(blocks, np.ones((11, 11, 1), np.uint8))).save(style / f"s{i}.png")
     return {"content": str(content), "style": str(style)}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    return write_training_images(tmp_path_factory.mktemp("arbitrary_images"))
 
 
 def _extractor():

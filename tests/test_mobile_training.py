@@ -27,7 +27,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 import nst_tf
 from magenta_compat import arbitrary as arb
@@ -37,6 +36,7 @@ from nst_tf.networks import arbitrary_config, arbitrary_network, style_predictor
 from nst_tf.training import load_train_dir
 from nst_tf.training.recipe import resolve_options
 from programs import assert_clean_output, run_program
+from test_arbitrary_training import write_training_images
 
 SIZE = 64
 
@@ -44,20 +44,8 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     """Smooth synthetic content and blocky style images (made here, no files committed)."""
-    root = tmp_path_factory.mktemp("mobile_training_images")
-    content, style = root / "content", root / "style"
-    content.mkdir()
-    style.mkdir()
-    rng = np.random.default_rng(5)
-    for i in range(4):
-        y, x = np.mgrid[0:70 + 3 * i, 0:80 - 2 * i]
-        wave = np.sin(x / (3.0 + i) + y / 4.0)[..., None] * [1.0, 0.4, -0.6]
-        Image.fromarray(np.clip(127 + 120 * wave, 0, 255).astype(np.uint8)).save(
-            content / f"c{i}.png")
-    for i in range(3):
-        blocks = rng.integers(0, 256, (7, 9, 3), dtype=np.uint8)
-        Image.fromarray(np.kron(blocks, np.ones((11, 11, 1), np.uint8))).save(style / f"s{i}.png")
-    return {"content": str(content), "style": str(style)}
+    return write_training_images(tmp_path_factory.mktemp("mobile_training_images"),
+                                 contents=4, styles=3, width=80)
 
 
 # --- Magenta's graphs -------------------------------------------------------------------------
