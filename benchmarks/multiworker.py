@@ -41,8 +41,9 @@ WORKER = os.path.join(ROOT, "tests", "multiworker_worker.py")
 ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
-def make_images(folder, count=32, seed=0):
-    """``count`` content PNGs of mixed sizes and 3 style PNGs (smooth random colour fields)."""
+def make_images(folder, count=32, seed=0, sizes=(96, 160), style_size=128):
+    """``count`` content PNGs with sides drawn from ``sizes`` (low inclusive, high exclusive) and
+    3 ``style_size`` square style PNGs (smooth random colour fields)."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -55,12 +56,12 @@ def make_images(folder, count=32, seed=0):
     content = os.path.join(folder, "content")
     os.makedirs(content)
     for i in range(count):
-        Image.fromarray(picture(int(rng.integers(96, 160)), int(rng.integers(96, 160)))) \
+        Image.fromarray(picture(int(rng.integers(*sizes)), int(rng.integers(*sizes)))) \
             .save(os.path.join(content, f"c{i:03d}.png"))
     styles = []
     for i in range(3):
         styles.append(os.path.join(folder, f"style{i}.png"))
-        Image.fromarray(picture(128, 128)).save(styles[-1])
+        Image.fromarray(picture(style_size, style_size)).save(styles[-1])
     return content, styles
 
 

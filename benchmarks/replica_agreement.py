@@ -35,26 +35,11 @@ ENV = {"CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 def make_images(folder, count=12, seed=0):
-    """``count`` content PNGs of mixed sizes and 3 style PNGs (smooth random colour fields)."""
-    from PIL import Image
+    """``count`` content PNGs of mixed sizes (110 to 159 px) and 3 style PNGs of 160 px: the
+    multi-worker benchmark's images (smooth random colour fields)."""
+    from multiworker import make_images as smooth_images
 
-    rng = np.random.default_rng(seed)
-
-    def picture(height, width):
-        coarse = rng.random((max(2, height // 16), max(2, width // 16), 3)) * 255
-        return np.asarray(Image.fromarray(coarse.astype(np.uint8)).resize((width, height),
-                                                                           Image.BICUBIC))
-
-    content = os.path.join(folder, "content")
-    os.makedirs(content)
-    for i in range(count):
-        Image.fromarray(picture(int(rng.integers(110, 160)), int(rng.integers(110, 160)))) \
-            .save(os.path.join(content, f"c{i:03d}.png"))
-    styles = []
-    for i in range(3):
-        styles.append(os.path.join(folder, f"style{i}.png"))
-        Image.fromarray(picture(160, 160)).save(styles[-1])
-    return content, styles
+    return smooth_images(folder, count, seed, sizes=(110, 160), style_size=160)
 
 
 def child(spec):
